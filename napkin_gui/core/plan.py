@@ -1,0 +1,219 @@
+"""The plan: one fine-tuning setup, exactly the fields of shared/contracts/plan-v1.md.
+
+Validation happens once, here, where a plan enters (file, CLI, GUI): every bad value
+raises PlanError with one line naming the field and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PlanError
+
+METHODS = ("full", "lora", "qlora")
+PRECISIONS = ("bf16", "fp16", "fp32", "mixed-bf16", "mixed-fp16")
+OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "adafactor")
+ATTENTIONS = ("sdpa", "eager", "flash")
+SHARDINGS = ("none", "fsdp", "zero2", "zero3")
+OFFLOADS = ("none", "optimizer", "optimizer+params")
+
+PLAN_SUFFIX = ".napkin.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One fine-tuning setup (plan-v1). Change it with dataclasses.replace(plan, ...)."""
+
+    model: str
+    method: str = "lora"
+    precision: str = "bf16"
+    lora_r: int = 16
+    lora_alpha: float = 32
+    lora_dropout: float = 0.05
+    lora_targets: str | tuple[str, ...] = "all-linear"
+    quant_double: bool = True
+    kbit_prep: bool = True
+    optimizer: str = "adamw"
+    batch_size: int = 1
+    seq_len: int = 2048
+    grad_accum: int = 1
+    grad_ckpt: bool = False
+    attention: str = "sdpa"
+    gpu: str = "h100-80gb-sxm"
+    n_gpus: int = 1
+    sharding: str = "none"
+    offload: str = "none"
+    dataset_tokens: float = 0
+    epochs: float = 1
+
+    @property
+    def is_lora(self) -> bool:
+        return self.method in ("lora", "qlora")
+
+    @property
+    def compute_dtype(self) -> str:
+        """dtype matmuls run in: the autocast dtype for mixed-*, else the weight dtype."""
+        return self.precision.removeprefix("mixed-")
+
+    @property
+    def param_dtype(self) -> str:
+        """dtype the unquantized weights are stored in (mixed-* keeps fp32 masters)."""
+        return "fp32" if self.precision.startswith("mixed-") else self.precision
+
+    @property
+    def tokens_per_micro_batch(self) -> int:
+        return self.batch_size * self.seq_len
+
+
+PLAN_FIELDS = tuple(f.name for f in dataclasses.fields(Plan))
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Plan) if f.name != "model"}
+
+
+def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise PlanError(f"{field}: {value!r} is not allowed; use one of {', '.join(allowed)}")
+    return value
+
+
+def _int(field: str, value: Any, minimum: int = 1, maximum: int = 10**9) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise PlanError(f"{field}: must be an integer >= {minimum}, got {value!r}")
+    if not minimum <= int(value) <= maximum:
+        raise PlanError(f"{field}: must be an integer between {minimum} and {maximum}, got {value!r}")
+    return int(value)
+
+
+def _number(field: str, value: Any, minimum: float = 0.0, maximum: float = 1e18,
+            allow_min: bool = True) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (value == minimum and not allow_min) or value > maximum:
+        bound = ">=" if allow_min else ">"
+        raise PlanError(f"{field}: must be a number {bound} {minimum:g} and <= {maximum:g}, got {value!r}")
+    return value
+
+
+def _bool(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise PlanError(f"{field}: must be true or false, got {value!r}")
+    return value
+
+
+def _targets(value: Any) -> str | tuple[str, ...]:
+    if value == "all-linear":
+        return value
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    if (isinstance(value, (list, tuple)) and value
+            and all(isinstance(v, str) and v.strip() and v.strip().isidentifier() for v in value)):
+        return tuple(v.strip() for v in value)
+    raise PlanError(f"lora_targets: must be \"all-linear\" or a non-empty list of module names "
+                    f"such as [\"q_proj\", \"v_proj\"], got {value!r}")
+
+
+def plan_from_dict(data: Any) -> Plan:
+    """Validate a plan-v1 JSON object and return the Plan; PlanError on any bad field."""
+    if not isinstance(data, dict):
+        raise PlanError(f"plan: must be a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(PLAN_FIELDS))
+    if unknown:
+        raise PlanError(f"{unknown[0]}: unknown field; plan fields are {', '.join(PLAN_FIELDS)}")
+    if "model" not in data:
+        raise PlanError("model: required (a catalog id such as llama-3.1-8b, a config.json path or a model folder)")
+    model = data["model"]
+    if not isinstance(model, str) or not model.strip():
+        raise PlanError(f"model: must be a non-empty string, got {model!r}")
+    v = {**_DEFAULTS, **data}
+    plan = Plan(
+        model=model.strip(),
+        method=_choice("method", v["method"], METHODS),
+        precision=_choice("precision", v["precision"], PRECISIONS),
+        lora_r=_int("lora_r", v["lora_r"], 1, 65536),
+        lora_alpha=_number("lora_alpha", v["lora_alpha"], 0.0, 1e6, allow_min=False),
+        lora_dropout=_number("lora_dropout", v["lora_dropout"], 0.0, 0.999),
+        lora_targets=_targets(v["lora_targets"]),
+        quant_double=_bool("quant_double", v["quant_double"]),
+        kbit_prep=_bool("kbit_prep", v["kbit_prep"]),
+        optimizer=_choice("optimizer", v["optimizer"], OPTIMIZERS),
+        batch_size=_int("batch_size", v["batch_size"], 1, 1_000_000),
+        seq_len=_int("seq_len", v["seq_len"], 1, 100_000_000),
+        grad_accum=_int("grad_accum", v["grad_accum"], 1, 1_000_000),
+        grad_ckpt=_bool("grad_ckpt", v["grad_ckpt"]),
+        attention=_choice("attention", v["attention"], ATTENTIONS),
+        gpu=_gpu_name(v["gpu"]),
+        n_gpus=_int("n_gpus", v["n_gpus"], 1, 100_000),
+        sharding=_choice("sharding", v["sharding"], SHARDINGS),
+        offload=_choice("offload", v["offload"], OFFLOADS),
+        dataset_tokens=_number("dataset_tokens", v["dataset_tokens"], 0.0, 1e16),
+        epochs=_number("epochs", v["epochs"], 0.0, 1e6, allow_min=False),
+    )
+    return check_combination(plan)
+
+
+def _gpu_name(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PlanError(f"gpu: must be a catalog id or an NVML name such as \"NVIDIA H100 80GB HBM3\", got {value!r}")
+    return value.strip()
+
+
+def check_combination(plan: Plan) -> Plan:
+    """Reject setups that cannot run; returns the plan unchanged when it can."""
+    if plan.method == "qlora" and plan.precision == "fp32":
+        raise PlanError("precision: qlora needs a 16-bit compute dtype; use bf16, fp16, mixed-bf16 or mixed-fp16")
+    if plan.method == "qlora" and plan.sharding in ("zero2", "zero3") and plan.offload == "optimizer+params":
+        raise PlanError("offload: 4-bit weights cannot be offloaded to the CPU; use none or optimizer")
+    if plan.offload == "optimizer+params" and plan.sharding not in ("zero3", "fsdp"):
+        raise PlanError("offload: optimizer+params needs sharding zero3 or fsdp; use none or optimizer")
+    return plan
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    """The plan as a plan-v1 JSON object (tuples become lists)."""
+    out = dataclasses.asdict(plan)
+    if isinstance(out["lora_targets"], tuple):
+        out["lora_targets"] = list(out["lora_targets"])
+    return out
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    """Read and validate a *.napkin.json plan file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanError(f"plan: file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise PlanError(f"plan: cannot read {p}: {err}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PlanError(f"plan: {p} is not valid JSON (line {err.lineno}: {err.msg})") from None
+    return plan_from_dict(data)
+
+
+def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
+    """Write the plan atomically: a temp file in the same folder, then rename over the target."""
+    write_text_atomic(Path(path), json.dumps(plan_to_dict(plan), indent=2) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to path via temp file + os.replace, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,111 @@
+"""What core.estimate() returns: frozen records the UI, report and CLI only format."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .gpu_spec import GpuSpec
+from .model_spec import ModelSpec
+from .plan import Plan
+
+# Component names, in the fixed order of the stacked bars (contract: memory.components).
+COMPONENTS = (
+    "weights",           # base weights (bf16/fp32, or NF4 codes + absmax), fp32 masters
+    "adapters",          # LoRA A/B matrices
+    "gradients",         # .grad of trainable parameters
+    "optimizer_states",  # AdamW moments, 8-bit blocks, Adafactor factors
+    "activations",       # tensors saved for backward (or checkpointed layer inputs)
+    "logits_loss",       # logits, fp32 upcast, log-softmax and its gradient
+    "temporaries",       # transient work buffers: optimizer foreach temps, gathered shards, workspaces
+    "allocator_slack",   # reserved by the caching allocator but not allocated
+    "cuda_context",      # CUDA context + kernels + library handles (outside torch)
+)
+
+# Components torch.cuda.max_memory_allocated() counts.
+ALLOCATED_COMPONENTS = COMPONENTS[:7]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryComponent:
+    """Bytes of one component at the peak, with the formula behind it (tooltip, PDF)."""
+
+    name: str
+    bytes: int
+    formula: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePoint:
+    """Allocated bytes at one phase of a steady training step, split by component."""
+
+    phase: str
+    allocated_bytes: int
+    by_component: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEstimate:
+    components: tuple[MemoryComponent, ...]
+    peak_allocated_bytes: int
+    peak_reserved_bytes: int
+    device_used_bytes: int
+    capacity_bytes: int
+    fits: bool
+    peak_phase: str
+    timeline: tuple[TimelinePoint, ...]
+    # memory outside the GPU's allocator: CPU RAM for offloaded state, CUDA managed memory
+    # (paged optimizers: on the card while there is room, paged to the host when not)
+    host_bytes: int = 0
+    managed_bytes: int = 0
+
+    def component(self, name: str) -> MemoryComponent:
+        for comp in self.components:
+            if comp.name == name:
+                return comp
+        raise KeyError(name)
+
+    @property
+    def headroom_bytes(self) -> int:
+        """Capacity minus what NVML would show; negative when it does not fit."""
+        return self.capacity_bytes - self.device_used_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TimeTerm:
+    """One part of the step time: its seconds and the roofline behind it."""
+
+    name: str
+    seconds: float
+    formula: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimeEstimate:
+    step_seconds: float            # one micro-batch: forward + backward (+ its share of the optimizer)
+    optimizer_step_seconds: float  # one optimizer step: grad_accum micro-batches + update
+    tokens_per_second: float       # per GPU
+    tokens_per_second_total: float  # all GPUs
+    bound: str                     # compute | memory | overhead | pcie
+    terms: tuple[TimeTerm, ...]
+    flops_per_step: float = 0.0
+    mfu: float = 0.0               # model FLOPs utilisation (6·N·tokens / peak)
+
+
+@dataclass(frozen=True, slots=True)
+class TotalEstimate:
+    tokens: float
+    hours: float
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    plan: Plan
+    model: ModelSpec
+    gpu: GpuSpec
+    total_params: int
+    trainable_params: int
+    memory: MemoryEstimate
+    time: TimeEstimate
+    total: TotalEstimate | None
+    calibration: str | None = None
+    warnings: tuple[str, ...] = ()
