@@ -41,3 +41,6 @@ class GpuSpec:
     cublas_workspace_bytes: int = 64 * MIB
     form_factor: str = ""
     notes: str = ""
+    # True when a probe calibration replaced the datasheet throughputs with measured ones
+    # (then they are achievable rates, not peaks: the time model skips its datasheet derate)
+    calibrated: bool = False
