@@ -1,0 +1,1 @@
+"""Memory mechanisms, one family per module; core/estimate.py wires them."""

@@ -1,0 +1,149 @@
+"""Model state: weights, adapters, gradients and optimizer states of one plan, before sharding.
+
+Counts the plan's tensors from the ModelSpec (which are trainable, in which dtype) and asks
+the mechanism modules (weights, lora, gradients, optimizer) for their bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..dtypes import tensor_bytes
+from ..model_spec import ModelSpec
+from ..plan import Plan
+from . import gradients, lora, optimizer, weights
+
+
+@dataclass(frozen=True, slots=True)
+class ModelState:
+    total_params: int
+    trainable_params: int
+    weights_bytes: int          # base weights as stored on the GPU (NF4 codes + absmax for QLoRA)
+    adapter_bytes: int
+    gradient_bytes: int
+    optimizer_state_bytes: int
+    optimizer_temp_bytes: int   # transient inside optimizer.step()
+    optimizer_states_paged: bool
+    per_layer_weight_bytes: tuple[int, ...]    # for FSDP gathers (stored dtype)
+    per_layer_gradient_bytes: tuple[int, ...]  # gradients appear layer by layer in backward
+    head_gradient_bytes: int                   # embeddings / lm_head / final norm
+    weights_formula: str
+    optimizer_formula: str
+
+
+def _non_block_params(spec: ModelSpec) -> int:
+    return spec.embedding_params + spec.lm_head_params + spec.extra_params
+
+
+def _block_linear_weight_params(spec: ModelSpec) -> int:
+    return sum(n * sum(lin.weight_params for lin in layer.linears) for n, layer in spec.layer_groups)
+
+
+def _adapter_params_per_layer(spec: ModelSpec, plan: Plan) -> tuple[int, ...]:
+    if not plan.is_lora:
+        return tuple(0 for _ in range(spec.num_layers))
+    out = []
+    for n, layer in spec.layer_groups:
+        targets = lora.lora_target_linears(layer, plan.lora_targets)
+        out.extend([lora.lora_adapter_params(targets, plan.lora_r)] * n)
+    return tuple(out)
+
+
+def _trainable_tensor_shapes(spec: ModelSpec, plan: Plan) -> list[tuple[int, ...]]:
+    """Shapes of every trainable tensor (8-bit optimizers and Adafactor size states per tensor)."""
+    shapes: list[tuple[int, ...]] = []
+    for n, layer in spec.layer_groups:
+        if plan.is_lora:
+            for lin in lora.lora_target_linears(layer, plan.lora_targets):
+                shapes += [(plan.lora_r, lin.d_in), (lin.d_out, plan.lora_r)] * (lin.count * n)
+            continue
+        for lin in layer.linears:
+            shapes += [(lin.d_out, lin.d_in)] * (lin.count * n)
+            if lin.bias:
+                shapes += [(lin.d_out,)] * (lin.count * n)
+        shapes += [(spec.hidden_size,)] * (layer.norms * n)
+    if not plan.is_lora:
+        shapes.append((spec.vocab_size, spec.hidden_size))
+        if not spec.tie_word_embeddings:
+            shapes.append((spec.vocab_size, spec.hidden_size))
+        if spec.extra_params:
+            shapes.append((spec.extra_params,))
+    return shapes
+
+
+def _weights(spec: ModelSpec, plan: Plan) -> tuple[int, str]:
+    total = spec.total_params
+    if plan.method != "qlora":
+        return weights.dense_weight_bytes(total, plan.param_dtype), f"{total:,} params x {plan.param_dtype}"
+    quantized = _block_linear_weight_params(spec)
+    tensors = sum(n * sum(lin.count for lin in layer.linears) for n, layer in spec.layer_groups)
+    # prepare_model_for_kbit_training upcasts every non-quantized parameter to fp32
+    # (peft/utils/other.py); without it they stay in the compute dtype.
+    rest_dtype = "fp32" if plan.kbit_prep else plan.compute_dtype
+    rest = total - quantized
+    nf4 = weights.nf4_weight_bytes(quantized, tensors, plan.quant_double)
+    dense = weights.dense_weight_bytes(rest, rest_dtype)
+    formula = (f"{quantized:,} linear params x NF4 (4 bit + absmax{' double-quant' if plan.quant_double else ''})"
+               f" + {rest:,} other params x {rest_dtype}")
+    return nf4 + dense, formula
+
+
+def _optimizer(plan: Plan, trainable: int, state_dtype: str,
+               shapes: list[tuple[int, ...]]) -> tuple[int, int, str]:
+    """(state bytes, step temporary bytes, formula)."""
+    name = plan.optimizer
+    if name == "adamw":
+        return (optimizer.adamw_state_bytes(trainable, state_dtype),
+                optimizer.adamw_foreach_temp_bytes(trainable, state_dtype),
+                f"2 x {trainable:,} x {state_dtype} (exp_avg, exp_avg_sq) + foreach sqrt temp")
+    if name in ("adamw-8bit", "paged-adamw-8bit"):
+        numels = [_numel(s) for s in shapes]
+        where = "CUDA managed memory" if name.startswith("paged") else "GPU"
+        return (optimizer.adam8bit_state_bytes(numels), 0,
+                f"2 x {trainable:,} x uint8 + fp32 absmax per 256 ({where})")
+    if name == "sgd":
+        return optimizer.sgd_state_bytes(trainable, state_dtype), 0, "SGD without momentum: no state"
+    largest = max((_numel(s) for s in shapes), default=0)
+    return (optimizer.adafactor_state_bytes(shapes, state_dtype),
+            optimizer.adafactor_temp_bytes(largest, state_dtype),
+            "Adafactor row + column factors; temp = largest parameter")
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def model_state(spec: ModelSpec, plan: Plan) -> ModelState:
+    """Weights, adapters, gradients and optimizer states for one GPU before any sharding."""
+    adapter_per_layer = _adapter_params_per_layer(spec, plan)
+    adapter_params = sum(adapter_per_layer)
+    weights_bytes, weights_formula = _weights(spec, plan)
+    if plan.is_lora:
+        trainable, grad_dtype = adapter_params, lora.ADAPTER_DTYPE
+        per_layer_trainable = adapter_per_layer
+        head_trainable = 0
+    else:
+        trainable, grad_dtype = spec.total_params, plan.param_dtype
+        per_layer_trainable = tuple(layer.params for layer in spec.layers())
+        head_trainable = max(0, spec.total_params - sum(per_layer_trainable))
+    shapes = _trainable_tensor_shapes(spec, plan)
+    states, temp, opt_formula = _optimizer(plan, trainable, grad_dtype, shapes)
+    per_layer_weights = tuple(tensor_bytes(layer.params, plan.param_dtype) if plan.method != "qlora"
+                              else layer.params // 2 for layer in spec.layers())
+    return ModelState(
+        total_params=spec.total_params + adapter_params,
+        trainable_params=trainable,
+        weights_bytes=weights_bytes,
+        adapter_bytes=lora.lora_adapter_bytes(adapter_params),
+        gradient_bytes=gradients.gradient_bytes(trainable, grad_dtype),
+        optimizer_state_bytes=states,
+        optimizer_temp_bytes=temp,
+        optimizer_states_paged=plan.optimizer == "paged-adamw-8bit",
+        per_layer_weight_bytes=per_layer_weights,
+        per_layer_gradient_bytes=tuple(gradients.gradient_bytes(p, grad_dtype) for p in per_layer_trainable),
+        head_gradient_bytes=gradients.gradient_bytes(head_trainable, grad_dtype),
+        weights_formula=weights_formula,
+        optimizer_formula=opt_formula,
+    )

@@ -1,0 +1,77 @@
+"""Wire the memory mechanisms into one MemoryEstimate: peak, reserved, NVML view, fits."""
+from __future__ import annotations
+
+from ..gpu_spec import GpuSpec
+from ..model_spec import ModelSpec
+from ..plan import Plan
+from ..result import COMPONENTS, MemoryComponent, MemoryEstimate, TimelinePoint
+from .allocator import allocator_slack_bytes
+from .logits import logits_loss_peak_bytes
+from .model_state import ModelState
+from .precision import logits_element_bytes
+from .sharding import GpuState, gpu_state
+from .timeline import BlockMemory, block_memories, step_timeline
+
+GIB = 2**30
+
+
+def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gs: GpuState,
+              blocks: tuple[BlockMemory, ...]) -> dict[str, str]:
+    tokens = plan.batch_size * plan.seq_len
+    shard = f" / {plan.n_gpus} GPUs ({plan.sharding})" if plan.sharding != "none" and plan.n_gpus > 1 else ""
+    ckpt = "checkpointed block inputs" if plan.grad_ckpt else "saved tensors of every block"
+    saved = blocks[0].saved_bytes / max(tokens, 1) if blocks else 0
+    return {
+        "weights": state.weights_formula + (shard if plan.sharding in ("fsdp", "zero3") else ""),
+        "adapters": (f"LoRA r={plan.lora_r} on {plan.lora_targets if isinstance(plan.lora_targets, str) else ', '.join(plan.lora_targets)}:"
+                     f" A (r x d_in) + B (d_out x r) per target, fp32") if plan.is_lora else "no adapters",
+        "gradients": f"{state.trainable_params:,} trainable params, like the params{shard}",
+        "optimizer_states": state.optimizer_formula + shard,
+        "activations": f"{ckpt}: {tokens:,} tokens x {spec.num_layers} blocks (~{saved:,.0f} B/token/block saved)",
+        "logits_loss": f"{tokens:,} tokens x {spec.vocab_size:,} vocab x (logits {logits_element_bytes(plan)} B"
+                       " + fp32 log-softmax + its grad + fp32 logit grad)",
+        "temporaries": "cuBLAS workspaces + optimizer step / recompute / gathered-layer buffers at the peak",
+        "allocator_slack": "caching allocator: reserved but not allocated (fragmentation)",
+        "cuda_context": "CUDA context, kernel images and library handles (outside torch)",
+    }
+
+
+def _largest_transient(plan: Plan, spec: ModelSpec, blocks: tuple[BlockMemory, ...], gs: GpuState) -> int:
+    tokens = plan.batch_size * plan.seq_len
+    loss = logits_loss_peak_bytes(tokens, spec.vocab_size, logits_element_bytes(plan))
+    recompute = max((b.saved_bytes for b in blocks), default=0) if plan.grad_ckpt else 0
+    work = max((b.backward_work_bytes for b in blocks), default=0)
+    # the optimizer's temporaries are one tensor per parameter and reuse cached blocks;
+    # single huge tensors (logits, [b, h, s, s] scores, a recomputed block) fragment.
+    return max(loss, recompute + work)
+
+
+def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState) -> MemoryEstimate:
+    """Peak allocated / reserved / NVML-used bytes of one GPU for a steady training step."""
+    gs = gpu_state(state, plan)
+    blocks = block_memories(spec, plan)
+    timeline = step_timeline(spec, plan, gs, gpu.cublas_workspace_bytes, blocks)
+    peak: TimelinePoint = max(timeline, key=lambda p: p.allocated_bytes)
+    slack = allocator_slack_bytes(_largest_transient(plan, spec, blocks, gs))
+    reserved = peak.allocated_bytes + slack
+    device_used = reserved + gpu.cuda_context_bytes + gs.managed_bytes
+    formulas = _formulas(plan, spec, state, gs, blocks)
+    at_peak = dict(peak.by_component)
+    at_peak["allocator_slack"] = slack
+    at_peak["cuda_context"] = gpu.cuda_context_bytes
+    components = tuple(MemoryComponent(name, int(at_peak.get(name, 0)), formulas[name]) for name in COMPONENTS)
+    # paged optimizer states live in managed memory: they can spill to host RAM, so they do not
+    # decide whether the step fits, only what NVML shows while there is room.
+    fits = reserved + gpu.cuda_context_bytes <= gpu.memory_bytes
+    return MemoryEstimate(
+        components=components,
+        peak_allocated_bytes=peak.allocated_bytes,
+        peak_reserved_bytes=reserved,
+        device_used_bytes=device_used,
+        capacity_bytes=gpu.memory_bytes,
+        fits=fits,
+        peak_phase=peak.phase,
+        timeline=timeline,
+        host_bytes=gs.host_bytes,
+        managed_bytes=gs.managed_bytes,
+    )

@@ -1,0 +1,106 @@
+"""Allocated memory phase by phase through one steady training step, and the peak it sets.
+
+A steady step (after the first: optimizer states exist, gradients were set to None):
+  weights loaded -> forward layer 1..L (saved tensors pile up) -> logits & loss ->
+  backward layer L..1 (saved tensors freed, gradients appear) -> optimizer step -> zero_grad.
+The peak is the largest phase; its split by component is what the stacked bar shows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model_spec import ModelSpec
+from ..plan import Plan
+from ..result import ALLOCATED_COMPONENTS, TimelinePoint
+from . import activations as act
+from .logits import logits_held_bytes, logits_loss_peak_bytes
+from .precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
+from .sharding import GpuState
+
+
+@dataclass(frozen=True, slots=True)
+class BlockMemory:
+    """One decoder block's activation memory for the plan's micro-batch."""
+
+    saved_bytes: int      # saved for backward when the block is not checkpointed
+    kept_bytes: int       # alive after its forward: saved tensors, or the checkpointed input
+    forward_work_bytes: int
+    backward_work_bytes: int
+    scores_bytes: int     # [b, h, s, s] part of saved_bytes (math / eager attention)
+
+
+def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
+    """BlockMemory of every decoder block (identical blocks computed once)."""
+    dt = activation_dtypes(plan, spec)
+    extras = config_extras(spec)
+    tokens = plan.batch_size * plan.seq_len
+    out: list[BlockMemory] = []
+    for n, layer in spec.layer_groups:
+        kernel, native_gqa, needs_mask = attention_kernel(plan, spec, dt, layer.sliding_window)
+        targets = frozenset(i for i, lin in enumerate(layer.linears)
+                            if plan.is_lora and (plan.lora_targets == "all-linear" or lin.name in plan.lora_targets))
+        per_token = act.layer_saved_bytes_per_token(
+            layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, extras.v_head_dim,
+            kernel, native_gqa, dt, targets, rms=not extras.layer_norm, qk_norm=extras.qk_norm,
+            dropout_masks=2 if extras.hidden_dropout else 0)
+        softcap = spec.attn_logit_softcapping is not None and kernel != "flash"
+        scores = act.attention_scores_bytes(plan.batch_size, spec.num_heads, plan.seq_len, kernel, dt, softcap)
+        # autocast (mixed-*) casts each weight to 16 bit per forward; mm saves that copy for the
+        # input gradient, so it lives until the block's backward (torch/csrc/autograd autocast_mode)
+        autocast_weights = 2 * sum(lin.weight_params for lin in layer.linears) if dt.autocast else 0
+        saved = per_token * tokens + scores + autocast_weights
+        kept = act.checkpoint_saved_bytes_per_token(spec.hidden_size, dt) * tokens if plan.grad_ckpt else saved
+        mlp_work = 2 * tokens * layer.mlp_width * dt.linear_out
+        forward_work = max(mlp_work, scores) + (plan.batch_size * plan.seq_len * plan.seq_len if needs_mask else 0)
+        if plan.grad_ckpt:
+            forward_work = max(forward_work, saved)
+        score_elements = plan.batch_size * spec.num_heads * plan.seq_len ** 2 if scores else 0
+        backward_work = act.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, score_elements)
+        out.extend([BlockMemory(saved, kept, forward_work, backward_work, scores)] * n)
+    return tuple(out)
+
+
+def _point(phase: str, parts: dict[str, int]) -> TimelinePoint:
+    by = tuple((name, int(parts.get(name, 0))) for name in ALLOCATED_COMPONENTS)
+    return TimelinePoint(phase, sum(v for _, v in by), by)
+
+
+def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_bytes: int,
+                  blocks: tuple[BlockMemory, ...]) -> tuple[TimelinePoint, ...]:
+    """Allocated bytes after each phase of a steady step, split by component."""
+    tokens = plan.batch_size * plan.seq_len
+    logit_bytes = logits_element_bytes(plan)
+    softcap = spec.final_logit_softcapping is not None
+    loss_peak = logits_loss_peak_bytes(tokens, spec.vocab_size, logit_bytes, softcap)
+    held = logits_held_bytes(tokens, spec.vocab_size, logit_bytes)
+    dt = activation_dtypes(plan, spec)
+    final_norm = tokens * spec.hidden_size * (4 + (dt.stream if dt.base_trainable else 0))
+    # under autocast lm_head saves its 16-bit weight copy until its backward
+    final_norm += 2 * spec.vocab_size * spec.hidden_size if dt.autocast else 0
+    grads_always = gpu_state.gradient_bytes if plan.grad_accum > 1 else 0
+    base = {"weights": gpu_state.weights_bytes, "adapters": gpu_state.adapter_bytes,
+            "optimizer_states": gpu_state.optimizer_state_bytes, "gradients": grads_always,
+            "temporaries": workspace_bytes}
+    points = [_point("weights loaded", base)]
+    kept = 0
+    for i, block in enumerate(blocks, start=1):
+        work = block.forward_work_bytes + gpu_state.gather_bytes
+        points.append(_point(f"forward L{i}", {**base, "activations": kept + block.kept_bytes,
+                                               "temporaries": workspace_bytes + work}))
+        kept += block.kept_bytes
+    points.append(_point("logits & loss", {**base, "activations": kept + final_norm, "logits_loss": loss_peak,
+                                           "temporaries": workspace_bytes + gpu_state.gather_bytes}))
+    grads = gpu_state.head_gradient_bytes
+    for i in range(len(blocks), 0, -1):
+        block = blocks[i - 1]
+        kept -= block.kept_bytes
+        live = kept + (block.saved_bytes if plan.grad_ckpt else block.kept_bytes)
+        grads += gpu_state.per_layer_gradient_bytes[i - 1] if gpu_state.per_layer_gradient_bytes else 0
+        work = block.backward_work_bytes + gpu_state.gather_bytes + gpu_state.grad_bucket_bytes
+        points.append(_point(f"backward L{i}", {**base, "activations": live, "logits_loss": held,
+                                                "gradients": max(grads_always, min(grads, gpu_state.gradient_bytes)),
+                                                "temporaries": workspace_bytes + work}))
+    points.append(_point("optimizer step", {**base, "gradients": gpu_state.gradient_bytes, "logits_loss": held,
+                                            "temporaries": workspace_bytes + gpu_state.optimizer_temp_bytes}))
+    points.append(_point("after zero_grad", {**base, "logits_loss": held}))
+    return tuple(points)
