@@ -44,3 +44,15 @@ class GpuSpec:
     # True when a probe calibration replaced the datasheet throughputs with measured ones
     # (then they are achievable rates, not peaks: the time model skips its datasheet derate)
     calibrated: bool = False
+    # Appended for the catalog (resources/gpus.json) and the probe; defaults keep old callers working.
+    # "9.0" for NVIDIA (torch major.minor), the gfx target ("gfx942") for AMD; "" unknown
+    compute_capability: str = ""
+    # streaming multiprocessors (NVIDIA) or compute units (AMD); 0 unknown
+    sms: int = 0
+    # dense fp8 tensor TFLOP/s (fp32 accumulate on GeForce); 0.0: no fp8 tensor cores
+    fp8_tflops: float = 0.0
+    memory_type: str = ""  # "HBM3", "GDDR6X", ...
+    # board total NVML reports (H100 SXM: 81,559 MiB vs 81,079 MiB CUDA-visible); 0 unknown.
+    # cuda_context_bytes follows the groundtruth definition (NVML used - torch reserved), which
+    # includes the driver reserve outside CUDA's total: reserved + context <= this is the fit.
+    nvml_memory_bytes: int = 0
