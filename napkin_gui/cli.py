@@ -1,0 +1,185 @@
+"""`napkin` command line: estimate, validate, compare, advise, probe.
+
+Computing lives in core/; this module only parses arguments and formats. Bad input ends
+with one line on stderr and exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .core.errors import PlanError
+
+GIB = 2**30
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (exit 2)."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse hook
+        raise PlanError(f"{self.prog}: {message}")
+
+
+def _fmt_gib(nbytes: int) -> str:
+    return f"{nbytes / GIB:.2f} GiB"
+
+
+def format_estimate(est) -> str:
+    """Human table of one Estimate."""
+    mem, t = est.memory, est.time
+    p = est.plan
+    lines = [
+        f"{est.model.name} · {p.method} · {p.precision} · bs {p.batch_size} × {p.seq_len}"
+        f"{' · ckpt' if p.grad_ckpt else ''} · {p.optimizer} · {est.gpu.name} × {p.n_gpus}",
+        f"params {est.total_params / 1e9:.3f} B, trainable {est.trainable_params / 1e6:,.1f} M",
+        "",
+        "memory at the peak (per GPU)",
+    ]
+    for comp in mem.components:
+        lines.append(f"  {comp.name:<18}{_fmt_gib(comp.bytes):>12}   {comp.formula}")
+    verdict = "fits" if mem.fits else f"DOES NOT FIT (over by {_fmt_gib(-mem.headroom_bytes)})"
+    lines += [
+        f"  {'peak allocated':<18}{_fmt_gib(mem.peak_allocated_bytes):>12}   peak at: {mem.peak_phase}",
+        f"  {'peak reserved':<18}{_fmt_gib(mem.peak_reserved_bytes):>12}",
+        f"  {'device used':<18}{_fmt_gib(mem.device_used_bytes):>12}   of {_fmt_gib(mem.capacity_bytes)}: {verdict}",
+    ]
+    if mem.host_bytes:
+        lines.append(f"  {'host RAM':<18}{_fmt_gib(mem.host_bytes):>12}   offloaded state")
+    if mem.managed_bytes:
+        lines.append(f"  {'managed':<18}{_fmt_gib(mem.managed_bytes):>12}   paged optimizer states")
+    lines += ["", f"time  {t.step_seconds * 1000:.1f} ms per micro-batch, {t.optimizer_step_seconds:.3f} s per "
+                  f"optimizer step, {t.tokens_per_second:,.0f} tokens/s per GPU, {t.bound}-bound"]
+    if est.total is not None:
+        lines.append(f"total {est.total.hours:,.2f} h, ${est.total.cost_usd:,.2f} for {est.total.tokens:,.0f} tokens")
+    if est.calibration:
+        lines.append(f"calibrated: {est.calibration}")
+    lines += [f"warning: {w}" for w in est.warnings]
+    return "\n".join(lines)
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from .core.estimate import estimate
+    from .core.plan import load_plan, plan_from_dict
+    from .core.result_json import estimate_to_dict
+    if args.jsonl:
+        return _estimate_jsonl(args.jsonl, estimate, plan_from_dict, estimate_to_dict)
+    if not args.plan:
+        raise PlanError("estimate: give a PLAN.json or --jsonl PLANS.jsonl")
+    est = estimate(load_plan(args.plan), calibration=_calibration(args))
+    print(json.dumps(estimate_to_dict(est), indent=2) if args.json else format_estimate(est))
+    return 0
+
+
+def _calibration(args: argparse.Namespace):
+    if not getattr(args, "calibrated", False):
+        return None
+    from .core.calibration import profile_for_gpu
+    from .core.plan import load_plan
+    return profile_for_gpu(load_plan(args.plan).gpu)
+
+
+def _estimate_jsonl(path: str, estimate, plan_from_dict, estimate_to_dict) -> int:
+    try:
+        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    except OSError as err:
+        raise PlanError(f"jsonl: cannot read {path}: {err.strerror or err}") from None
+    with handle:
+        for n, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                plan = plan_from_dict(json.loads(line))
+                out = estimate_to_dict(estimate(plan))
+            except json.JSONDecodeError as err:
+                out = {"error": f"line {n}: not valid JSON ({err.msg})"}
+            except PlanError as err:
+                out = {"error": f"line {n}: {err}"}
+            print(json.dumps(out), flush=True)
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .core import validate
+    checks = validate.check_runs(validate.read_runs(args.runs))
+    if args.json:
+        print(json.dumps([_check_dict(c) for c in checks]))
+        return 0
+    for group, items in validate.groups(checks).items():
+        mem = [abs(c.memory_error_pct) for c in items if c.memory_error_pct is not None]
+        tim = [abs(c.time_error_pct) for c in items if c.time_error_pct is not None]
+        fit = sum(c.fits_ok for c in items)
+        mem_txt = f"memory median {validate.percentile(mem, 50):5.1f}% max {max(mem):5.1f}%" if mem else "memory   (all OOM)"
+        tim_txt = f"time median {validate.percentile(tim, 50):5.1f}% max {max(tim):5.1f}%" if tim else ""
+        print(f"{group:<28} n={len(items):<3} {mem_txt} | fit {fit}/{len(items)} | {tim_txt}")
+        if args.verbose:
+            for c in items:
+                meas = "OOM" if c.oom else f"{c.measured_peak_mib:8.0f}"
+                err = "" if c.memory_error_pct is None else f"{c.memory_error_pct:+6.1f}%"
+                terr = "" if c.time_error_pct is None else f"{c.time_error_pct:+6.1f}%"
+                print(f"    {c.label:<32} meas {meas:>8} est {c.estimated_peak_mib:8.0f} MiB {err:>8}"
+                      f"  fit {'ok' if c.fits_ok else 'WRONG'}  step est {c.estimated_step_s:.3f}s {terr}")
+    print(validate.summary_line(checks))
+    return 0
+
+
+def _check_dict(check) -> dict:
+    return {f: getattr(check, f) for f in check.__slots__}
+
+
+def _lazy(module: str, func: str):
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+        return importlib.import_module(module).__getattribute__(func)(args)
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="napkin", description="Napkin math for fine-tuning LLMs: memory, time, cost.")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    est = sub.add_parser("estimate", help="memory / time / cost of one plan")
+    est.add_argument("plan", nargs="?", help="a *.napkin.json plan file")
+    est.add_argument("--json", action="store_true", help="the plan-v1 JSON result")
+    est.add_argument("--jsonl", metavar="PLANS.jsonl", help="one plan per line in, one result per line out ('-' = stdin)")
+    est.add_argument("--calibrated", action="store_true", help="apply the saved probe profile of the plan's GPU")
+    est.set_defaults(func=_cmd_estimate)
+    val = sub.add_parser("validate", help="compare estimates with measured runs (*.jsonl)")
+    val.add_argument("runs")
+    val.add_argument("-v", "--verbose", action="store_true", help="one line per run")
+    val.add_argument("--json", action="store_true")
+    val.set_defaults(func=_cmd_validate)
+    cmp_ = sub.add_parser("compare", help="every catalog GPU (x 1/2/4/8) for one plan")
+    cmp_.add_argument("plan")
+    cmp_.add_argument("--json", action="store_true")
+    cmp_.add_argument("--sort", choices=("cost", "time"), default="cost")
+    cmp_.set_defaults(func=_lazy("napkin_gui.cli_hardware", "compare_command"))
+    adv = sub.add_parser("advise", help="the changes that help this plan most")
+    adv.add_argument("plan")
+    adv.add_argument("--json", action="store_true")
+    adv.set_defaults(func=_lazy("napkin_gui.cli_hardware", "advise_command"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "probe":
+        from .probe.runner import probe_command
+        return probe_command(argv[1:])
+    try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "func", None):
+            build_parser().print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except PlanError as err:
+        print(f"napkin: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
