@@ -1,0 +1,108 @@
+"""Per-layer extrapolation of reduced-depth trial runs to the full model. Standard library only.
+
+A decoder-only model's weights, gradients, optimizer states, saved activations and step
+time all grow by the same amount per identical decoder layer; embeddings, lm_head, logits
+and loss do not. Two runs at k1 < k2 layers give that slope and the intercept:
+value(L) = value(k2) + (L - k2) * (value(k2) - value(k1)) / (k2 - k1).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+
+def linear_extrapolate(points: Sequence[tuple[int, float]], layers: int) -> float:
+    """Least-squares line through (layers_run, value) points, evaluated at `layers`.
+
+    One point: returned unchanged when it ran at `layers` (the whole model), else scaled
+    by nothing (no slope is known) and returned as is.
+    """
+    if not points:
+        raise ValueError("no points to extrapolate")
+    if len(points) == 1 or len({k for k, _ in points}) == 1:
+        return float(points[-1][1])
+    n = len(points)
+    mean_k = sum(k for k, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    slope = (sum((k - mean_k) * (v - mean_v) for k, v in points)
+             / sum((k - mean_k) ** 2 for k, _ in points))
+    return mean_v + slope * (layers - mean_k)
+
+
+def extrapolate_int(points: Sequence[tuple[int, int | None]], layers: int) -> int | None:
+    """linear_extrapolate for byte or parameter counts; None when any point is unmeasured."""
+    if not points or any(v is None for _, v in points):
+        return None
+    return int(round(linear_extrapolate([(k, float(v)) for k, v in points], layers)))
+
+
+_LAYER_PHASE = re.compile(r"^(forward|recompute|backward) layer (\d+)$")
+
+
+def extrapolate_timeline(runs: Sequence[tuple[int, Sequence[tuple[str, int]]]],
+                         layers: int) -> tuple[tuple[str, int], ...]:
+    """The step timeline of the full model from timelines of reduced runs.
+
+    runs: (layers_run, ((phase, bytes), ...)) per run. Per-layer phases ("forward layer j",
+    "recompute layer j", "backward layer j") are fitted as a + b*k + c*j (k: layers in the
+    run, j: layer index; weights scale with k, saved activations with j); every other phase
+    ("load", "logits/loss", "optimizer step", ...) as a + b*k. The full model's timeline has
+    the phases of the largest run with each per-layer family expanded to j = 0..layers-1.
+    """
+    if not runs:
+        return ()
+    runs = sorted(runs, key=lambda r: r[0])
+    top_k, top = runs[-1]
+    if len(runs) == 1 or top_k == layers:
+        return tuple((p, int(b)) for p, b in top)
+    families: dict[str, list[tuple[int, int, float]]] = {}
+    other: dict[str, list[tuple[int, float]]] = {}
+    for k, timeline in runs:
+        for phase, value in timeline:
+            m = _LAYER_PHASE.match(phase)
+            if m:
+                families.setdefault(m.group(1), []).append((k, int(m.group(2)), float(value)))
+            else:
+                other.setdefault(phase, []).append((k, float(value)))
+    fits = {name: _fit_plane(samples) for name, samples in families.items()}
+    out: list[tuple[str, int]] = []
+    expanded: set[str] = set()
+    for phase, value in top:
+        m = _LAYER_PHASE.match(phase)
+        if not m:
+            out.append((phase, max(0, int(round(linear_extrapolate(other[phase], layers))))))
+            continue
+        family = m.group(1)
+        if family in expanded:
+            continue
+        expanded.add(family)
+        a, b, c = fits[family]
+        order = range(layers) if family != "backward" else range(layers - 1, -1, -1)
+        out.extend((f"{family} layer {j}", max(0, int(round(a + b * layers + c * j)))) for j in order)
+    return tuple(out)
+
+
+def _fit_plane(samples: Sequence[tuple[int, int, float]]) -> tuple[float, float, float]:
+    """Least squares v = a + b*k + c*j (normal equations, 3x3, Cramer's rule)."""
+    rows = [(1.0, float(k), float(j)) for k, j, _ in samples]
+    vals = [v for _, _, v in samples]
+    ata = [[sum(r[i] * r[m] for r in rows) for m in range(3)] for i in range(3)]
+    atv = [sum(r[i] * v for r, v in zip(rows, vals)) for i in range(3)]
+    det = _det3(ata)
+    if abs(det) < 1e-9:
+        # the runs do not separate k from j (one run only): slope in j, no slope in k
+        mean_v = sum(vals) / len(vals)
+        return mean_v, 0.0, 0.0
+    coeffs = []
+    for col in range(3):
+        m = [row[:] for row in ata]
+        for i in range(3):
+            m[i][col] = atv[i]
+        coeffs.append(_det3(m) / det)
+    return coeffs[0], coeffs[1], coeffs[2]
+
+
+def _det3(m: list[list[float]]) -> float:
+    return (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+            - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
