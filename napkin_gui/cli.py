@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("plan")
     adv.add_argument("--json", action="store_true")
     adv.set_defaults(func=_lazy("napkin_gui.cli_hardware", "advise_command"))
+    rep = sub.add_parser("report", help="write a PDF plan report")
+    rep.add_argument("plan")
+    rep.add_argument("-o", "--output", required=True, metavar="OUT.pdf")
+    rep.set_defaults(func=_lazy("napkin_gui.report.command", "report_command"))
     return parser
 
 
