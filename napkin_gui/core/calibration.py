@@ -105,7 +105,10 @@ class CalibrationProfile:
     kernel_launch_us: float | None = None
     cuda_context_bytes: int | None = None
     cublas_workspace_bytes: int | None = None
-    total_memory_bytes: int | None = None
+    total_memory_bytes: int | None = None   # CUDA-visible (torch total_memory)
+    nvml_memory_bytes: int | None = None    # board total as NVML reports it
+    compute_capability: str | None = None   # "9.0"
+    sms: int | None = None
     trials: tuple[TrialRecord, ...] = ()
     notes: tuple[str, ...] = ()
 
@@ -143,6 +146,26 @@ def apply_calibration(gpu: GpuSpec, profile: CalibrationProfile | None) -> GpuSp
     if not changes:
         return gpu
     return dataclasses.replace(gpu, calibrated=True, **changes)
+
+
+def gpu_from_profile(profile: CalibrationProfile) -> GpuSpec:
+    """The probed card as a GpuSpec: its catalog entry with the measured figures in place,
+    or, for a card the catalog lacks, one built from the measurements alone (PlanError when
+    too little was measured). core/gpu_catalog.py gpu_from_measurements."""
+    from .gpu_catalog import gpu_from_measurements
+
+    if not profile.total_memory_bytes:
+        raise PlanError(f"calibration: profile {profile.id} has no measured memory size")
+    return gpu_from_measurements(
+        profile.gpu_name, profile.total_memory_bytes,
+        bf16_tflops=profile.tflops("bf16"), fp16_tflops=profile.tflops("fp16"),
+        fp32_tflops=profile.tflops("fp32"), tf32_tflops=profile.tflops("tf32"),
+        memory_bandwidth_gbps=profile.memory_bandwidth_gbps,
+        host_bandwidth_gbps=profile.host_bandwidth_gbps,
+        cuda_context_bytes=profile.cuda_context_bytes,
+        cublas_workspace_bytes=profile.cublas_workspace_bytes,
+        compute_capability=profile.compute_capability or "", sms=profile.sms or 0,
+        nvml_memory_bytes=profile.nvml_memory_bytes or 0)
 
 
 def profile_label(profile: CalibrationProfile) -> str:
@@ -201,6 +224,8 @@ def profile_from_dict(data: Any) -> CalibrationProfile:
             cuda_context_bytes=_opt_int(data, "cuda_context_bytes"),
             cublas_workspace_bytes=_opt_int(data, "cublas_workspace_bytes"),
             total_memory_bytes=_opt_int(data, "total_memory_bytes"),
+            nvml_memory_bytes=_opt_int(data, "nvml_memory_bytes"),
+            compute_capability=_opt_str(data, "compute_capability"), sms=_opt_int(data, "sms"),
             trials=tuple(_trial_from_dict(t) for t in data.get("trials") or ()),
             notes=tuple(str(n) for n in data.get("notes") or ()),
         )
@@ -363,7 +388,14 @@ def import_profile(path: str | os.PathLike[str]) -> CalibrationProfile:
 
 def profile_for_gpu(name: str) -> CalibrationProfile | None:
     """The newest CUDA profile whose NVML name or catalog id equals name (case-insensitive)."""
-    key = name.strip().lower()
+    keys = {name.strip().lower()}
+    try:
+        from .gpu_catalog import lookup_gpu
+        card = lookup_gpu(name)
+    except Exception:  # noqa: BLE001 - a broken catalog must not hide the profiles
+        card = None
+    if card is not None:
+        keys.add(card.id.lower())
     matches = [p for p in load_profiles()[0]
-               if p.device == "cuda" and key in (p.gpu_name.lower(), (p.gpu_id or "").lower())]
+               if p.device == "cuda" and keys & {p.gpu_name.lower(), (p.gpu_id or "").lower()}]
     return matches[-1] if matches else None

@@ -57,6 +57,9 @@ class BenchmarkResult:
     cublas_workspace_bytes: int | None
     total_memory_bytes: int | None
     seconds: float
+    compute_capability: str | None = None
+    sms: int | None = None
+    uuid: str | None = None  # "GPU-..." as NVML spells it
     cancelled: bool = False
     notes: tuple[str, ...] = ()
 
@@ -84,8 +87,8 @@ def run_benchmarks(device: str = "cuda", sizes: BenchSizes | None = None,
     if is_cuda:
         torch.cuda.set_device(dev)
         torch.zeros(1, device=dev)  # create the context
-    name = torch.cuda.get_device_name(dev) if is_cuda else "CPU"
-    total = torch.cuda.get_device_properties(dev).total_memory if is_cuda else None
+    props = torch.cuda.get_device_properties(dev) if is_cuda else None
+    name = props.name if props is not None else "CPU"
     out: dict[str, Any] = {}
     steps = [("cuBLAS workspace", _cublas_workspace_bytes), ("matmul", _matmul_tflops),
              ("device copy", _copy_gbps), ("host copies", _host_gbps), ("kernel launch", _launch_us)]
@@ -108,8 +111,21 @@ def run_benchmarks(device: str = "cuda", sizes: BenchSizes | None = None,
         device=str(dev), device_name=name, matmul_tflops=tuple(out.get("matmul", ())),
         memory_bandwidth_gbps=out.get("copy"), h2d_gbps=out.get("h2d"), d2h_gbps=out.get("d2h"),
         kernel_launch_us=out.get("launch"), cuda_context_bytes=context,
-        cublas_workspace_bytes=out.get("cublas"), total_memory_bytes=total,
-        seconds=time.perf_counter() - t_start, cancelled=cancelled, notes=tuple(notes))
+        cublas_workspace_bytes=out.get("cublas"),
+        total_memory_bytes=int(props.total_memory) if props is not None else None,
+        seconds=time.perf_counter() - t_start, cancelled=cancelled, notes=tuple(notes),
+        compute_capability=f"{props.major}.{props.minor}" if props is not None else None,
+        sms=int(props.multi_processor_count) if props is not None else None,
+        uuid=cuda_uuid(torch, dev) if is_cuda else None)
+
+
+def cuda_uuid(torch: Any, dev: Any) -> str | None:
+    """The device's UUID as NVML writes it ("GPU-xxxxxxxx-..."), to find its NVML entry."""
+    uuid = getattr(torch.cuda.get_device_properties(dev), "uuid", None)
+    if uuid is None:
+        return None
+    text = str(uuid)
+    return text if text.startswith("GPU-") else f"GPU-{text}"
 
 
 def _sync(torch: Any, dev: Any) -> None:

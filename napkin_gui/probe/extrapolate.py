@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 
 def linear_extrapolate(points: Sequence[tuple[int, float]], layers: int) -> float:
@@ -36,18 +37,19 @@ def extrapolate_int(points: Sequence[tuple[int, int | None]], layers: int) -> in
     return int(round(linear_extrapolate([(k, float(v)) for k, v in points], layers)))
 
 
-_LAYER_PHASE = re.compile(r"^(forward|recompute|backward) layer (\d+)$")
+_LAYER_PHASE = re.compile(r"^(forward|recompute|backward) L(\d+)$")
 
 
 def extrapolate_timeline(runs: Sequence[tuple[int, Sequence[tuple[str, int]]]],
                          layers: int) -> tuple[tuple[str, int], ...]:
     """The step timeline of the full model from timelines of reduced runs.
 
-    runs: (layers_run, ((phase, bytes), ...)) per run. Per-layer phases ("forward layer j",
-    "recompute layer j", "backward layer j") are fitted as a + b*k + c*j (k: layers in the
-    run, j: layer index; weights scale with k, saved activations with j); every other phase
-    ("load", "logits/loss", "optimizer step", ...) as a + b*k. The full model's timeline has
-    the phases of the largest run with each per-layer family expanded to j = 0..layers-1.
+    runs: (layers_run, ((phase, bytes), ...)) per run. Per-layer phases ("forward L{j}",
+    "recompute L{j}", "backward L{j}", j from 1) are fitted per family as a + b*k + c*j (k:
+    layers in the run; weights scale with k, saved activations with j); every other phase
+    ("weights loaded", "logits & loss", "optimizer step", ...) as a + b*k. The full model's
+    timeline follows the largest run, each run of per-layer phases stretched to j = 1..layers
+    in the same direction and with the same per-layer pattern (e.g. recompute, backward).
     """
     if not runs:
         return ()
@@ -65,21 +67,46 @@ def extrapolate_timeline(runs: Sequence[tuple[int, Sequence[tuple[str, int]]]],
             else:
                 other.setdefault(phase, []).append((k, float(value)))
     fits = {name: _fit_plane(samples) for name, samples in families.items()}
-    out: list[tuple[str, int]] = []
-    expanded: set[str] = set()
-    for phase, value in top:
-        m = _LAYER_PHASE.match(phase)
-        if not m:
-            out.append((phase, max(0, int(round(linear_extrapolate(other[phase], layers))))))
-            continue
-        family = m.group(1)
-        if family in expanded:
-            continue
-        expanded.add(family)
+
+    def layer_value(family: str, j: int) -> int:
         a, b, c = fits[family]
-        order = range(layers) if family != "backward" else range(layers - 1, -1, -1)
-        out.extend((f"{family} layer {j}", max(0, int(round(a + b * layers + c * j)))) for j in order)
+        return max(0, int(round(a + b * layers + c * j)))
+
+    out: list[tuple[str, int]] = []
+    for segment in _segments(top):
+        if isinstance(segment, str):
+            out.append((segment, max(0, int(round(linear_extrapolate(other[segment], layers))))))
+            continue
+        pattern, ascending = segment
+        order = range(1, layers + 1) if ascending else range(layers, 0, -1)
+        out.extend((f"{family} L{j}", layer_value(family, j)) for j in order for family in pattern)
     return tuple(out)
+
+
+def _segments(timeline: Sequence[tuple[str, int]]) -> list[Any]:
+    """The timeline as plain phase names and runs of per-layer phases, each run given as
+    (per-layer family pattern, ascending j?)."""
+    out: list[Any] = []
+    run: list[tuple[str, int]] = []
+    for phase, _ in list(timeline) + [("", 0)]:
+        m = _LAYER_PHASE.match(phase)
+        if m:
+            run.append((m.group(1), int(m.group(2))))
+            continue
+        if run:
+            groups: list[tuple[int, list[str]]] = []
+            for family, j in run:
+                if groups and groups[-1][0] == j:
+                    groups[-1][1].append(family)
+                else:
+                    groups.append((j, [family]))
+            patterns = [tuple(g) for _, g in groups]
+            pattern = max(set(patterns), key=patterns.count)
+            out.append((pattern, groups[0][0] <= groups[-1][0]))
+            run = []
+        if phase:
+            out.append(phase)
+    return out
 
 
 def _fit_plane(samples: Sequence[tuple[int, int, float]]) -> tuple[float, float, float]:

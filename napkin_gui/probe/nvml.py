@@ -240,10 +240,20 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def device_used_bytes(backend: NvmlBackend | None, index: int) -> tuple[int | None, int | None]:
-    """(used on the device, used by this process) right now; Nones when NVML cannot say."""
+def device_used_bytes(backend: NvmlBackend | None, uuid: str | None = None,
+                      index: int = 0) -> tuple[int | None, int | None]:
+    """(used on the device, used by this process) right now; Nones when NVML cannot say.
+
+    The GPU is found by UUID (CUDA and NVML may number GPUs differently), else by index.
+    """
     snap = read_devices(backend)
-    if not snap.ok or index >= len(snap.gpus):
-        return None, None
-    gpu = snap.gpus[index]
-    return gpu.used_bytes, gpu.self_used_bytes
+    gpu = find_gpu(snap, uuid, index)
+    return (None, None) if gpu is None else (gpu.used_bytes, gpu.self_used_bytes)
+
+
+def find_gpu(snapshot: NvmlSnapshot, uuid: str | None = None, index: int = 0) -> NvmlGpu | None:
+    """The snapshot's GPU with this UUID, else the one at `index`, else None."""
+    for gpu in snapshot.gpus:
+        if uuid and gpu.uuid == uuid:
+            return gpu
+    return snapshot.gpus[index] if 0 <= index < len(snapshot.gpus) else None

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..core.calibration import TrialPoint, TrialRecord
+from ..core.errors import PlanError
 from ..core.plan import Plan, plan_to_dict
 from .extrapolate import extrapolate_int, extrapolate_timeline, linear_extrapolate
 from .trial_model import (TrialUnsupported, build_model, check_supported, config_from_model_spec,
@@ -84,7 +85,7 @@ def run_trial(plan: Plan, model_spec: Any = None, device: str = "cuda",
                               should_stop, nvml_used)
     except _Cancelled:
         return TrialOutcome("trial cancelled", None)
-    except TrialUnsupported as err:
+    except (TrialUnsupported, PlanError) as err:
         return TrialOutcome(str(err), None)
     except torch.OutOfMemoryError as err:
         return TrialOutcome(f"trial ran out of GPU memory{getattr(err, 'napkin_where', '')}: "
@@ -106,7 +107,10 @@ def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, .
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TrialUnsupported(f"trial needs CUDA; torch {torch.__version__} sees no GPU")
     if spec is None:
-        from ..core.model_source import resolve_model
+        try:
+            from ..core.model_source import resolve_model
+        except ImportError:
+            raise TrialUnsupported("trial: this napkin cannot resolve models (core.model_source missing)") from None
         spec = resolve_model(plan.model)
     config = config_from_model_spec(spec)
     full = full_layer_count(config)
@@ -194,15 +198,15 @@ def _train_step(torch: Any, plan: Plan, model: Any, opt: Any, vocab: int, dev: A
     for i in range(micro_batches):
         if record and i == micro_batches - 1:
             recorder.start()
-            recorder.mark("load")
+            recorder.mark("weights loaded")
         ids = torch.randint(0, vocab, (plan.batch_size, plan.seq_len), device=dev)
         with torch.autocast(dev.type, dtype=compute, enabled=autocast):
             out = model(input_ids=ids, labels=ids)
-        recorder.mark("logits/loss")
+        recorder.mark("logits & loss")
         recorder.in_backward = True
         out.loss.backward()
         recorder.in_backward = False
-        recorder.mark("backward layer 0")
+        recorder.mark("backward L1")
         del out, ids
     _sync(torch, dev)
     t1 = time.perf_counter()
@@ -265,7 +269,7 @@ class _PhaseRecorder:
     def _recompute_hook(self, i: int) -> Callable[..., None]:
         def hook(module: Any, args: Any, output: Any) -> None:
             if self.active and self.in_backward:
-                self.mark(f"recompute layer {i}")
+                self.mark(f"recompute L{i + 1}")
         return hook
 
     def _forward_hook(self, i: int) -> Callable[..., None]:
@@ -273,12 +277,12 @@ class _PhaseRecorder:
             if not self.active:
                 return
             if self.in_backward:
-                self.mark(f"recompute layer {i}")
+                self.mark(f"recompute L{i + 1}")
                 return
-            self.mark(f"forward layer {i}")
+            self.mark(f"forward L{i + 1}")
             hidden = output[0] if isinstance(output, (tuple, list)) else output
             if isinstance(hidden, self.torch.Tensor) and hidden.requires_grad:
-                after = "backward head" if i == self._n - 1 else f"backward layer {i + 1}"
+                after = "backward head" if i == self._n - 1 else f"backward L{i + 2}"
                 hidden.register_hook(lambda grad: self.mark(after))
         return hook
 
