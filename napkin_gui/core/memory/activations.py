@@ -60,16 +60,19 @@ def norm_saved_bytes(width: int, dt: ActivationDtypes, rms: bool = True) -> int:
     return width * (4 if dt.autocast else dt.stream)
 
 
-def lora_saved_bytes(lin: LinearShape, input_bytes: int, dt: ActivationDtypes) -> int:
-    """peft Linear.forward: x.to(fp32) -> dropout (saves bool mask + fp32 output for lora_A)
-    -> lora_A (output [tokens, r] fp32 saved by lora_B). Without dropout lora_A saves the fp32 x,
-    which is the input itself when that is already fp32."""
+def lora_saved_bytes(lin: LinearShape, input_bytes: int, dt: ActivationDtypes, input_shared: bool = False) -> int:
+    """peft Linear.forward: x.to(fp32) -> dropout (saves a bool mask + its fp32 output for
+    lora_A) -> lora_A (output [tokens, r] fp32 saved by lora_B). Without dropout lora_A saves
+    the fp32 x: a copy of its own for a 16-bit input, or the input itself when that is fp32 -
+    then linears fed by the same tensor share it (input_shared: already counted)."""
     if dt.lora_rank == 0:
         return 0
     if dt.lora_dropout:
         per_copy = lin.d_in * (1 + 4)
+    elif input_bytes == 4:
+        per_copy = 0 if input_shared else lin.d_in * 4
     else:
-        per_copy = 0 if input_bytes == 4 else lin.d_in * 4
+        per_copy = lin.d_in * 4
     return lin.active * (per_copy + 4 * dt.lora_rank)
 
 
@@ -158,14 +161,15 @@ def layer_saved_bytes_per_token(layer: DecoderLayer, hidden: int, num_heads: int
     lora_targets: indices of this block's linears that carry adapters.
     dropout_masks: hidden-sized dropouts after attention / MLP (bool mask each, GPT-2 style).
     """
-    attn_width = num_heads * v_head_dim
     input_bytes = {"attn_in": dt.stream, "attn_latent": dt.linear_out, "attn_out": dt.attn,
                    "mlp_in": dt.stream, "mlp_out": dt.linear_out, "router": dt.stream}
     total = layer.norms * norm_saved_bytes(hidden, dt, rms) if layer.norms else 0
     total += base_linear_input_bytes(layer, dt, input_bytes)
-    for i in lora_targets:
-        lin = layer.linears[i]
-        total += lora_saved_bytes(lin, input_bytes[linear_role(layer, i)], dt)
+    lora_roles: set[str] = set()
+    for i in sorted(lora_targets):
+        role = linear_role(layer, i)
+        total += lora_saved_bytes(layer.linears[i], input_bytes[role], dt, input_shared=role in lora_roles)
+        lora_roles.add(role)
     total += attention_saved_bytes_per_token(num_heads, num_kv_heads, head_dim, v_head_dim,
                                              kernel, native_gqa, dt)
     if qk_norm:
@@ -173,7 +177,6 @@ def layer_saved_bytes_per_token(layer: DecoderLayer, hidden: int, num_heads: int
     total += mlp_saved_bytes(layer, dt)
     total += moe_routing_saved_bytes(layer, hidden, dt)
     total += dropout_masks * hidden
-    del attn_width
     return total
 
 

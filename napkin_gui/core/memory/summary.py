@@ -60,15 +60,19 @@ def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState
     at_peak["allocator_slack"] = slack
     at_peak["cuda_context"] = gpu.cuda_context_bytes
     components = tuple(MemoryComponent(name, int(at_peak.get(name, 0)), formulas[name]) for name in COMPONENTS)
+    # NVML's board total: the context figure (NVML used - torch reserved) includes the driver's
+    # own reserve that CUDA's total_memory leaves out, so both sides are counted NVML's way.
+    # (H100 SXM: 81,559 MiB NVML vs 81,079 CUDA; an OOM run reached 80,228 MiB reserved.)
+    capacity = gpu.nvml_memory_bytes or gpu.memory_bytes
     # paged optimizer states live in managed memory: they can spill to host RAM, so they do not
     # decide whether the step fits, only what NVML shows while there is room.
-    fits = reserved + gpu.cuda_context_bytes <= gpu.memory_bytes
+    fits = reserved + gpu.cuda_context_bytes <= capacity
     return MemoryEstimate(
         components=components,
         peak_allocated_bytes=peak.allocated_bytes,
         peak_reserved_bytes=reserved,
         device_used_bytes=device_used,
-        capacity_bytes=gpu.memory_bytes,
+        capacity_bytes=capacity,
         fits=fits,
         peak_phase=peak.phase,
         timeline=timeline,

@@ -74,7 +74,8 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     loss_peak = logits_loss_peak_bytes(tokens, spec.vocab_size, logit_bytes, softcap)
     held = logits_held_bytes(tokens, spec.vocab_size, logit_bytes)
     dt = activation_dtypes(plan, spec)
-    final_norm = tokens * spec.hidden_size * (4 + (dt.stream if dt.base_trainable else 0))
+    # final norm's fp32 x (+ its normalized output and lm_head's input when trainable)
+    final_norm = tokens * spec.hidden_size * (4 + (2 * dt.stream if dt.base_trainable else 0))
     # under autocast lm_head saves its 16-bit weight copy until its backward
     final_norm += 2 * spec.vocab_size * spec.hidden_size if dt.autocast else 0
     grads_always = gpu_state.gradient_bytes if plan.grad_accum > 1 else 0

@@ -1,0 +1,97 @@
+"""The activation model against what torch really saves for backward, on CPU.
+
+Builds small real transformers models (random weights, nothing downloaded), records every
+tensor autograd saves during the forward with saved_tensors_hooks, and compares the bytes
+with the model's per-token count. Dropout is 0 here: on CPU torch's dropout saves an fp32
+noise tensor where CUDA's fused kernel saves a bool mask.
+"""
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+peft = pytest.importorskip("peft")
+
+from napkin_gui.core.memory.model_state import model_state  # noqa: E402
+from napkin_gui.core.memory.precision import activation_dtypes  # noqa: E402
+from napkin_gui.core.memory.timeline import block_memories  # noqa: E402
+from napkin_gui.core.model_spec import DecoderLayer, LinearShape, ModelSpec  # noqa: E402
+from napkin_gui.core.plan import Plan  # noqa: E402
+
+H, FF, HEADS, KV, LAYERS, VOCAB = 128, 352, 4, 2, 3, 512
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def toy_spec() -> ModelSpec:
+    hd = H // HEADS
+    lins = (LinearShape("q_proj", H, H), LinearShape("k_proj", H, KV * hd), LinearShape("v_proj", H, KV * hd),
+            LinearShape("o_proj", H, H), LinearShape("gate_proj", H, FF), LinearShape("up_proj", H, FF),
+            LinearShape("down_proj", FF, H))
+    return ModelSpec("toy", "llama", H, HEADS, KV, hd, VOCAB, False,
+                     ((LAYERS, DecoderLayer(lins, FF, True, 2 * H, 2)),), extra_params=H)
+
+
+def toy_model(dtype, attn: str, lora_r: int | None):
+    cfg = transformers.AutoConfig.for_model(
+        "llama", hidden_size=H, intermediate_size=FF, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+        num_key_value_heads=KV, vocab_size=VOCAB, max_position_embeddings=256)
+    cfg._attn_implementation = attn
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+    if lora_r:
+        model = peft.get_peft_model(model, peft.LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0,
+                                                           target_modules=TARGETS))
+        model.enable_input_require_grads()
+    model.train()
+    return model
+
+
+def saved_bytes(model, batch: int, seq: int) -> int:
+    """Bytes of distinct non-parameter storages autograd saves during one forward."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    ids = torch.randint(0, VOCAB, (batch, seq))
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(input_ids=ids)
+    return sum(seen.values())
+
+
+def expected_bytes(plan: Plan) -> int:
+    spec = toy_spec()
+    blocks = block_memories(spec, plan)
+    dt = activation_dtypes(plan, spec)
+    tokens = plan.batch_size * plan.seq_len
+    final_norm = tokens * H * (4 + (2 * dt.stream if dt.base_trainable else 0))
+    return sum(b.saved_bytes for b in blocks) + final_norm
+
+
+@pytest.mark.parametrize("method, precision, attn, dtype", [
+    ("lora", "bf16", "eager", "bfloat16"),
+    ("lora", "fp32", "eager", "float32"),
+    ("full", "bf16", "eager", "bfloat16"),
+    ("full", "fp32", "eager", "float32"),
+])
+def test_saved_tensors_match_the_model(method, precision, attn, dtype):
+    batch, seq = 2, 64
+    plan = Plan(model="toy", method=method, precision=precision, attention=attn, lora_r=8, lora_dropout=0.0,
+                batch_size=batch, seq_len=seq)
+    model = toy_model(getattr(torch, dtype), attn, 8 if method == "lora" else None)
+    measured = saved_bytes(model, batch, seq)
+    # rotary cos/sin ([1, s, head_dim] each, shared by all blocks) are left out of the model
+    rope = 2 * seq * (H // HEADS) * (2 if dtype == "bfloat16" else 4)
+    assert expected_bytes(plan) == pytest.approx(measured - rope, rel=0.03)
+
+
+def test_lora_trainable_count_matches_peft():
+    model = toy_model(torch.float32, "eager", 8)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    state = model_state(toy_spec(), Plan(model="toy", lora_r=8))
+    assert state.trainable_params == trainable
+    total = sum(p.numel() for p in model.parameters())
+    assert state.total_params == total
