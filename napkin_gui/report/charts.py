@@ -1,0 +1,266 @@
+"""Report charts painted with QPainter onto QImage (no widgets): memory bar, timeline, batch curve.
+
+Images are drawn at 3x the size they take in the PDF (SCALE) so they stay sharp in print.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen
+
+from ..core.result import ALLOCATED_COMPONENTS, MemoryEstimate
+from .sweep import SweepPoint
+from .text import GIB, component_label
+
+SCALE = 3  # device pixels per layout pixel
+
+# one colour per component (core.result.COMPONENTS order); matplotlib "tab10"-like, print-safe
+COMPONENT_COLORS = {
+    "weights": "#4e79a7",
+    "adapters": "#f28e2b",
+    "gradients": "#e15759",
+    "optimizer_states": "#76b7b2",
+    "activations": "#59a14f",
+    "logits_loss": "#edc948",
+    "temporaries": "#b07aa1",
+    "allocator_slack": "#bab0ac",
+    "cuda_context": "#7f7f7f",
+}
+CAPACITY_COLOR = "#c0392b"
+INK = "#222222"
+GRID = "#dddddd"
+
+
+def _new_image(width: int, height: int) -> tuple[QImage, QPainter]:
+    image = QImage(width * SCALE, height * SCALE, QImage.Format.Format_ARGB32)
+    image.fill(QColor("white"))
+    painter = QPainter(image)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+    painter.scale(SCALE, SCALE)
+    font = QFont("DejaVu Sans")
+    font.setPixelSize(11)
+    painter.setFont(font)
+    return image, painter
+
+
+def nice_step(span: float, target_ticks: int = 6) -> float:
+    """A 1/2/5 x 10^k tick step giving about target_ticks ticks over span."""
+    if span <= 0:
+        return 1.0
+    raw = span / target_ticks
+    mag = 10 ** math.floor(math.log10(raw))
+    for mult in (1, 2, 5, 10):
+        if raw <= mult * mag:
+            return mult * mag
+    return 10 * mag
+
+
+def _pen(color: str, width: float = 1.0, style: Qt.PenStyle = Qt.PenStyle.SolidLine) -> QPen:
+    pen = QPen(QColor(color), width)
+    pen.setStyle(style)
+    return pen
+
+
+def _text(p: QPainter, x: float, y: float, text: str, align: Qt.AlignmentFlag, w: float = 200) -> None:
+    """Draw text anchored at (x, y): align picks which side of the box the point is on."""
+    h = 16
+    left = x - w if align & Qt.AlignmentFlag.AlignRight else x - w / 2 if align & Qt.AlignmentFlag.AlignHCenter else x
+    top = y - h / 2
+    p.drawText(QRectF(left, top, w, h), int(align | Qt.AlignmentFlag.AlignVCenter), text)
+
+
+def _legend(p: QPainter, names: Sequence[str], x: float, y: float, width: float,
+            values: dict[str, str] | None = None) -> None:
+    """Colour swatches + labels, wrapped over rows of fixed-width cells."""
+    cell = LEGEND_CELL if values else 130
+    per_row = max(1, int(width // cell))
+    for i, name in enumerate(names):
+        cx, cy = x + (i % per_row) * cell, y + (i // per_row) * LEGEND_ROW
+        p.fillRect(QRectF(cx, cy - 5, 10, 10), QColor(COMPONENT_COLORS[name]))
+        label = component_label(name) + (f"  {values[name]}" if values else "")
+        _text(p, cx + 15, cy, label, Qt.AlignmentFlag.AlignLeft, cell - 18)
+
+
+LEGEND_CELL, LEGEND_ROW = 210, 18
+
+
+def memory_bar_image(mem: MemoryEstimate, width: int = 640) -> QImage:
+    """One horizontal stacked bar of the device-used memory, with the GPU capacity line."""
+    left, right, top, bar_h = 12, width - 12, 40, 34
+    parts = [(c.name, c.bytes) for c in mem.components if c.bytes > 0 and c.name in COMPONENT_COLORS]
+    legend_rows = -(-len(parts) // max(1, (right - left) // LEGEND_CELL))
+    image, p = _new_image(width, top + bar_h + 36 + legend_rows * LEGEND_ROW)
+    total = sum(b for _, b in parts)
+    top_gib = max(total, mem.capacity_bytes, 1) * 1.04 / GIB
+    sx = (right - left) / top_gib
+    step = nice_step(top_gib)
+    tick = 0.0
+    while tick <= top_gib:
+        x = left + tick * sx
+        p.setPen(_pen(GRID))
+        p.drawLine(QPointF(x, top - 4), QPointF(x, top + bar_h + 4))
+        p.setPen(_pen(INK))
+        _text(p, x, top + bar_h + 14, f"{tick:g}", Qt.AlignmentFlag.AlignHCenter, 60)
+        tick += step
+    x = float(left)
+    for name, nbytes in parts:
+        w = nbytes / GIB * sx
+        p.fillRect(QRectF(x, top, w, bar_h), QColor(COMPONENT_COLORS[name]))
+        x += w
+    cap_x = left + mem.capacity_bytes / GIB * sx
+    p.setPen(_pen(CAPACITY_COLOR, 2, Qt.PenStyle.DashLine))
+    p.drawLine(QPointF(cap_x, top - 8), QPointF(cap_x, top + bar_h + 8))
+    p.setPen(_pen(CAPACITY_COLOR))
+    align = Qt.AlignmentFlag.AlignRight if cap_x > width * 0.6 else Qt.AlignmentFlag.AlignLeft
+    _text(p, cap_x + (-4 if align == Qt.AlignmentFlag.AlignRight else 4), top - 10,
+          f"capacity {mem.capacity_bytes / GIB:.1f} GiB", align, 220)
+    p.setPen(_pen(INK))
+    _text(p, left, 10, f"GiB per GPU: device used {mem.device_used_bytes / GIB:.2f} "
+          f"of {mem.capacity_bytes / GIB:.2f}", Qt.AlignmentFlag.AlignLeft, 400)
+    values = {name: f"{nbytes / GIB:.2f}" for name, nbytes in parts}
+    _legend(p, [n for n, _ in parts], left, top + bar_h + 36, right - left, values)
+    p.end()
+    return image
+
+
+def _phase_groups(phases: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(group label, first index, last index) for runs of phases with the same first word."""
+    groups: list[tuple[str, int, int]] = []
+    for i, phase in enumerate(phases):
+        key = phase.split(" ")[0]
+        if groups and groups[-1][0] == key:
+            groups[-1] = (key, groups[-1][1], i)
+        else:
+            groups.append((key, i, i))
+    return groups
+
+
+def timeline_image(mem: MemoryEstimate, width: int = 640, height: int = 260) -> QImage:
+    """Allocated memory through one step: stacked steps per component, peak marked."""
+    image, p = _new_image(width, height)
+    pts = mem.timeline
+    left, right, top, bottom = 48, width - 12, 24, height - 56
+    n = max(len(pts), 1)
+    top_gib = max(max((pt.allocated_bytes for pt in pts), default=0), mem.capacity_bytes) * 1.12 / GIB
+    sx, sy = (right - left) / n, (bottom - top) / max(top_gib, 1e-9)
+    step = nice_step(top_gib, 5)
+    tick = 0.0
+    while tick <= top_gib:
+        y = bottom - tick * sy
+        p.setPen(_pen(GRID))
+        p.drawLine(QPointF(left, y), QPointF(right, y))
+        p.setPen(_pen(INK))
+        _text(p, left - 4, y, f"{tick:g}", Qt.AlignmentFlag.AlignRight, 44)
+        tick += step
+    for ci, name in reversed(list(enumerate(ALLOCATED_COMPONENTS))):
+        # stacked: this band's top is the sum of components up to and including it
+        path = QPainterPath(QPointF(left, bottom))
+        for i, pt in enumerate(pts):
+            parts = dict(pt.by_component)
+            y = bottom - sum(parts.get(c, 0) for c in ALLOCATED_COMPONENTS[:ci + 1]) / GIB * sy
+            path.lineTo(QPointF(left + i * sx, y))
+            path.lineTo(QPointF(left + (i + 1) * sx, y))
+        path.lineTo(QPointF(left + len(pts) * sx, bottom))
+        path.closeSubpath()
+        p.fillPath(path, QBrush(QColor(COMPONENT_COLORS[name])))
+    for label, first, last in _phase_groups([pt.phase for pt in pts]):
+        x0, x1 = left + first * sx, left + (last + 1) * sx
+        p.setPen(_pen("#999999", 0.6, Qt.PenStyle.DotLine))
+        p.drawLine(QPointF(x0, top), QPointF(x0, bottom))
+        p.setPen(_pen(INK))
+        if x1 - x0 > 28:
+            _text(p, (x0 + x1) / 2, bottom + 10, label, Qt.AlignmentFlag.AlignHCenter, x1 - x0)
+    cap_y = bottom - mem.capacity_bytes / GIB * sy
+    p.setPen(_pen(CAPACITY_COLOR, 1.5, Qt.PenStyle.DashLine))
+    p.drawLine(QPointF(left, cap_y), QPointF(right, cap_y))
+    p.fillRect(QRectF(right - 84, cap_y - 16, 82, 14), QColor(255, 255, 255, 220))
+    p.setPen(_pen(CAPACITY_COLOR))
+    _text(p, right - 2, cap_y - 9, "GPU capacity", Qt.AlignmentFlag.AlignRight, 120)
+    if pts:
+        ip = max(range(len(pts)), key=lambda i: pts[i].allocated_bytes)
+        px, py = left + (ip + 0.5) * sx, bottom - pts[ip].allocated_bytes / GIB * sy
+        p.setPen(_pen(INK, 1.5))
+        p.setBrush(QColor("white"))
+        p.drawEllipse(QPointF(px, py), 4, 4)
+        label = f"peak {pts[ip].allocated_bytes / GIB:.2f} GiB at {pts[ip].phase}"
+        align = Qt.AlignmentFlag.AlignRight if px > width * 0.6 else Qt.AlignmentFlag.AlignLeft
+        tx = px + (-8 if align == Qt.AlignmentFlag.AlignRight else 8)
+        box = QRectF(tx - (p.fontMetrics().horizontalAdvance(label) + 4 if align == Qt.AlignmentFlag.AlignRight else 0),
+                     py - 20, p.fontMetrics().horizontalAdvance(label) + 4, 14)
+        p.fillRect(box, QColor(255, 255, 255, 220))
+        _text(p, tx + (-2 if align == Qt.AlignmentFlag.AlignRight else 2), py - 13, label, align, 300)
+    p.setPen(_pen(INK))
+    p.drawLine(QPointF(left, bottom), QPointF(right, bottom))
+    _text(p, left, top - 14, "GiB allocated, phase by phase through one training step",
+          Qt.AlignmentFlag.AlignLeft, 400)
+    _legend(p, list(ALLOCATED_COMPONENTS), left, bottom + 30, right - left)
+    p.end()
+    return image
+
+
+def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
+                      width: int = 640, height: int = 220) -> QImage:
+    """Step seconds (left axis) and tokens/s per GPU (right axis) against batch size (log 2)."""
+    image, p = _new_image(width, height)
+    left, right, top, bottom = 52, width - 60, 24, height - 40
+    if not points:
+        p.end()
+        return image
+    n = len(points)
+    sx = (right - left) / max(n - 1, 1)
+    max_s = max(pt.step_seconds for pt in points) * 1.1
+    max_t = max(pt.tokens_per_second for pt in points) * 1.1
+
+    def x_of(i: int) -> float:
+        return left + i * sx
+
+    def y_of(v: float, top_v: float) -> float:
+        return bottom - v / top_v * (bottom - top)
+
+    first_oom = next((i for i, pt in enumerate(points) if not pt.fits), None)
+    if first_oom is not None:
+        x0 = x_of(first_oom) - (sx / 2 if first_oom else 0)
+        p.fillRect(QRectF(x0, top, right - x0, bottom - top), QColor("#fbe3e1"))
+        p.setPen(_pen(CAPACITY_COLOR))
+        _text(p, x0 + 4, bottom - 10, "does not fit", Qt.AlignmentFlag.AlignLeft, 120)
+    for v in _ticks(max_s):
+        p.setPen(_pen(GRID))
+        p.drawLine(QPointF(left, y_of(v, max_s)), QPointF(right, y_of(v, max_s)))
+        p.setPen(_pen(COMPONENT_COLORS["weights"]))
+        _text(p, left - 4, y_of(v, max_s), f"{v:g}", Qt.AlignmentFlag.AlignRight, 48)
+    p.setPen(_pen(COMPONENT_COLORS["adapters"]))
+    for v in _ticks(max_t):
+        _text(p, right + 4, y_of(v, max_t), f"{v:,.0f}", Qt.AlignmentFlag.AlignLeft, 56)
+    for i, pt in enumerate(points):
+        p.setPen(_pen("#999999" if pt.batch_size != current_batch else INK,
+                      1 if pt.batch_size != current_batch else 1.5))
+        if pt.batch_size == current_batch:
+            p.drawLine(QPointF(x_of(i), top), QPointF(x_of(i), bottom))
+        p.setPen(_pen(INK))
+        _text(p, x_of(i), bottom + 10, str(pt.batch_size), Qt.AlignmentFlag.AlignHCenter, 40)
+    for key, top_v, color in (("step_seconds", max_s, COMPONENT_COLORS["weights"]),
+                              ("tokens_per_second", max_t, COMPONENT_COLORS["adapters"])):
+        p.setPen(_pen(color, 2))
+        xy = [QPointF(x_of(i), y_of(getattr(pt, key), top_v)) for i, pt in enumerate(points)]
+        for a, b in zip(xy, xy[1:]):
+            p.drawLine(a, b)
+        for pt, q in zip(points, xy):
+            p.setBrush(QColor(color) if pt.fits else QColor("white"))
+            p.drawEllipse(q, 3, 3)
+    p.setPen(_pen(INK))
+    p.drawLine(QPointF(left, bottom), QPointF(right, bottom))
+    _text(p, (left + right) / 2, bottom + 26, "micro-batch size (current one marked)", Qt.AlignmentFlag.AlignHCenter, 300)
+    p.setPen(_pen(COMPONENT_COLORS["weights"]))
+    _text(p, left - 44, top - 14, "step seconds", Qt.AlignmentFlag.AlignLeft, 160)
+    p.setPen(_pen(COMPONENT_COLORS["adapters"]))
+    _text(p, right + 56, top - 14, "tokens/s per GPU", Qt.AlignmentFlag.AlignRight, 160)
+    p.end()
+    return image
+
+
+def _ticks(top_value: float) -> list[float]:
+    step = nice_step(top_value, 5)
+    return [i * step for i in range(int(top_value / step) + 1)]

@@ -1,0 +1,39 @@
+"""Everything one report shows, computed before any formatting: ReportData."""
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+
+from ..core.plan import Plan
+from ..core.result import Estimate
+from .extras import advice_lines, hardware_table
+from .sweep import SweepPoint, batch_sweep
+
+
+@dataclass(frozen=True, slots=True)
+class ReportData:
+    """The estimate plus the optional extras (empty when their core module is missing)."""
+
+    estimate: Estimate
+    sweep: tuple[SweepPoint, ...]
+    hardware_header: tuple[str, ...]
+    hardware_rows: tuple[tuple[str, ...], ...]
+    hardware_note: str
+    advice: tuple[str, ...]
+    created: str  # ISO date the report was made
+
+
+def collect_report_data(plan: Plan, calibration=None, today: _dt.date | None = None) -> ReportData:
+    """Run core.estimate, the batch sweep, the hardware comparison and the advice for a plan."""
+    from ..core.estimate import estimate
+    est = estimate(plan, calibration)
+    header, rows, note = hardware_table(plan)
+    return ReportData(
+        estimate=est,
+        sweep=batch_sweep(plan, calibration),
+        hardware_header=header,
+        hardware_rows=rows,
+        hardware_note=note,
+        advice=advice_lines(plan),
+        created=(today or _dt.date.today()).isoformat(),
+    )
