@@ -183,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as err:  # a bug, not bad input: still one line, never a traceback
+        print(f"napkin: internal error: {type(err).__name__}: {err} (please report)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

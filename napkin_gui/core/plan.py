@@ -82,7 +82,8 @@ def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 
 def _int(field: str, value: Any, minimum: int = 1, maximum: int = 10**9) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value != int(value)):
         raise PlanError(f"{field}: must be an integer >= {minimum}, got {value!r}")
     if not minimum <= int(value) <= maximum:
         raise PlanError(f"{field}: must be an integer between {minimum} and {maximum}, got {value!r}")
