@@ -126,12 +126,12 @@ def model_state(spec: ModelSpec, plan: Plan) -> ModelState:
         head_trainable = 0
     else:
         trainable, grad_dtype = spec.total_params, plan.param_dtype
-        per_layer_trainable = tuple(layer.params for layer in spec.layers())
+        per_layer_trainable = tuple(p for n, layer in spec.layer_groups for p in [layer.params] * n)
         head_trainable = max(0, spec.total_params - sum(per_layer_trainable))
     shapes = _trainable_tensor_shapes(spec, plan)
     states, temp, opt_formula = _optimizer(plan, trainable, grad_dtype, shapes)
-    per_layer_weights = tuple(tensor_bytes(layer.params, plan.param_dtype) if plan.method != "qlora"
-                              else layer.params // 2 for layer in spec.layers())
+    per_layer_weights = tuple(b for n, layer in spec.layer_groups for b in [
+        tensor_bytes(layer.params, plan.param_dtype) if plan.method != "qlora" else layer.params // 2] * n)
     return ModelState(
         total_params=spec.total_params + adapter_params,
         trainable_params=trainable,

@@ -60,9 +60,11 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
     return tuple(out)
 
 
-def _point(phase: str, parts: dict[str, int]) -> TimelinePoint:
-    by = tuple((name, int(parts.get(name, 0))) for name in ALLOCATED_COMPONENTS)
-    return TimelinePoint(phase, sum(v for _, v in by), by)
+def _point(phase: str, weights: int, adapters: int, gradients: int, states: int, activations: int,
+           logits_loss: int, temporaries: int) -> TimelinePoint:
+    """One phase; the values in ALLOCATED_COMPONENTS order."""
+    values = (weights, adapters, gradients, states, activations, logits_loss, temporaries)
+    return TimelinePoint(phase, sum(values), tuple(zip(ALLOCATED_COMPONENTS, values)))
 
 
 def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_bytes: int,
@@ -79,29 +81,26 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     # under autocast lm_head saves its 16-bit weight copy until its backward
     final_norm += 2 * spec.vocab_size * spec.hidden_size if dt.autocast else 0
     grads_always = gpu_state.gradient_bytes if plan.grad_accum > 1 else 0
-    base = {"weights": gpu_state.weights_bytes, "adapters": gpu_state.adapter_bytes,
-            "optimizer_states": gpu_state.optimizer_state_bytes, "gradients": grads_always,
-            "temporaries": workspace_bytes}
-    points = [_point("weights loaded", base)]
+    w, a, st = gpu_state.weights_bytes, gpu_state.adapter_bytes, gpu_state.optimizer_state_bytes
+    ws, gather = workspace_bytes, gpu_state.gather_bytes
+    points = [_point("weights loaded", w, a, grads_always, st, 0, 0, ws)]
     kept = 0
     for i, block in enumerate(blocks, start=1):
-        work = block.forward_work_bytes + gpu_state.gather_bytes
-        points.append(_point(f"forward L{i}", {**base, "activations": kept + block.kept_bytes,
-                                               "temporaries": workspace_bytes + work}))
+        points.append(_point(f"forward L{i}", w, a, grads_always, st, kept + block.kept_bytes, 0,
+                             ws + block.forward_work_bytes + gather))
         kept += block.kept_bytes
-    points.append(_point("logits & loss", {**base, "activations": kept + final_norm, "logits_loss": loss_peak,
-                                           "temporaries": workspace_bytes + gpu_state.gather_bytes}))
+    points.append(_point("logits & loss", w, a, grads_always, st, kept + final_norm, loss_peak, ws + gather))
     grads = gpu_state.head_gradient_bytes
+    per_layer_grads = gpu_state.per_layer_gradient_bytes
     for i in range(len(blocks), 0, -1):
         block = blocks[i - 1]
         kept -= block.kept_bytes
         live = kept + (block.saved_bytes if plan.grad_ckpt else block.kept_bytes)
-        grads += gpu_state.per_layer_gradient_bytes[i - 1] if gpu_state.per_layer_gradient_bytes else 0
-        work = block.backward_work_bytes + gpu_state.gather_bytes + gpu_state.grad_bucket_bytes
-        points.append(_point(f"backward L{i}", {**base, "activations": live, "logits_loss": held,
-                                                "gradients": max(grads_always, min(grads, gpu_state.gradient_bytes)),
-                                                "temporaries": workspace_bytes + work}))
-    points.append(_point("optimizer step", {**base, "gradients": gpu_state.gradient_bytes, "logits_loss": held,
-                                            "temporaries": workspace_bytes + gpu_state.optimizer_temp_bytes}))
-    points.append(_point("after zero_grad", {**base, "logits_loss": held}))
+        grads += per_layer_grads[i - 1] if per_layer_grads else 0
+        work = block.backward_work_bytes + gather + gpu_state.grad_bucket_bytes
+        points.append(_point(f"backward L{i}", w, a, max(grads_always, min(grads, gpu_state.gradient_bytes)), st,
+                             live, held, ws + work))
+    points.append(_point("optimizer step", w, a, gpu_state.gradient_bytes, st, 0, held,
+                         ws + gpu_state.optimizer_temp_bytes))
+    points.append(_point("after zero_grad", w, a, grads_always, st, 0, held, ws))
     return tuple(points)
