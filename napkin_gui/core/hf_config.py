@@ -42,7 +42,8 @@ _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
     "gemma3_text": {"tie_word_embeddings": True, "head_dim": 256, "sliding_window": 4096,
                     "sliding_window_pattern": 6, "vocab_size": 262208, "hidden_size": 2304,
                     "intermediate_size": 9216, "num_hidden_layers": 26,
-                    "num_attention_heads": 8, "num_key_value_heads": 4},
+                    "num_attention_heads": 8, "num_key_value_heads": 4,
+                    "max_position_embeddings": 131072},
     "phi3": {"tie_word_embeddings": False},
     "phi": {"tie_word_embeddings": False},
     "gpt2": {"tie_word_embeddings": True, "n_positions": 1024},
@@ -554,7 +555,8 @@ def model_spec_from_config(config: dict, name: str, source: str = "config") -> M
         config_json = json.dumps(config)
     except (TypeError, ValueError) as err:
         raise PlanError(f"config.json: must hold only JSON values ({err})".replace("\n", " ")) from None
-    max_pos = body.max_pos or text.get("max_position_embeddings") or 0
+    max_pos = body.max_pos or text.get("max_position_embeddings") or _FAMILY_DEFAULTS.get(
+        model_type, {}).get("max_position_embeddings", 0)
     d = body.dims
     return ModelSpec(
         name=name, model_type=model_type, hidden_size=d.hidden, num_heads=d.heads,

@@ -38,6 +38,11 @@ class PresetInfo:
     params_b: float
     hf_id: str
 
+    @property
+    def name(self) -> str:
+        """The display name (what a picker shows next to the id)."""
+        return self.display_name
+
 
 def _presets_dir() -> Any:
     """resources/presets as installed package data, or from a bare checkout."""
