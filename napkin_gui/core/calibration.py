@@ -240,7 +240,7 @@ def _trial_from_dict(d: Any) -> TrialRecord:
     if not isinstance(d, dict):
         raise TypeError("a trial must be an object")
     return TrialRecord(
-        plan_json=json.dumps(d["plan"], sort_keys=True), device=_str(d, "device"),
+        plan_json=json.dumps(d["plan"]), device=_str(d, "device"),
         full_layers=_int(d, "full_layers"), layers_run=tuple(int(k) for k in d["layers_run"]),
         total_params=_int(d, "total_params"), trainable_params=_int(d, "trainable_params"),
         peak_allocated_bytes=_opt_int(d, "peak_allocated_bytes"),

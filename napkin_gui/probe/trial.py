@@ -68,8 +68,13 @@ def default_layers(full_layers: int) -> tuple[int, ...]:
 def run_trial(plan: Plan, model_spec: Any = None, device: str = "cuda",
               layers: tuple[int, ...] | None = None, progress: Progress | None = None,
               should_stop: StopCheck | None = None,
-              nvml_used: Callable[[], tuple[int | None, int | None]] | None = None) -> TrialOutcome:
-    """Trial `plan` on `device`; never raises (failures become TrialOutcome.status)."""
+              nvml_used: Callable[[], tuple[int | None, int | None]] | None = None,
+              measured_steps: int = MEASURED_STEPS) -> TrialOutcome:
+    """Trial `plan` on `device`; never raises (failures become TrialOutcome.status).
+
+    Per depth: one warm-up step, `measured_steps` timed steps, one step whose phases are
+    recorded. nvml_used: () -> (device used, this process used) bytes, for the context size.
+    """
     progress = progress or (lambda f, t: None)
     should_stop = should_stop or (lambda: False)
     try:
@@ -82,7 +87,7 @@ def run_trial(plan: Plan, model_spec: Any = None, device: str = "cuda",
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             return _run_trial(torch, plan, model_spec, torch.device(device), layers, progress,
-                              should_stop, nvml_used)
+                              should_stop, nvml_used, max(1, measured_steps))
     except _Cancelled:
         return TrialOutcome("trial cancelled", None)
     except (TrialUnsupported, PlanError) as err:
@@ -97,13 +102,12 @@ def run_trial(plan: Plan, model_spec: Any = None, device: str = "cuda",
         text = str(err).strip().splitlines()
         return TrialOutcome(f"trial failed: {type(err).__name__}: {text[0] if text else ''}".rstrip(": "), None)
     finally:
-        gc.collect()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
-            torch.cuda.empty_cache()
+            _free(torch, True)
 
 
 def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, ...] | None,
-               progress: Progress, should_stop: StopCheck, nvml_used: Any) -> TrialOutcome:
+               progress: Progress, should_stop: StopCheck, nvml_used: Any, measured: int) -> TrialOutcome:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TrialUnsupported(f"trial needs CUDA; torch {torch.__version__} sees no GPU")
     if spec is None:
@@ -125,7 +129,7 @@ def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, .
         progress(i / len(layers), f"trial: {k} of {full} layers")
         span = (i / len(layers), (i + 1) / len(layers))
         try:
-            runs.append(_one_run(torch, plan, config, k, dev, span, progress, should_stop, nvml_used))
+            runs.append(_one_run(torch, plan, config, k, dev, span, progress, should_stop, nvml_used, measured))
         except torch.OutOfMemoryError as err:
             err.napkin_where = f" with {k} of {full} decoder layers"
             raise
@@ -135,7 +139,7 @@ def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, .
 
 
 def _one_run(torch: Any, plan: Plan, config: dict, k: int, dev: Any, span: tuple[float, float],
-             progress: Progress, should_stop: StopCheck, nvml_used: Any) -> _Run:
+             progress: Progress, should_stop: StopCheck, nvml_used: Any, measured: int) -> _Run:
     cuda = dev.type == "cuda"
     _free(torch, cuda)
     base = torch.cuda.memory_allocated(dev) if cuda else 0
@@ -150,7 +154,7 @@ def _one_run(torch: Any, plan: Plan, config: dict, k: int, dev: Any, span: tuple
         vocab = int(model.get_input_embeddings().weight.shape[0])
         recorder = _PhaseRecorder(torch, dev, blocks)
         micro_times, opt_times = [], []
-        steps = 1 + MEASURED_STEPS + 1
+        steps = 1 + measured + 1
         for step in range(steps):
             if should_stop():
                 raise _Cancelled()
@@ -163,7 +167,7 @@ def _one_run(torch: Any, plan: Plan, config: dict, k: int, dev: Any, span: tuple
                 peak_res = torch.cuda.max_memory_reserved(dev) if cuda else None
             micro, optim = _train_step(torch, plan, model, opt, vocab, dev, recorder, record)
             recorder.stop()
-            if 1 <= step <= MEASURED_STEPS:
+            if 1 <= step <= measured:
                 micro_times.append(micro)
                 opt_times.append(optim)
         timeline = recorder.timeline() if cuda else ()
@@ -312,7 +316,7 @@ def _record(plan: Plan, dev: Any, full: int, runs: list[_Run]) -> TrialRecord:
     if len(layers) == 1 and layers[0] != full:
         notes.append(f"one depth ({layers[0]} layers) only: figures are not extrapolated to {full} layers")
     return TrialRecord(
-        plan_json=json.dumps(plan_to_dict(plan), sort_keys=True), device=str(dev), full_layers=full,
+        plan_json=json.dumps(plan_to_dict(plan)), device=str(dev), full_layers=full,
         layers_run=layers, total_params=ext([p.total_params for p in pts]),
         trainable_params=ext([p.trainable_params for p in pts]),
         peak_allocated_bytes=ext([p.peak_allocated_bytes for p in pts]), peak_reserved_bytes=peak_res,
@@ -348,6 +352,8 @@ def _sync(torch: Any, dev: Any) -> None:
 
 
 def _free(torch: Any, cuda: bool) -> None:
-    gc.collect()
+    """Return freed blocks to the driver so the next run starts clean (CUDA only: on CPU
+    there is nothing to measure and a full gc costs ~0.2 s with transformers loaded)."""
     if cuda:
+        gc.collect()
         torch.cuda.empty_cache()

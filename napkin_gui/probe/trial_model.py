@@ -69,19 +69,24 @@ def build_config(config: dict[str, Any], layers: int) -> Any:
                                f"model_type {model_type!r}") from None
 
 
+def installed(package: str) -> bool:
+    """Whether `package` can be imported (without importing it)."""
+    return importlib.util.find_spec(package) is not None
+
+
 def check_supported(plan: Plan, device: Any) -> None:
     """Raise TrialUnsupported for what a one-GPU trial cannot reproduce or cannot run here."""
     if plan.sharding != "none" or plan.offload != "none":
         raise TrialUnsupported(f"trial runs one GPU without sharding or offload; this plan uses "
                                f"sharding {plan.sharding}, offload {plan.offload}")
     needs_bnb = plan.method == "qlora" or plan.optimizer in ("adamw-8bit", "paged-adamw-8bit")
-    if needs_bnb and importlib.util.find_spec("bitsandbytes") is None:
+    if needs_bnb and not installed("bitsandbytes"):
         what = "QLoRA trial" if plan.method == "qlora" else f"optimizer {plan.optimizer}"
         raise TrialUnsupported(f"{what} needs bitsandbytes (pip install bitsandbytes)")
     if needs_bnb and device.type != "cuda":
         raise TrialUnsupported("bitsandbytes 4-bit/8-bit trials need a CUDA GPU")
     if plan.attention == "flash":
-        if importlib.util.find_spec("flash_attn") is None:
+        if not installed("flash_attn"):
             raise TrialUnsupported("attention flash needs the flash-attn package (pip install flash-attn)")
         if device.type != "cuda":
             raise TrialUnsupported("attention flash needs a CUDA GPU")
