@@ -140,7 +140,7 @@ def test_edited_config_is_read_again(tmp_path):
     assert resolve_model(str(path)).num_layers == 3 != before.num_layers
 
 
-def test_presets_load_from_a_bare_checkout(monkeypatch):
+def test_presets_load_without_the_resources_package(monkeypatch):
     def no_package(name):
         raise ModuleNotFoundError(name)
 
@@ -148,6 +148,15 @@ def test_presets_load_from_a_bare_checkout(monkeypatch):
     folder = model_source._presets_dir()
     assert isinstance(folder, Path) and (folder / "index.json").is_file()
     assert json.loads((folder / "llama-3.1-8b.json").read_text())["napkin"]["id"] == "llama-3.1-8b"
+
+
+def test_presets_load_as_package_data(monkeypatch, tmp_path):
+    """Installed (wheel, PyInstaller): no checkout folder, importlib.resources finds them."""
+    fake_module = tmp_path / "site" / "napkin_gui" / "core" / "model_source.py"
+    monkeypatch.setattr(model_source, "__file__", str(fake_module))
+    folder = model_source._presets_dir()
+    assert folder.joinpath("index.json").is_file()
+    assert "llama-3.1-8b" in json.loads(folder.joinpath("index.json").read_text())["presets"]
 
 
 def test_core_modules_import_only_the_standard_library():

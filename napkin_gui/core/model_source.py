@@ -45,11 +45,15 @@ class PresetInfo:
 
 
 def _presets_dir() -> Any:
-    """resources/presets as installed package data, or from a bare checkout."""
+    """resources/presets: the checkout's own folder next to this package when there is one
+    (so a second, stale install cannot shadow it), else the installed package data."""
+    checkout = Path(__file__).resolve().parents[2] / "resources" / "presets"
+    if (checkout / "index.json").is_file():
+        return checkout
     try:
         return importlib.resources.files("napkin_gui.resources").joinpath("presets")
     except (ModuleNotFoundError, TypeError):
-        return Path(__file__).resolve().parents[2] / "resources" / "presets"
+        return checkout
 
 
 @functools.lru_cache(maxsize=None)
@@ -147,7 +151,7 @@ def _with_headers(spec: ModelSpec, folder: Path) -> ModelSpec:
 @functools.lru_cache(maxsize=64)
 def _path_spec(path: str, mtime_ns: int) -> ModelSpec:
     """ModelSpec of a config.json file or a model folder (cached per modification time)."""
-    target = Path(path)
+    target = Path(path).resolve()
     if target.is_dir():
         config_path = target / "config.json"
         if not config_path.is_file():
