@@ -140,14 +140,17 @@ def test_edited_config_is_read_again(tmp_path):
     assert resolve_model(str(path)).num_layers == 3 != before.num_layers
 
 
-def test_presets_load_without_the_resources_package(monkeypatch):
+def test_presets_load_without_the_resources_package(monkeypatch, tmp_path):
     def no_package(name):
         raise ModuleNotFoundError(name)
 
     monkeypatch.setattr(model_source.importlib.resources, "files", no_package)
-    folder = model_source._presets_dir()
+    folder = model_source._presets_dir()  # the checkout's resources/presets
     assert isinstance(folder, Path) and (folder / "index.json").is_file()
     assert json.loads((folder / "llama-3.1-8b.json").read_text())["napkin"]["id"] == "llama-3.1-8b"
+    bundle = tmp_path / "_MEI" / "napkin_gui"
+    monkeypatch.setattr(model_source, "__file__", str(bundle / "core" / "model_source.pyc"))
+    assert model_source._presets_dir() == bundle / "resources" / "presets"
 
 
 def test_presets_load_as_package_data(monkeypatch, tmp_path):

@@ -52,8 +52,8 @@ def _presets_dir() -> Any:
         return checkout
     try:
         return importlib.resources.files("napkin_gui.resources").joinpath("presets")
-    except (ModuleNotFoundError, TypeError):
-        return checkout
+    except (ModuleNotFoundError, TypeError):  # bundles place the data at napkin_gui/resources
+        return Path(__file__).resolve().parents[1] / "resources" / "presets"
 
 
 @functools.lru_cache(maxsize=None)
