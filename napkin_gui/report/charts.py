@@ -16,20 +16,29 @@ from .text import GIB, component_label
 
 SCALE = 3  # device pixels per layout pixel
 
-# one colour per component (core.result.COMPONENTS order); matplotlib "tab10"-like, print-safe
-COMPONENT_COLORS = {
-    "weights": "#4e79a7",
-    "adapters": "#f28e2b",
-    "gradients": "#e15759",
-    "optimizer_states": "#76b7b2",
-    "activations": "#59a14f",
-    "logits_loss": "#edc948",
-    "temporaries": "#b07aa1",
-    "allocator_slack": "#bab0ac",
-    "cuda_context": "#7f7f7f",
-}
-CAPACITY_COLOR = "#c0392b"
+
+
+def _component_colors() -> dict[str, str]:
+    """The app's colour table (ui/palette.py is a plain dict module, no widgets), so the PDF
+    matches the screen; Tableau 10 defaults while that module is not there."""
+    try:
+        from ..ui.palette import COMPONENT_COLORS as colors
+        return dict(colors)
+    except ImportError:
+        return {"weights": "#4e79a7", "adapters": "#f28e2b", "gradients": "#59a14f",
+                "optimizer_states": "#b07aa1", "activations": "#edc948", "logits_loss": "#76b7b2",
+                "temporaries": "#9c755f", "allocator_slack": "#bab0ac", "cuda_context": "#79706e"}
+
+
+COMPONENT_COLORS = _component_colors()
+
+
+def _color(name: str) -> QColor:
+    return QColor(COMPONENT_COLORS.get(name, "#999999"))
+CAPACITY_COLOR = "#c62828"
 INK = "#222222"
+STEP_COLOR = "#4e79a7"    # step seconds curve
+TOKENS_COLOR = "#f28e2b"  # tokens/s curve
 GRID = "#dddddd"
 
 
@@ -79,7 +88,7 @@ def _legend(p: QPainter, names: Sequence[str], x: float, y: float, width: float,
     per_row = max(1, int(width // cell))
     for i, name in enumerate(names):
         cx, cy = x + (i % per_row) * cell, y + (i // per_row) * LEGEND_ROW
-        p.fillRect(QRectF(cx, cy - 5, 10, 10), QColor(COMPONENT_COLORS[name]))
+        p.fillRect(QRectF(cx, cy - 5, 10, 10), _color(name))
         label = component_label(name) + (f"  {values[name]}" if values else "")
         _text(p, cx + 15, cy, label, Qt.AlignmentFlag.AlignLeft, cell - 18)
 
@@ -90,7 +99,7 @@ LEGEND_CELL, LEGEND_ROW = 210, 18
 def memory_bar_image(mem: MemoryEstimate, width: int = 640) -> QImage:
     """One horizontal stacked bar of the device-used memory, with the GPU capacity line."""
     left, right, top, bar_h = 12, width - 12, 40, 34
-    parts = [(c.name, c.bytes) for c in mem.components if c.bytes > 0 and c.name in COMPONENT_COLORS]
+    parts = [(c.name, c.bytes) for c in mem.components if c.bytes > 0]
     legend_rows = -(-len(parts) // max(1, (right - left) // LEGEND_CELL))
     image, p = _new_image(width, top + bar_h + 36 + legend_rows * LEGEND_ROW)
     total = sum(b for _, b in parts)
@@ -108,7 +117,9 @@ def memory_bar_image(mem: MemoryEstimate, width: int = 640) -> QImage:
     x = float(left)
     for name, nbytes in parts:
         w = nbytes / GIB * sx
-        p.fillRect(QRectF(x, top, w, bar_h), QColor(COMPONENT_COLORS[name]))
+        p.fillRect(QRectF(x, top, w, bar_h), _color(name))
+        p.setPen(_pen("white", 0.8))
+        p.drawLine(QPointF(x + w, top), QPointF(x + w, top + bar_h))
         x += w
     cap_x = left + mem.capacity_bytes / GIB * sx
     p.setPen(_pen(CAPACITY_COLOR, 2, Qt.PenStyle.DashLine))
@@ -165,7 +176,7 @@ def timeline_image(mem: MemoryEstimate, width: int = 640, height: int = 260) -> 
             path.lineTo(QPointF(left + (i + 1) * sx, y))
         path.lineTo(QPointF(left + len(pts) * sx, bottom))
         path.closeSubpath()
-        p.fillPath(path, QBrush(QColor(COMPONENT_COLORS[name])))
+        p.fillPath(path, QBrush(_color(name)))
     for label, first, last in _phase_groups([pt.phase for pt in pts]):
         x0, x1 = left + first * sx, left + (last + 1) * sx
         p.setPen(_pen("#999999", 0.6, Qt.PenStyle.DotLine))
@@ -223,15 +234,15 @@ def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
     first_oom = next((i for i, pt in enumerate(points) if not pt.fits), None)
     if first_oom is not None:
         x0 = x_of(first_oom) - (sx / 2 if first_oom else 0)
-        p.fillRect(QRectF(x0, top, right - x0, bottom - top), QColor("#fbe3e1"))
+        p.fillRect(QRectF(x0, top, right - x0, bottom - top), QColor(198, 40, 40, 40))
         p.setPen(_pen(CAPACITY_COLOR))
         _text(p, x0 + 4, bottom - 10, "does not fit", Qt.AlignmentFlag.AlignLeft, 120)
     for v in _ticks(max_s):
         p.setPen(_pen(GRID))
         p.drawLine(QPointF(left, y_of(v, max_s)), QPointF(right, y_of(v, max_s)))
-        p.setPen(_pen(COMPONENT_COLORS["weights"]))
+        p.setPen(_pen(STEP_COLOR))
         _text(p, left - 4, y_of(v, max_s), f"{v:g}", Qt.AlignmentFlag.AlignRight, 48)
-    p.setPen(_pen(COMPONENT_COLORS["adapters"]))
+    p.setPen(_pen(TOKENS_COLOR))
     for v in _ticks(max_t):
         _text(p, right + 4, y_of(v, max_t), f"{v:,.0f}", Qt.AlignmentFlag.AlignLeft, 56)
     for i, pt in enumerate(points):
@@ -241,8 +252,8 @@ def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
             p.drawLine(QPointF(x_of(i), top), QPointF(x_of(i), bottom))
         p.setPen(_pen(INK))
         _text(p, x_of(i), bottom + 10, str(pt.batch_size), Qt.AlignmentFlag.AlignHCenter, 40)
-    for key, top_v, color in (("step_seconds", max_s, COMPONENT_COLORS["weights"]),
-                              ("tokens_per_second", max_t, COMPONENT_COLORS["adapters"])):
+    for key, top_v, color in (("step_seconds", max_s, STEP_COLOR),
+                              ("tokens_per_second", max_t, TOKENS_COLOR)):
         p.setPen(_pen(color, 2))
         xy = [QPointF(x_of(i), y_of(getattr(pt, key), top_v)) for i, pt in enumerate(points)]
         for a, b in zip(xy, xy[1:]):
@@ -253,9 +264,9 @@ def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
     p.setPen(_pen(INK))
     p.drawLine(QPointF(left, bottom), QPointF(right, bottom))
     _text(p, (left + right) / 2, bottom + 26, "micro-batch size (current one marked)", Qt.AlignmentFlag.AlignHCenter, 300)
-    p.setPen(_pen(COMPONENT_COLORS["weights"]))
+    p.setPen(_pen(STEP_COLOR))
     _text(p, left - 44, top - 14, "step seconds", Qt.AlignmentFlag.AlignLeft, 160)
-    p.setPen(_pen(COMPONENT_COLORS["adapters"]))
+    p.setPen(_pen(TOKENS_COLOR))
     _text(p, right + 56, top - 14, "tokens/s per GPU", Qt.AlignmentFlag.AlignRight, 160)
     p.end()
     return image
