@@ -95,3 +95,38 @@ def test_lora_trainable_count_matches_peft():
     assert state.trainable_params == trainable
     total = sum(p.numel() for p in model.parameters())
     assert state.total_params == total
+
+
+def phi3_spec() -> ModelSpec:
+    hd = H // HEADS
+    lins = (LinearShape("qkv_proj", H, (HEADS + 2 * HEADS) * hd), LinearShape("o_proj", H, H),
+            LinearShape("gate_up_proj", H, 2 * FF), LinearShape("down_proj", FF, H))
+    return ModelSpec("toy-phi3", "phi3", H, HEADS, HEADS, hd, VOCAB, False,
+                     ((LAYERS, DecoderLayer(lins, FF, True, 2 * H, 2)),), extra_params=H)
+
+
+@pytest.mark.parametrize("method, attn, dtype", [("lora", "eager", "bfloat16"), ("full", "eager", "bfloat16"),
+                                                 ("lora", "sdpa", "bfloat16")])
+def test_fused_qkv_and_gate_up_blocks(method, attn, dtype):
+    """phi3: fused qkv_proj (v does not keep the fused output alive: attention gets its own
+    copy) and fused gate_up_proj (the activation's saved gate view keeps all 2 x ff alive)."""
+    cfg = transformers.AutoConfig.for_model(
+        "phi3", hidden_size=H, intermediate_size=FF, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+        num_key_value_heads=HEADS, vocab_size=VOCAB, max_position_embeddings=256, pad_token_id=0,
+        resid_pdrop=0.0, embd_pdrop=0.0, attention_dropout=0.0)
+    cfg._attn_implementation = attn
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype))
+    if method == "lora":
+        model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                                                           target_modules=["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]))
+        model.enable_input_require_grads()
+    model.train()
+    batch, seq = 2, 64
+    plan = Plan(model="toy", method=method, attention=attn, lora_r=8, lora_dropout=0.0, batch_size=batch, seq_len=seq)
+    spec = phi3_spec()
+    dt = activation_dtypes(plan, spec)
+    expected = sum(b.saved_bytes for b in block_memories(spec, plan))
+    expected += batch * seq * H * (4 + (2 * dt.stream if dt.base_trainable else 0))
+    rope = 2 * seq * (H // HEADS) * 2
+    assert expected == pytest.approx(saved_bytes(model, batch, seq) - rope, rel=0.03)
