@@ -172,3 +172,16 @@ def test_report_needs_no_widgets(tmp_path):
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ,
                                                                   "QT_QPA_PLATFORM": "offscreen"})
+
+
+def test_calibration_label_and_warnings_are_printed(tmp_path):
+    from napkin_gui.report.data import collect_report_data
+    from napkin_gui.report.pdf import write_report
+    data = collect_report_data(PLAN)
+    est = replace(data.estimate, calibration="NVIDIA H100 80GB HBM3, probed 2026-11-20",
+                  warnings=("config.json has no torch_dtype; assuming bf16",))
+    out = tmp_path / "cal.pdf"
+    write_report(replace(data, estimate=est), out)
+    _, body, _ = pdf_text(out)
+    assert "NVIDIA H100 80GB HBM3, probed 2026-11-20" in body
+    assert "no torch_dtype; assuming bf16" in body

@@ -235,8 +235,7 @@ def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
     if first_oom is not None:
         x0 = x_of(first_oom) - (sx / 2 if first_oom else 0)
         p.fillRect(QRectF(x0, top, right - x0, bottom - top), QColor(198, 40, 40, 40))
-        p.setPen(_pen(CAPACITY_COLOR))
-        _text(p, x0 + 4, bottom - 10, "does not fit", Qt.AlignmentFlag.AlignLeft, 120)
+
     for v in _ticks(max_s):
         p.setPen(_pen(GRID))
         p.drawLine(QPointF(left, y_of(v, max_s)), QPointF(right, y_of(v, max_s)))
@@ -261,6 +260,12 @@ def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
         for pt, q in zip(points, xy):
             p.setBrush(QColor(color) if pt.fits else QColor("white"))
             p.drawEllipse(q, 3, 3)
+    if first_oom is not None:
+        label = "does not fit"
+        box = QRectF(x0 + 3, top + 3, p.fontMetrics().horizontalAdvance(label) + 6, 14)
+        p.fillRect(box, QColor(255, 255, 255, 210))
+        p.setPen(_pen(CAPACITY_COLOR))
+        _text(p, box.left() + 3, box.center().y(), label, Qt.AlignmentFlag.AlignLeft, 120)
     p.setPen(_pen(INK))
     p.drawLine(QPointF(left, bottom), QPointF(right, bottom))
     _text(p, (left + right) / 2, bottom + 26, "micro-batch size (current one marked)", Qt.AlignmentFlag.AlignHCenter, 300)

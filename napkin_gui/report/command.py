@@ -12,11 +12,15 @@ def report_command(args: argparse.Namespace) -> int:
     from ..core.plan import load_plan
     from .pdf import build_report
     plan = load_plan(args.plan)
+    calibration = None
+    if getattr(args, "calibrated", False):  # the saved probe profile of the plan's GPU
+        from ..core.calibration import profile_for_gpu
+        calibration = profile_for_gpu(plan.gpu)
     out = args.output
     if os.path.isdir(out):
         raise PlanError(f"output: {out} is a folder; give a file name such as report.pdf")
     try:
-        pages = build_report(plan, out)
+        pages = build_report(plan, out, calibration)
     except OSError as err:
         raise PlanError(f"output: cannot write {out}: {err.strerror or err}") from None
     print(f"wrote {out} ({pages} page{'s' if pages != 1 else ''}, {os.path.getsize(out) / 1024:.0f} KB)")

@@ -14,7 +14,7 @@ BATCH_CURVE = "batch-curve.png"
 IMAGE_WIDTH = 640  # layout pixels: the full text width of an A4 page at 15 mm margins
 
 STYLE = """
-h1 { font-size: 15pt; margin-bottom: 2px; }
+h1 { font-size: 14pt; margin-bottom: 2px; }
 h2 { font-size: 11pt; margin-top: 12px; margin-bottom: 4px; color: #333333; }
 td, th { padding: 2px 5px; }
 th { background-color: #eeeeee; text-align: left; }
