@@ -45,3 +45,13 @@ def test_timeline_of_the_whole_model_is_kept_as_measured():
     t = synthetic(4, False)
     assert extrapolate_timeline([(4, t)], 4) == tuple(t)
     assert extrapolate_timeline([], 4) == ()
+
+
+def test_trial_depths_follow_the_layer_pattern():
+    from napkin_gui.probe.extrapolate import trial_depths
+    assert trial_depths([10] * 32) == (2, 4)
+    assert trial_depths([10] * 4) == (4,) and trial_depths([10] * 3) == (3,)
+    # DeepSeek-V3: 3 dense layers, then MoE layers
+    assert trial_depths([10] * 3 + [90] * 58) == (3, 4)
+    # one dense layer first (DeepSeek-V2-Lite): 2 and 4 are both past it
+    assert trial_depths([10] + [90] * 26) == (2, 4)

@@ -12,6 +12,32 @@ from collections.abc import Sequence
 from typing import Any
 
 
+def trial_depths(layer_params: Sequence[int], preferred: tuple[int, int] = (2, 4)) -> tuple[int, ...]:
+    """Two depths k1 < k2 whose difference extrapolates exactly to the full model.
+
+    layer_params: parameters of every decoder layer in order (ModelSpec.layers()). A line
+    through depths k1 and k2 reaches the full count exactly when the layers after k2 are,
+    on average, like the layers k1+1..k2: true for (2, 4) in a uniform model, not in
+    DeepSeek-V3 (3 dense layers, then MoE), which gets (3, 4). The whole model when it
+    has no more layers than k2.
+    """
+    n = len(layer_params)
+    if n <= preferred[1]:
+        return (n,)
+
+    def exact(k1: int, k2: int) -> bool:
+        step = sum(layer_params[k1:k2]) * (n - k2)
+        return step == sum(layer_params[k2:]) * (k2 - k1)
+
+    if exact(*preferred):
+        return preferred
+    for k2 in range(2, n + 1):
+        for k1 in range(k2 - 1, 0, -1):
+            if exact(k1, k2):
+                return (k1, k2)
+    return preferred
+
+
 def linear_extrapolate(points: Sequence[tuple[int, float]], layers: int) -> float:
     """Least-squares line through (layers_run, value) points, evaluated at `layers`.
 

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ..core.calibration import TrialPoint, TrialRecord
 from ..core.errors import PlanError
 from ..core.plan import Plan, plan_to_dict
-from .extrapolate import extrapolate_int, extrapolate_timeline, linear_extrapolate
+from .extrapolate import extrapolate_int, extrapolate_timeline, linear_extrapolate, trial_depths
 from .trial_model import (TrialUnsupported, build_model, check_supported, config_from_model_spec,
                           decoder_layers, full_layer_count, make_optimizer, param_counts)
 
@@ -60,8 +60,12 @@ class _Run:
     context_bytes: int | None
 
 
-def default_layers(full_layers: int) -> tuple[int, ...]:
-    """2 and 4 decoder layers (a slope and an intercept); the whole model when it has <= 4."""
+def default_layers(full_layers: int, spec: Any = None) -> tuple[int, ...]:
+    """2 and 4 decoder layers (a slope and an intercept), or the depths that extrapolate
+    exactly when the layers differ (extrapolate.trial_depths); the whole model when <= 4."""
+    layers = spec.layers() if hasattr(spec, "layers") else ()
+    if len(layers) == full_layers:
+        return trial_depths([layer.params for layer in layers])
     return (full_layers,) if full_layers <= 4 else (2, 4)
 
 
@@ -118,7 +122,7 @@ def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, .
         spec = resolve_model(plan.model)
     config = config_from_model_spec(spec)
     full = full_layer_count(config)
-    layers = tuple(sorted(set(layers or default_layers(full))))
+    layers = tuple(sorted(set(layers or default_layers(full, spec))))
     if not layers or layers[0] < 1 or layers[-1] > full:
         raise TrialUnsupported(f"trial: layers must be between 1 and {full}, got {layers}")
     check_supported(plan, dev)

@@ -24,7 +24,7 @@ ATTN_IMPLEMENTATIONS = {"sdpa": "sdpa", "eager": "eager", "flash": "flash_attent
 LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
 # keys that must not reach from_config: weights are random, dtype comes from the plan
 _DROP_KEYS = ("quantization_config", "auto_map", "torch_dtype", "dtype", "transformers_version",
-              "_name_or_path", "architectures")
+              "_name_or_path", "architectures", "napkin")
 
 
 class TrialUnsupported(Exception):
@@ -196,6 +196,11 @@ def config_from_model_spec(spec: Any) -> dict[str, Any]:
         config = json.loads(spec.config_json or "{}")
     except json.JSONDecodeError:
         raise TrialUnsupported("trial: the model's config.json text is not valid JSON") from None
-    if not isinstance(config, dict) or not config.get("model_type"):
+    if not isinstance(config, dict):
+        raise TrialUnsupported("trial: the model's config.json is not a JSON object")
+    text = config.get("text_config")
+    if not any(key in config for key in LAYER_KEYS) and isinstance(text, dict) and text.get("model_type"):
+        config = text  # a vision-language checkpoint: trial its language model
+    if not config.get("model_type"):
         raise TrialUnsupported("trial: the model's config.json has no model_type")
     return config
