@@ -130,3 +130,19 @@ def test_fused_qkv_and_gate_up_blocks(method, attn, dtype):
     expected += batch * seq * H * (4 + (2 * dt.stream if dt.base_trainable else 0))
     rope = 2 * seq * (H // HEADS) * 2
     assert expected == pytest.approx(saved_bytes(model, batch, seq) - rope, rel=0.03)
+
+
+def test_moe_lora_trainable_count_matches_peft():
+    """transformers 5 fuses Mixtral's experts into 3-D parameters; peft wraps them."""
+    import warnings
+    from napkin_gui.core.hf_config import model_spec_from_config
+    kw = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, vocab_size=100, num_local_experts=4, num_experts_per_tok=2)
+    cfg = transformers.AutoConfig.for_model("mixtral", **kw)
+    model = transformers.AutoModelForCausalLM.from_config(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules="all-linear"))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    spec = model_spec_from_config({"model_type": "mixtral", **kw}, "toy-moe")
+    assert model_state(spec, Plan(model="toy", lora_r=4)).trainable_params == trainable

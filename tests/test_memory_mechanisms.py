@@ -57,7 +57,7 @@ def test_lora_params_per_target_and_expert():
             LinearShape("w1", 100, 300, count=8, active=2))
     layer = DecoderLayer(lins, 600)
     assert lora.lora_adapter_params(lora.lora_target_linears(layer, ("q_proj", "v_proj")), 4) == 4 * 200 + 4 * 120
-    assert lora.lora_adapter_params(lora.lora_target_linears(layer, "all-linear"), 4) == 4 * 200 + 4 * 120 + 8 * 4 * 400
+    assert lora.lora_adapter_params(lora.lora_target_linears(layer, "all-linear"), 4) == 4 * 200 + 4 * 120 + 8 * 4 * (100 + 600)
     assert lora.lora_adapter_bytes(10) == 40
 
 

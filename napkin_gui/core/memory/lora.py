@@ -26,9 +26,24 @@ def lora_target_linears(layer: DecoderLayer, targets: str | Sequence[str]) -> tu
     return tuple(lin for lin in layer.linears if lin.name in wanted)
 
 
+# Routed experts are fused 3-D parameters in transformers >= 5 (MixtralExperts.gate_up_proj
+# [E, 2 x ff, h], down_proj [E, h, ff]); peft >= 0.17 reaches them through target_parameters
+# (ParamWrapper): lora_A [r x E, in], lora_B [out, r x E], and gate_up_proj gets rank 2r
+# (peft tuners/lora/model.py, measured with peft 0.21: 2rE(h + 2ff) for gate_up).
+EXPERT_GATE_UP_NAMES = frozenset({"w1", "w3", "gate_proj", "up_proj"})
+
+
 def lora_adapter_params(linears: Sequence[LinearShape], rank: int) -> int:
-    """A (rank x d_in) + B (d_out x rank) for each targeted linear, every expert copy included."""
-    return sum(lin.count * rank * (lin.d_in + lin.d_out) for lin in linears)
+    """A (rank x d_in) + B (d_out x rank) per targeted linear; routed experts as peft wraps
+    transformers 5's fused expert parameters (the gate and up halves share one adapter
+    of rank 2r over [E, 2 x ff, h])."""
+    total = 0
+    for lin in linears:
+        if lin.count > 1 and lin.name in EXPERT_GATE_UP_NAMES:
+            total += lin.count * rank * (lin.d_in + 2 * lin.d_out)  # each half: r E (h + 2 ff)
+        else:
+            total += lin.count * rank * (lin.d_in + lin.d_out)
+    return total
 
 
 def lora_adapter_bytes(adapter_params: int) -> int:
