@@ -1,73 +1,177 @@
-"""Step time: a roofline per kind of work, summed, with efficiencies fitted to measured runs.
+"""Step time: every operation priced by a roofline, host and device overlapped.
 
-Terms: matmul FLOPs at the card's achievable tensor-core rate, memory traffic of elementwise
-work (norms, activations, casts, LoRA's fp32 path, loss) at the card's bandwidth, NF4
-dequantization, optimizer update traffic, and a fixed launch overhead per kernel.
+The work of a step (core/step_work.py: FLOPs, bytes, kernel launches per phase) is priced on
+the plan's card: each matmul at max(FLOPs / achievable rate, bytes / bandwidth), flash
+attention at its own efficiency, elementwise traffic (norms, activations, casts, LoRA's fp32
+path, the fp32 loss, NF4 dequantization, the optimizer update) at the achievable bandwidth.
+The host (Python, autograd, kernel launches) runs ahead of the device; a phase takes the soft
+maximum of the two, which is why batch 1 and batch 4 at 512 tokens cost nearly the same.
+Link traffic (sharding, offload; core/comm.py) overlaps its phase's device work in part.
+Efficiencies are data: resources/time_efficiency.json, fitted by bench/fit_time.py.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from .comm import CommSeconds, comm_seconds
 from .gpu_spec import GpuSpec
+from .memory.model_state import ModelState
 from .model_spec import ModelSpec
 from .plan import Plan
 from .result import MemoryEstimate, TimeEstimate, TimeTerm
-from .memory.model_state import ModelState
-
-# datasheet dense bf16 -> achievable large-GEMM rate: 800 of 989 TFLOP/s measured on H100 SXM
-# (shared/groundtruth/env-h100.json, 8192^3 bf16 matmul, 2026-11)
-MATMUL_ACHIEVABLE_FRACTION = 0.81
-# device copy measured 2.97 TB/s (read+write) of 3.35 TB/s datasheet on the same card
-BANDWIDTH_ACHIEVABLE_FRACTION = 0.89
-# fraction of the achievable GEMM rate that training-shaped matmuls reach
-MATMUL_EFFICIENCY = 0.55
-# kernels launched per decoder block per step (forward + backward) and per-launch cost
-KERNELS_PER_BLOCK = 60
-LAUNCH_SECONDS = 8e-6
+from .step_work import PhaseWork, StepWork, step_work
+from .time_efficiency import TimeEfficiency, time_efficiency
 
 
-def _matmul_tflops(gpu: GpuSpec, dtype: str) -> float:
-    peak = {"bf16": gpu.bf16_tflops, "fp16": gpu.fp16_tflops, "fp32": gpu.fp32_tflops}[dtype]
-    return peak if gpu.calibrated else peak * MATMUL_ACHIEVABLE_FRACTION
+@dataclass(frozen=True, slots=True)
+class PhaseSeconds:
+    """One phase priced: device compute / memory seconds, host seconds, link seconds."""
+
+    compute: float
+    memory: float
+    host: float
+    link: float = 0.0
+
+    @property
+    def device(self) -> float:
+        return self.compute + self.memory
 
 
-def _bandwidth(gpu: GpuSpec) -> float:
+def matmul_flops_per_second(gpu: GpuSpec, eff: TimeEfficiency, dtype: str) -> float:
+    """Achievable dense matmul rate: datasheet x measured derate, or the calibrated rate.
+    fp32 matmuls run without TF32 (torch.backends.cuda.matmul.allow_tf32 is False by default)."""
+    if dtype == "fp32":
+        peak, derate = gpu.fp32_tflops, eff.matmul_fp32
+    else:
+        peak, derate = (gpu.fp16_tflops if dtype == "fp16" else gpu.bf16_tflops), eff.matmul_16bit
+    return peak * 1e12 * (1.0 if gpu.calibrated else derate)
+
+
+def bandwidth_bytes_per_second(gpu: GpuSpec, eff: TimeEfficiency) -> float:
+    """Achievable device-memory bandwidth (read + write counted)."""
     bw = gpu.memory_bandwidth_gbps * 1e9
-    return bw if gpu.calibrated else bw * BANDWIDTH_ACHIEVABLE_FRACTION
+    return bw if gpu.calibrated else bw * eff.memory_bandwidth
 
 
-def training_flops(spec: ModelSpec, plan: Plan, state: ModelState) -> float:
-    """Forward 2·N·tokens, backward 2x forward (1x for frozen weights: input grads only),
-    +1 forward with checkpointing, + causal attention 2·2·s²·h per layer forward."""
-    tokens = plan.batch_size * plan.seq_len
-    active = spec.total_params - spec.embedding_params
-    forward = 2 * active * tokens
-    attn = sum(2 * 2 * plan.batch_size * plan.seq_len ** 2 * spec.num_heads * spec.head_dim / 2
-               for _ in range(spec.num_layers))
-    forward += attn
-    backward = 2 * forward if plan.method == "full" else forward + attn
-    recompute = forward if plan.grad_ckpt else 0
-    return forward + backward + recompute
+def device_seconds(phase: PhaseWork, gpu: GpuSpec, eff: TimeEfficiency, compute_dtype: str) -> tuple[float, float]:
+    """(compute, memory) seconds of one phase on the device."""
+    bw = bandwidth_bytes_per_second(gpu, eff)
+    compute = memory = 0.0
+    rates: dict[str, float] = {}
+    for mm in phase.matmuls:
+        rate = rates.get(mm.dtype) or rates.setdefault(mm.dtype, matmul_flops_per_second(gpu, eff, mm.dtype))
+        flops_s = mm.flops / (rate * eff.matmul_efficiency)
+        bytes_s = mm.bytes / bw
+        t = mm.launches * (max(flops_s, bytes_s) + eff.matmul_launch_seconds)
+        if flops_s >= bytes_s:
+            compute += t
+        else:
+            memory += t
+    rate16 = matmul_flops_per_second(gpu, eff, compute_dtype)
+    compute += phase.attention_flops / (rate16 * eff.attention_efficiency)
+    memory += (phase.elementwise_bytes + phase.dequant_bytes) / (bw * eff.elementwise_efficiency)
+    memory += (phase.launches + phase.autograd_launches) * eff.device_kernel_seconds
+    return compute, memory
 
 
-def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState,
-                  memory: MemoryEstimate) -> TimeEstimate:
-    """Seconds per micro-batch and per optimizer step, and which term dominates."""
-    flops = training_flops(spec, plan, state)
-    compute = flops / (_matmul_tflops(gpu, plan.compute_dtype) * 1e12 * MATMUL_EFFICIENCY)
-    traffic = (memory.component("activations").bytes + memory.component("logits_loss").bytes) * 4
-    memory_s = traffic / _bandwidth(gpu)
-    overhead = spec.num_layers * KERNELS_PER_BLOCK * LAUNCH_SECONDS * (1.5 if plan.grad_ckpt else 1.0)
-    optimizer = 4 * (state.optimizer_state_bytes + state.gradient_bytes) / _bandwidth(gpu)
-    terms = (TimeTerm("compute", compute, f"{flops:.3g} FLOP / ({_matmul_tflops(gpu, plan.compute_dtype):.0f} TFLOP/s x {MATMUL_EFFICIENCY})"),
-             TimeTerm("memory", memory_s, "activation and loss traffic / bandwidth"),
-             TimeTerm("overhead", overhead, f"{spec.num_layers} blocks x {KERNELS_PER_BLOCK} kernels x {LAUNCH_SECONDS * 1e6:.0f} us"))
-    micro = compute + memory_s + overhead
-    step = micro * plan.grad_accum + optimizer
-    tokens = plan.batch_size * plan.seq_len
-    per_gpu = tokens * plan.grad_accum / step
-    bound = max(terms, key=lambda t: t.seconds).name
-    peak = _matmul_tflops(gpu, plan.compute_dtype) * 1e12
-    mfu = 6 * spec.total_params * tokens * plan.grad_accum / step / peak
-    return TimeEstimate(step_seconds=micro, optimizer_step_seconds=step, tokens_per_second=per_gpu,
-                        tokens_per_second_total=per_gpu * plan.n_gpus, bound=bound,
-                        terms=terms + (TimeTerm("optimizer", optimizer, "update traffic / bandwidth"),),
-                        flops_per_step=flops, mfu=mfu)
+def host_seconds(phase: PhaseWork, eff: TimeEfficiency) -> float:
+    """Python and dispatch time of one phase on the CPU."""
+    return (phase.launches * eff.host_launch_seconds
+            + phase.autograd_launches * eff.host_autograd_launch_seconds
+            + phase.modules * eff.host_module_seconds
+            + phase.quant_calls * eff.host_quant_call_seconds
+            + phase.checkpoints * eff.host_checkpoint_seconds)
+
+
+def smooth_max(a: float, b: float, p: float) -> float:
+    """(a^p + b^p)^(1/p): the larger of a and b, rounded up where they are close."""
+    hi = max(a, b)
+    if hi <= 0.0:
+        return 0.0
+    return hi * ((a / hi) ** p + (b / hi) ** p) ** (1.0 / p)
+
+
+def overlapped_seconds(phases: tuple[PhaseSeconds, ...], eff: TimeEfficiency) -> float:
+    """Wall time of phases run back to back: the host issues work that the device queues,
+    so the device finishes a phase no earlier than its own work nor than the host's."""
+    host_done = device_done = 0.0
+    for ph in phases:
+        device = ph.device + ph.link - eff.comm_overlap * min(ph.device, ph.link)
+        device_done = smooth_max(device_done + device, host_done + smooth_max(ph.host, device, eff.overlap_exponent),
+                                 eff.overlap_exponent)
+        host_done += ph.host
+    return device_done
+
+
+def _phase(work: PhaseWork, gpu: GpuSpec, eff: TimeEfficiency, dtype: str, link: float = 0.0,
+           scale: float = 1.0) -> PhaseSeconds:
+    compute, memory = device_seconds(work, gpu, eff, dtype)
+    return PhaseSeconds(compute * scale, memory * scale, host_seconds(work, eff), link)
+
+
+def step_phases(plan: Plan, work: StepWork, gpu: GpuSpec, eff: TimeEfficiency,
+                comm: CommSeconds) -> tuple[tuple[PhaseSeconds, PhaseSeconds], PhaseSeconds]:
+    """((forward, backward) of a micro-batch, optimizer update) priced on the card."""
+    dtype = plan.compute_dtype
+    fwd = _phase(work.forward, gpu, eff, dtype, comm.forward)
+    bwd = _phase(work.backward, gpu, eff, dtype, comm.backward)
+    sharded = plan.sharding != "none" and plan.n_gpus > 1
+    if plan.offload != "none":
+        opt = PhaseSeconds(0.0, 0.0, host_seconds(work.optimizer, eff) * 0.1, comm.step)
+    else:
+        opt = _phase(work.optimizer, gpu, eff, dtype, comm.step, 1.0 / plan.n_gpus if sharded else 1.0)
+    return (fwd, bwd), opt
+
+
+def _scaled(ph: PhaseSeconds, k: float) -> PhaseSeconds:
+    return PhaseSeconds(ph.compute * k, ph.memory * k, ph.host * k, ph.link * k)
+
+
+def _bound(phases: tuple[PhaseSeconds, ...]) -> tuple[str, dict[str, float]]:
+    totals = {"compute": sum(p.compute for p in phases), "memory": sum(p.memory for p in phases),
+              "overhead": sum(p.host for p in phases), "pcie": sum(p.link for p in phases)}
+    device = totals["compute"] + totals["memory"]
+    if totals["overhead"] > device + totals["pcie"]:
+        return "overhead", totals
+    return max(("compute", "memory", "pcie"), key=lambda k: totals[k]), totals
+
+
+def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork) -> tuple[TimeTerm, ...]:
+    """Per-micro-batch seconds of each kind of work (they overlap: their sum exceeds the step)."""
+    ga = plan.grad_accum
+    rate = matmul_flops_per_second(gpu, eff, plan.compute_dtype) / 1e12
+    bw = bandwidth_bytes_per_second(gpu, eff) / 1e9
+    return (
+        TimeTerm("compute", totals["compute"] / ga,
+                 f"{work.executed_flops:.3g} FLOP matmul + attention at {rate:.0f} TFLOP/s x "
+                 f"{eff.matmul_efficiency:.2f} (attention x {eff.attention_efficiency:.2f})"),
+        TimeTerm("memory", totals["memory"] / ga,
+                 f"elementwise, loss, dequant, optimizer bytes at {bw:.0f} GB/s x {eff.elementwise_efficiency:.2f}"),
+        TimeTerm("overhead", totals["overhead"] / ga,
+                 "host: Python, autograd and kernel launches (overlaps the device)"),
+        TimeTerm("pcie", totals["pcie"] / ga,
+                 f"GPU-GPU collectives ({plan.sharding}, {plan.n_gpus} GPUs) and CPU offload traffic"),
+    )
+
+
+def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, memory: MemoryEstimate,
+                  eff: TimeEfficiency | None = None) -> TimeEstimate:
+    """Seconds per micro-batch and per optimizer step, tokens/s, bound, FLOPs and MFU."""
+    eff = eff or time_efficiency()
+    work = step_work(spec, plan, state.trainable_params)
+    comm = comm_seconds(plan, gpu, eff, state.weights_bytes + state.adapter_bytes, state.gradient_bytes,
+                        state.trainable_params, spec.num_layers)
+    (fwd, bwd), opt = step_phases(plan, work, gpu, eff, comm)
+    micro = overlapped_seconds((fwd, bwd), eff)
+    update = overlapped_seconds((opt,), eff)
+    total = plan.grad_accum * micro + update
+    per_gpu = work.tokens * plan.grad_accum / total
+    ga = plan.grad_accum
+    bound, totals = _bound((_scaled(fwd, ga), _scaled(bwd, ga), opt))
+    peak = (gpu.fp16_tflops if plan.compute_dtype == "fp16" else
+            gpu.fp32_tflops if plan.compute_dtype == "fp32" else gpu.bf16_tflops) * 1e12
+    return TimeEstimate(
+        step_seconds=total / plan.grad_accum, optimizer_step_seconds=total,
+        tokens_per_second=per_gpu, tokens_per_second_total=per_gpu * plan.n_gpus, bound=bound,
+        terms=_terms(totals, plan, gpu, eff, work), flops_per_step=work.executed_flops * plan.grad_accum,
+        mfu=work.model_flops * plan.grad_accum / total / peak)

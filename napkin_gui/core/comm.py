@@ -1,0 +1,95 @@
+"""Traffic between GPUs (data parallel, FSDP / ZeRO) and over the host link (CPU offload).
+
+Ring collectives move (n-1)/n of the tensor per GPU for all-gather and reduce-scatter and
+twice that for all-reduce (Patarasuk & Yuan 2009; NCCL's bus-bandwidth convention,
+nccl-tests doc/PERFORMANCE.md). What moves per step, by strategy:
+- DDP (sharding none, n > 1): all-reduce of the gradients in buckets during the backward of
+  the last micro-batch of a step (accelerate/DDP skip the sync on the others with no_sync()).
+- ZeRO-2: reduce-scatter of the gradients each micro-batch, all-gather of the updated
+  trainable parameters after the step (DeepSpeed stage_1_and_2.py).
+- FSDP FULL_SHARD / ZeRO-3: all-gather of each unit's weights in forward and again in
+  backward, reduce-scatter of the gradients (torch.distributed.fsdp; Zhao et al. 2023).
+- CPU offload of the optimizer: gradients to the host, the update on the CPU, updated
+  parameters back (ZeRO-Offload, Ren et al. 2021); of the parameters too: each unit's
+  weights come over the host link for forward and backward (FSDP CPUOffload).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .gpu_spec import GpuSpec
+from .plan import Plan
+from .time_efficiency import TimeEfficiency
+
+NVLINK_LIKE = ("nvlink", "infinity-fabric")
+
+
+@dataclass(frozen=True, slots=True)
+class CommSeconds:
+    """Seconds of link traffic per GPU, by where it can hide behind compute."""
+
+    forward: float        # per micro-batch, overlaps the forward
+    backward: float       # per micro-batch, overlaps the backward
+    step: float           # per optimizer step, exposed (after the backward, around the update)
+    host_link: float      # the part of the above that crosses PCIe / the host link
+    collective: float     # the part that crosses the GPU-GPU interconnect
+
+
+def interconnect_bytes_per_second(gpu: GpuSpec, eff: TimeEfficiency) -> float:
+    """Achievable per-direction GPU-GPU bandwidth: half the catalog's bidirectional figure."""
+    fast = gpu.interconnect.startswith(NVLINK_LIKE)
+    link = gpu.interconnect_gbps if gpu.interconnect != "none" else 2 * gpu.host_bandwidth_gbps
+    factor = eff.collective_efficiency_nvlink if fast else eff.collective_efficiency_pcie
+    return link / 2 * 1e9 * factor
+
+
+def host_bytes_per_second(gpu: GpuSpec, eff: TimeEfficiency) -> float:
+    """Achievable pinned host<->device bandwidth per direction."""
+    bw = gpu.host_bandwidth_gbps * 1e9
+    return bw if gpu.calibrated else bw * eff.host_link
+
+
+def _collectives(plan: Plan, weights_bytes: int, grad_bytes: int, trainable_bytes: int,
+                 layers: int) -> tuple[float, float, float, int]:
+    """(forward, backward, per-step) bytes per GPU over the interconnect, and collective calls."""
+    n = plan.n_gpus
+    if n <= 1:
+        return 0.0, 0.0, 0.0, 0
+    f = (n - 1) / n
+    if plan.sharding in ("fsdp", "zero3"):
+        return f * weights_bytes, f * (weights_bytes + grad_bytes), 0.0, 3 * layers
+    if plan.sharding == "zero2":
+        return 0.0, f * grad_bytes, f * trainable_bytes, layers + 1
+    # DDP: bucketed all-reduce during the last micro-batch's backward (averaged per micro-batch)
+    return 0.0, 2 * f * grad_bytes / plan.grad_accum, 0.0, layers
+
+
+def comm_seconds(plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, weights_bytes: int, grad_bytes: int,
+                 trainable_params: int, layers: int) -> CommSeconds:
+    """Link seconds per GPU for one micro-batch (forward, backward) and per optimizer step.
+
+    weights_bytes: the whole model's weights as stored (NF4 for QLoRA) + adapters;
+    grad_bytes: all trainable gradients; trainable_params: for the offloaded update.
+    """
+    link = interconnect_bytes_per_second(gpu, eff)
+    host = host_bytes_per_second(gpu, eff)
+    per_param = grad_bytes / max(trainable_params, 1)
+    trainable_bytes = grad_bytes
+    fwd_b, bwd_b, step_b, calls = _collectives(plan, weights_bytes, grad_bytes, trainable_bytes, layers)
+    latency = calls * eff.collective_latency_seconds
+    fwd, bwd, step = fwd_b / link, bwd_b / link + latency, step_b / link
+    collective = fwd + bwd + step
+    host_s = 0.0
+    n = plan.n_gpus if plan.sharding != "none" else 1
+    if plan.offload != "none":
+        shard_params = trainable_params / n
+        # grads down, updated params up (16-bit copies of fp32 masters), CPU Adam in between
+        moved = shard_params * per_param + shard_params * min(per_param, 2)
+        step_host = moved / host + shard_params / eff.cpu_adam_params_per_second
+        step += step_host
+        host_s += step_host
+    if plan.offload == "optimizer+params":
+        unit = weights_bytes / n / host
+        fwd, bwd = fwd + unit, bwd + unit
+        host_s += 2 * unit
+    return CommSeconds(forward=fwd, backward=bwd, step=step, host_link=host_s, collective=collective)

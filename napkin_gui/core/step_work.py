@@ -1,0 +1,325 @@
+"""The work of one training step, independent of the GPU: FLOPs, bytes, kernel launches.
+
+Split in phases (forward, backward with its recompute, optimizer update) so the time model
+can price each on any card and overlap the host (Python + kernel launches) with the device.
+Counted per decoder block from the ModelSpec and the plan; identical blocks once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+
+from . import flops as fl
+from . import traffic as tr
+from .memory.activations import linear_role
+from .memory.lora import lora_target_linears
+from .memory.precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
+from .model_spec import DecoderLayer, ModelSpec
+from .plan import Plan
+
+# transformers' model families without rotary position embeddings (learned positions)
+NO_ROPE = frozenset({"gpt2", "gpt_bigcode", "opt", "bloom", "mpt"})
+# kernel launches of one RMSNorm in eager PyTorch (to fp32, pow, mean, add, rsqrt, mul, to, mul)
+RMS_NORM_LAUNCHES = 8
+# per-step launches outside the blocks: embedding, rotary cos/sin (~8), final norm (8),
+# lm_head, loss (float, pad, slice, view, log_softmax, nll, div ~8)
+MODEL_LAUNCHES = 26
+MODEL_MODULES = 6
+# bitsandbytes dequantize_4bit with double quant: dequantize the absmax (1), add its
+# offset (1), dequantize the weight (1) (bitsandbytes/functional.py)
+DEQUANT_LAUNCHES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class MatmulGroup:
+    """`launches` matmuls of one shape: FLOPs and bytes (inputs + weight + output) each."""
+
+    dtype: str
+    flops: float
+    bytes: float
+    launches: float
+
+
+@dataclass(slots=True)
+class PhaseWork:
+    """What one phase asks of the device (FLOPs, bytes) and of the host (launches, calls)."""
+
+    name: str
+    matmuls: list[MatmulGroup] = field(default_factory=list)
+    attention_flops: float = 0.0      # flash / memory-efficient attention kernels
+    elementwise_bytes: float = 0.0    # norms, activations, casts, LoRA, loss, optimizer
+    dequant_bytes: float = 0.0        # NF4 -> bf16 weight dequantization
+    launches: float = 0.0             # kernels launched from Python (forward, optimizer)
+    autograd_launches: float = 0.0    # kernels launched by the C++ autograd engine
+    modules: float = 0.0              # nn.Module calls (Python hooks, peft / bnb wrappers)
+    quant_calls: float = 0.0          # bitsandbytes 4-bit matmul calls (Python heavy)
+    checkpoints: float = 0.0          # checkpointed blocks recomputed (non-reentrant)
+
+    def add(self, other: PhaseWork, times: float = 1.0) -> None:
+        self.matmuls += [replace(m, launches=m.launches * times) for m in other.matmuls]
+        for name in ("attention_flops", "elementwise_bytes", "dequant_bytes", "launches",
+                     "autograd_launches", "modules", "quant_calls", "checkpoints"):
+            setattr(self, name, getattr(self, name) + times * getattr(other, name))
+
+
+@dataclass(frozen=True, slots=True)
+class StepWork:
+    """One micro-batch (forward, backward) and one optimizer update, on one GPU."""
+
+    forward: PhaseWork
+    backward: PhaseWork
+    optimizer: PhaseWork
+    tokens: int
+    executed_flops: float   # every FLOP the micro-batch runs, recompute included
+    model_flops: float      # without recompute (MFU numerator)
+    trainable_params: int
+    trainable_tensors: int
+
+
+def _mm(phase: PhaseWork, dtype: str, m: float, k: int, n: int, elem: int, launches: float) -> None:
+    """A [m, k] x [k, n] matmul launched `launches` times."""
+    phase.matmuls.append(MatmulGroup(dtype, 2.0 * m * k * n, elem * (m * k + k * n + m * n), launches))
+
+
+def _input_bytes(layer: DecoderLayer, index: int, dt) -> int:
+    role = linear_role(layer, index)
+    return {"attn_in": dt.stream, "attn_latent": dt.linear_out, "attn_out": dt.attn,
+            "mlp_in": dt.stream, "mlp_out": dt.linear_out, "router": dt.stream}[role]
+
+
+def _linears(layer: DecoderLayer, plan: Plan, dt, tokens: int, fwd: PhaseWork, bwd: PhaseWork) -> None:
+    """Base linears: matmuls (+ weight grads in full FT), autocast and 4-bit casts, dequant."""
+    mm_dtype = plan.compute_dtype
+    elem = 4 if mm_dtype == "fp32" else 2
+    full, qlora = plan.method == "full", plan.method == "qlora"
+    for i, lin in enumerate(layer.linears):
+        m = tokens * lin.active / lin.count
+        ib = _input_bytes(layer, i, dt)
+        for phase in (fwd, bwd) if not full else (fwd, bwd, bwd):
+            _mm(phase, mm_dtype, m, lin.d_in, lin.d_out, elem, lin.count)
+        fwd.launches += lin.count
+        bwd.autograd_launches += lin.count * (2 if full else 1)
+        fwd.modules += lin.count
+        casts = 0.0
+        if dt.autocast:
+            # autocast copies each fp32 weight to 16 bit per forward; fp32 inputs too
+            casts = lin.count * lin.d_in * lin.d_out * 6 / tokens + m * lin.count / tokens * lin.d_in * tr.cast_bytes(ib, 2)
+            fwd.launches += lin.count * (1 + (ib == 4))
+        if qlora:
+            # Linear4bit casts its input to the compute dtype and its output back to the input's
+            casts = lin.active * (lin.d_in * tr.cast_bytes(ib, 2) + lin.d_out * tr.cast_bytes(2, dt.linear_out))
+            dq = lin.count * tr.dequant_bytes(lin.d_in * lin.d_out)
+            fwd.dequant_bytes += dq
+            bwd.dequant_bytes += dq   # MatMul4Bit.backward dequantizes again for the input grad
+            fwd.launches += lin.count * (DEQUANT_LAUNCHES + (ib != 2) + (dt.linear_out != 2))
+            bwd.launches += lin.count * DEQUANT_LAUNCHES
+            fwd.quant_calls += lin.count
+            bwd.quant_calls += lin.count
+        fwd.elementwise_bytes += casts * tokens
+        bwd.elementwise_bytes += casts * tokens * (1 if not dt.autocast else 0)
+    if full and dt.autocast:
+        # fp32 .grad from the 16-bit weight gradient: read 2, write 4 per parameter
+        bwd.elementwise_bytes += 6 * sum(lin.count * lin.d_in * lin.d_out for lin in layer.linears)
+
+
+def _lora(layer: DecoderLayer, plan: Plan, dt, tokens: int, fwd: PhaseWork, bwd: PhaseWork) -> None:
+    """peft LoRA on each targeted linear: two small matmuls and the elementwise path around them."""
+    if not plan.is_lora:
+        return
+    r = plan.lora_r
+    mm_dtype = plan.compute_dtype if dt.autocast else "fp32"
+    elem = 2 if dt.autocast else 4
+    dropout = plan.lora_dropout > 0
+    for lin in lora_target_linears(layer, plan.lora_targets):
+        i = layer.linears.index(lin)
+        ib, ob = _input_bytes(layer, i, dt), dt.linear_out
+        m = tokens * lin.active / lin.count
+        _mm(fwd, mm_dtype, m, lin.d_in, r, elem, lin.count)
+        _mm(fwd, mm_dtype, m, r, lin.d_out, elem, lin.count)
+        for _ in range(2):  # input and weight gradient of A and of B
+            _mm(bwd, mm_dtype, m, lin.d_in, r, elem, lin.count)
+            _mm(bwd, mm_dtype, m, r, lin.d_out, elem, lin.count)
+        f_in, f_out = tr.lora_forward_bytes(ib, ob, dropout)
+        b_in, b_out = tr.lora_backward_bytes(ib, ob, dropout)
+        fwd.elementwise_bytes += tokens * lin.active * (f_in * lin.d_in + f_out * lin.d_out)
+        bwd.elementwise_bytes += tokens * lin.active * (b_in * lin.d_in + b_out * lin.d_out)
+        launches = lin.count * ((ib != 4) + dropout + 4 + (ob != 4))
+        fwd.launches += launches
+        bwd.autograd_launches += launches + lin.count * 3
+        fwd.modules += lin.count * 4   # the LoRA wrapper, lora_A, lora_B, dropout / Identity
+
+
+def _attention(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, fwd: PhaseWork, bwd: PhaseWork) -> None:
+    """Attention: flash kernels (FLOPs only) or materialized [b, h, s, s] scores (eager / math)."""
+    b, s, h = plan.batch_size, plan.seq_len, spec.num_heads
+    v_dim = config_extras(spec).v_head_dim
+    kernel, native_gqa, needs_mask = attention_kernel(plan, spec, dt, layer.sliding_window)
+    ab = dt.attn
+    per_token = 2 * ab * h * v_dim     # output transpose + contiguous for o_proj
+    fwd.launches += 2
+    if not native_gqa and spec.num_kv_heads < h:
+        per_token += 2 * ab * h * (spec.head_dim + v_dim)   # repeat_kv copies of k and v
+        fwd.launches += 2
+    fwd.elementwise_bytes += per_token * b * s
+    bwd.elementwise_bytes += per_token * b * s * tr.BACKWARD_TRAFFIC_RATIO
+    if kernel == "flash":
+        keys = fl.attended_keys(s, layer.sliding_window)
+        f = fl.attention_flops(b, s, h, spec.head_dim, v_dim, keys)
+        fwd.attention_flops += f
+        bwd.attention_flops += f * fl.FLASH_BACKWARD_RATIO
+        mask = b * s * s * ab if needs_mask else 0   # explicit windowed mask read by the kernel
+        fwd.elementwise_bytes += mask
+        bwd.elementwise_bytes += mask
+        bwd.autograd_launches += 2
+        return
+    mm_dtype = "fp32" if ab == 4 else plan.compute_dtype
+    scores = b * h * s * s
+    for d in (spec.head_dim, v_dim):   # q @ k^T, then probs @ v: [b*h, s, d] x [b*h, d, s]
+        group = MatmulGroup(mm_dtype, 2.0 * scores * d, ab * (scores + 2 * b * h * s * d), 1)
+        fwd.matmuls.append(group)
+        bwd.matmuls.append(replace(group, launches=2))
+    fwd.elementwise_bytes += scores * tr.score_bytes(ab, kernel)
+    bwd.elementwise_bytes += scores * tr.score_bytes(ab, kernel)
+    fwd.launches += 5
+    bwd.autograd_launches += 8
+
+
+def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, fwd: PhaseWork,
+                       bwd: PhaseWork) -> None:
+    """Norms, rotary embedding, MLP activation, residual adds, dropout, MoE dispatch."""
+    extras = config_extras(spec)
+    hidden, tokens = spec.hidden_size, plan.batch_size * plan.seq_len
+    qk_width = (spec.num_heads + spec.num_kv_heads) * spec.head_dim
+    rms = not extras.layer_norm
+    norm = tr.rms_norm_bytes(dt.stream) if rms else tr.layer_norm_bytes(dt.stream)
+    per_token = layer.norms * hidden * norm + 2 * hidden * tr.residual_add_bytes(dt.stream)
+    launches = layer.norms * (RMS_NORM_LAUNCHES - (2 if dt.stream == 4 else 0) if rms else 1) + 2
+    if extras.qk_norm:
+        per_token += qk_width * tr.rms_norm_bytes(dt.attn)
+        launches += 2 * RMS_NORM_LAUNCHES
+    if spec.model_type not in NO_ROPE:
+        per_token += qk_width * tr.rope_bytes(dt.attn)
+        launches += 10
+    if layer.gated_mlp:
+        per_token += layer.mlp_width * tr.gated_mlp_bytes(dt.linear_out)
+        launches += 2
+    else:
+        python_act = extras.act_saved_per_width > 1
+        per_token += layer.mlp_width * tr.plain_mlp_bytes(dt.linear_out, python_act)
+        launches += 8 if python_act else 1
+    if extras.hidden_dropout:
+        per_token += 2 * hidden * (2 * dt.stream + 1)
+        launches += 2
+    if layer.num_experts:
+        top_k = max((lin.active for lin in layer.linears if lin.count > 1), default=1)
+        per_token += 8 * dt.stream * hidden * top_k     # gather tokens, weight, scatter-add back
+        launches += 6 + 5 * layer.num_experts
+    # input gradients of linears that share an input are summed (3 accesses per extra reader)
+    readers = len(layer.linears) + (len(lora_target_linears(layer, plan.lora_targets)) if plan.is_lora else 0)
+    grad_sums = max(0, readers - 2) * 3 * dt.stream * hidden
+    fwd.elementwise_bytes += per_token * tokens
+    bwd.elementwise_bytes += (per_token * tr.BACKWARD_TRAFFIC_RATIO + grad_sums) * tokens
+    fwd.launches += launches
+    bwd.autograd_launches += launches * tr.BACKWARD_TRAFFIC_RATIO + max(0, readers - 2)
+    fwd.modules += layer.norms + 4   # the block, its norms, attention, MLP, activation
+
+
+def block_work(layer: DecoderLayer, spec: ModelSpec, plan: Plan) -> tuple[PhaseWork, PhaseWork]:
+    """(forward, backward) work of one decoder block for the plan's micro-batch."""
+    dt = activation_dtypes(plan, spec)
+    tokens = plan.batch_size * plan.seq_len
+    fwd, bwd = PhaseWork("forward"), PhaseWork("backward")
+    _linears(layer, plan, dt, tokens, fwd, bwd)
+    _lora(layer, plan, dt, tokens, fwd, bwd)
+    _attention(layer, spec, plan, dt, fwd, bwd)
+    _block_elementwise(layer, spec, plan, dt, fwd, bwd)
+    return fwd, bwd
+
+
+def _model_level(spec: ModelSpec, plan: Plan, fwd: PhaseWork, bwd: PhaseWork) -> None:
+    """Embedding, final norm, lm_head and the fp32 cross-entropy over [tokens, vocab]."""
+    dt = activation_dtypes(plan, spec)
+    tokens, hidden, vocab = plan.batch_size * plan.seq_len, spec.hidden_size, spec.vocab_size
+    lb = logits_element_bytes(plan)
+    full = plan.method == "full"
+    head_dtype = "fp32" if lb == 4 and not dt.autocast else plan.compute_dtype
+    for phase in (fwd, bwd) if not full else (fwd, bwd, bwd):
+        _mm(phase, head_dtype, tokens, hidden, vocab, lb, 1)
+    softcap = spec.final_logit_softcapping is not None
+    fwd.elementwise_bytes += tokens * vocab * tr.logits_forward_bytes(lb, softcap)
+    bwd.elementwise_bytes += tokens * vocab * tr.logits_backward_bytes(lb, softcap)
+    norm = tr.rms_norm_bytes(dt.stream) if spec.norm_kind == "rms" else tr.layer_norm_bytes(dt.stream)
+    stream = tokens * hidden * (norm + 2 * dt.stream)     # final norm + embedding gather
+    fwd.elementwise_bytes += stream
+    bwd.elementwise_bytes += stream * tr.BACKWARD_TRAFFIC_RATIO
+    if full:
+        pb = 4 if plan.param_dtype == "fp32" else 2
+        bwd.elementwise_bytes += vocab * hidden * pb * (1 + (3 if spec.tie_word_embeddings else 0))
+    fwd.launches += MODEL_LAUNCHES
+    bwd.autograd_launches += MODEL_LAUNCHES
+    fwd.modules += MODEL_MODULES
+
+
+def trainable_tensors(spec: ModelSpec, plan: Plan) -> int:
+    """Parameter tensors the optimizer updates: A and B per adapter, or every weight, bias, norm."""
+    total = 0
+    for n, layer in spec.layer_groups:
+        if plan.is_lora:
+            total += n * sum(2 * lin.count for lin in lora_target_linears(layer, plan.lora_targets))
+        else:
+            total += n * (sum(lin.count * (1 + lin.bias) for lin in layer.linears) + layer.norms)
+    if not plan.is_lora:
+        total += 2 + (0 if spec.tie_word_embeddings else 1)
+    return total
+
+
+# Python work per parameter tensor in optimizer.step(), in units of one nn.Module call:
+# torch's foreach optimizers loop over params once in _init_group and group them by
+# device/dtype; bitsandbytes' Optimizer8bit.step calls update_step, prefetch and
+# get_config per tensor; Adafactor's single-tensor loop runs per tensor.
+OPTIMIZER_PYTHON_PER_TENSOR = {"adamw": 0.2, "sgd": 0.2, "adamw-8bit": 3.0,
+                               "paged-adamw-8bit": 4.0, "adafactor": 1.0}
+# torch MultiTensorApply.cuh: one launch handles up to 36 tensors (depth 4) and 320 blocks
+# of 65536 elements (~21M elements)
+FOREACH_TENSORS_PER_LAUNCH = 36
+FOREACH_ELEMENTS_PER_LAUNCH = 320 * 65536
+
+
+def optimizer_work(plan: Plan, trainable_params: int, tensors: int, state_bytes: int) -> PhaseWork:
+    """optimizer.step() over every trainable tensor (zero_grad(set_to_none) is free)."""
+    passes, per_tensor, foreach_ops = tr.OPTIMIZER_PASSES[plan.optimizer]
+    launches_per_op = max(1.0, tensors / FOREACH_TENSORS_PER_LAUNCH,
+                          trainable_params / FOREACH_ELEMENTS_PER_LAUNCH)
+    return PhaseWork("optimizer", elementwise_bytes=passes * trainable_params * state_bytes,
+                     launches=per_tensor * tensors + foreach_ops * launches_per_op,
+                     modules=OPTIMIZER_PYTHON_PER_TENSOR[plan.optimizer] * tensors)
+
+
+def _matmul_flops(phase: PhaseWork) -> float:
+    return sum(m.flops * m.launches for m in phase.matmuls) + phase.attention_flops
+
+
+@lru_cache(maxsize=512)
+def step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
+    """Forward, backward (+ recompute) and optimizer work of the plan on one GPU, unsharded."""
+    fwd, bwd = PhaseWork("forward"), PhaseWork("backward")
+    for n, layer in spec.layer_groups:
+        f, b = block_work(layer, spec, plan)
+        fwd.add(f, n)
+        bwd.add(b, n)
+        if plan.grad_ckpt:   # the block's forward runs again inside its backward
+            bwd.add(f, n)
+            bwd.checkpoints += n
+    _model_level(spec, plan, fwd, bwd)
+    tensors = trainable_tensors(spec, plan)
+    state_bytes = 4 if plan.is_lora or plan.param_dtype == "fp32" else 2
+    if plan.grad_accum > 1:   # later micro-batches add into .grad: read, read, write
+        bwd.elementwise_bytes += 3 * trainable_params * state_bytes * (plan.grad_accum - 1) / plan.grad_accum
+    extras = config_extras(spec)
+    model = fl.model_flops(spec, plan.batch_size, plan.seq_len, plan.method == "full",
+                           plan.lora_r if plan.is_lora else 0, plan.lora_targets, extras.v_head_dim)
+    return StepWork(forward=fwd, backward=bwd,
+                    optimizer=optimizer_work(plan, trainable_params, tensors, state_bytes),
+                    tokens=plan.batch_size * plan.seq_len,
+                    executed_flops=_matmul_flops(fwd) + _matmul_flops(bwd), model_flops=model,
+                    trainable_params=trainable_params, trainable_tensors=tensors)
