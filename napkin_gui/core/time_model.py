@@ -11,7 +11,7 @@ Efficiencies are data: resources/time_efficiency.json, fitted by bench/fit_time.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .comm import CommSeconds, comm_seconds
 from .gpu_spec import GpuSpec
@@ -116,8 +116,8 @@ def step_phases(plan: Plan, work: StepWork, gpu: GpuSpec, eff: TimeEfficiency,
     fwd = _phase(work.forward, gpu, eff, dtype, comm.forward)
     bwd = _phase(work.backward, gpu, eff, dtype, comm.backward)
     sharded = plan.sharding != "none" and plan.n_gpus > 1
-    if plan.offload != "none":
-        opt = PhaseSeconds(0.0, 0.0, host_seconds(work.optimizer, eff) * 0.1, comm.step)
+    if plan.offload != "none":   # the update runs on the CPU: its time is in comm.step
+        opt = PhaseSeconds(0.0, 0.0, 0.0, comm.step)
     else:
         opt = _phase(work.optimizer, gpu, eff, dtype, comm.step, 1.0 / plan.n_gpus if sharded else 1.0)
     return (fwd, bwd), opt
@@ -154,11 +154,17 @@ def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficien
     )
 
 
+def work_plan(plan: Plan) -> Plan:
+    """The plan with the fields that do not change one GPU's micro-batch work cleared, so
+    step_work's cache serves every card, GPU count and dataset size of a plan."""
+    return replace(plan, gpu="", n_gpus=1, sharding="none", offload="none", dataset_tokens=0, epochs=1)
+
+
 def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, memory: MemoryEstimate,
                   eff: TimeEfficiency | None = None) -> TimeEstimate:
     """Seconds per micro-batch and per optimizer step, tokens/s, bound, FLOPs and MFU."""
     eff = eff or time_efficiency()
-    work = step_work(spec, plan, state.trainable_params)
+    work = step_work(spec, work_plan(plan), state.trainable_params)
     comm = comm_seconds(plan, gpu, eff, state.weights_bytes + state.adapter_bytes, state.gradient_bytes,
                         state.trainable_params, spec.num_layers)
     (fwd, bwd), opt = step_phases(plan, work, gpu, eff, comm)

@@ -1,0 +1,83 @@
+"""`napkin compare` and `napkin advise`: format what core.compare / core.advise return."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from .core.plan import load_plan, plan_to_dict
+
+GIB = 2**30
+
+
+def _hours(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.1f}"
+
+
+def _usd(value: float | None) -> str:
+    return "—" if value is None else f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
+
+
+def format_compare(rows, plan) -> str:
+    """The comparison as a text table; rows that fit first, the cheapest / fastest marked."""
+    head = (f"{'GPU':<34}{'n':>2} {'sharding':<8} {'fits':<4} {'used/GPU':>9} {'of':>7} "
+            f"{'step s':>7} {'tokens/s':>10} {'$/M tok':>8} {'hours':>8} {'cost':>9} {'$/h':>7}  bound")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        mark = " ".join(m for m, on in (("<- cheapest", r.cheapest), ("<- fastest", r.fastest)) if on)
+        lines.append(
+            f"{r.gpu_name[:34]:<34}{r.n_gpus:>2} {r.sharding:<8} {'yes' if r.fits else 'no':<4} "
+            f"{r.device_used_bytes / GIB:>8.1f}G {r.capacity_bytes / GIB:>6.0f}G "
+            f"{r.step_seconds:>7.3f} {r.tokens_per_second:>10,.0f} {r.usd_per_million_tokens:>8.2f} "
+            f"{_hours(r.hours):>8} {_usd(r.cost_usd):>9} {r.price_usd_per_hour_total:>7.2f}  {r.bound} {mark}".rstrip())
+    fitting = sum(r.fits for r in rows)
+    lines.append(f"{fitting} of {len(rows)} (card, count) fit · "
+                 + ("hours and cost for " + f"{plan.dataset_tokens * plan.epochs:,.0f} tokens"
+                    if plan.dataset_tokens > 0 else "set dataset_tokens for hours and cost"))
+    return "\n".join(lines)
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    """napkin compare PLAN.json [--json] [--sort cost|time]."""
+    from .core.compare import compare_hardware, sorted_rows
+    plan = load_plan(args.plan)
+    rows = sorted_rows(compare_hardware(plan), getattr(args, "sort", "cost") or "cost")
+    if args.json:
+        out = [{**dataclasses.asdict(r), "price_usd_per_hour_total": r.price_usd_per_hour_total} for r in rows]
+        print(json.dumps(out, indent=2))
+    else:
+        print(format_compare(rows, plan))
+    return 0
+
+
+def _advice_dict(advice) -> dict:
+    return {"title": advice.title, "reason": advice.reason, "fits_after": advice.fits_after,
+            "memory_delta_bytes": advice.memory_delta_bytes,
+            "time_delta_fraction": advice.time_delta_fraction,
+            "cost_delta_fraction": advice.cost_delta_fraction, "plan": plan_to_dict(advice.plan)}
+
+
+def format_advice(items, plan, fits: bool, largest: int) -> str:
+    state = "fits" if fits else "does NOT fit"
+    lines = [f"{plan.model} {plan.method} bs {plan.batch_size} × {plan.seq_len} on {plan.gpu} × {plan.n_gpus}: {state};"
+             f" largest batch that fits this card: {largest}"]
+    if not items:
+        lines.append("  nothing found that helps")
+    for i, advice in enumerate(items, start=1):
+        lines.append(f"{i:>2}. {advice.reason}")
+    return "\n".join(lines)
+
+
+def advise_command(args: argparse.Namespace) -> int:
+    """napkin advise PLAN.json [--json]."""
+    from .core.advise import advise, largest_batch_that_fits
+    from .core.estimate import estimate
+    plan = load_plan(args.plan)
+    items = advise(plan)
+    largest = largest_batch_that_fits(plan)
+    if args.json:
+        print(json.dumps({"fits": estimate(plan).memory.fits, "largest_batch_that_fits": largest,
+                          "advice": [_advice_dict(a) for a in items]}, indent=2))
+    else:
+        print(format_advice(items, plan, estimate(plan).memory.fits, largest))
+    return 0

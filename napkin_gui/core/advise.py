@@ -1,0 +1,241 @@
+"""What to change in a plan: candidate edits, each estimated, described by its effect, ranked.
+
+When the plan does not fit, the edits that make it fit come first, the cheapest in time
+first; when it fits, the edits that speed it up most (tokens/s over all GPUs), then the ones
+that cut its cost. Each Advice carries the changed Plan, so a UI can apply it as is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .compare import compare_hardware
+from .errors import PlanError
+from .estimate import estimate
+from .gpu_catalog import find_gpu, gpu_catalog
+from .memory.model_state import model_state
+from .memory.summary import memory_estimate
+from .model_source import resolve_model
+from .plan import Plan, check_combination
+from .result import Estimate
+
+GIB = 2**30
+MAX_BATCH = 4096
+SHARD_COUNTS = (2, 4, 8)
+METHOD_ORDER = ("full", "lora", "qlora")
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """One change: the new plan, its effect on memory (per GPU) and time per token, in words."""
+
+    title: str
+    plan: Plan
+    memory_delta_bytes: int      # device_used after - before (per GPU)
+    time_delta_fraction: float   # seconds per token after / before - 1 (negative: faster)
+    fits_after: bool
+    reason: str
+    cost_delta_fraction: float = 0.0   # USD per token after / before - 1
+
+
+def largest_batch_that_fits(plan: Plan, gpu_id: str | None = None) -> int:
+    """The largest batch_size whose step fits on gpu_id (default: the plan's card); 0 if none."""
+    gpu = find_gpu(gpu_id or plan.gpu)
+    spec = resolve_model(plan.model)
+    state = model_state(spec, plan)
+    base = replace(plan, gpu=gpu.id)
+
+    def fits(bs: int) -> bool:
+        return memory_estimate(replace(base, batch_size=bs), spec, gpu, state).fits
+
+    if not fits(1):
+        return 0
+    lo, hi = 1, 2
+    while hi <= MAX_BATCH and fits(hi):
+        lo, hi = hi, hi * 2
+    hi = min(hi, MAX_BATCH + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def _seconds_per_token(est: Estimate) -> float:
+    return 1.0 / est.time.tokens_per_second_total
+
+
+def _usd_per_token(est: Estimate) -> float:
+    return est.gpu.price_usd_per_hour * est.plan.n_gpus / 3600 * _seconds_per_token(est)
+
+
+def _pct(fraction: float) -> str:
+    return f"{fraction * 100:+.0f} %"
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / GIB:+.1f} GiB"
+
+
+def _smallest_card(plan: Plan) -> str:
+    """'fits on a 24 GB card (NVIDIA GeForce RTX 4090)': the smallest catalog card it fits on."""
+    spec = resolve_model(plan.model)
+    state = model_state(spec, plan)
+    for gpu in sorted(gpu_catalog(), key=lambda g: (g.memory_bytes, g.price_usd_per_hour)):
+        if memory_estimate(replace(plan, gpu=gpu.id), spec, gpu, state).fits:
+            return f"fits on a {gpu.memory_bytes / 1e9:.0f} GB card ({gpu.name})"
+    return "fits on no single catalog card"
+
+
+def _advice(title: str, plan: Plan, before: Estimate, note: str = "") -> Advice | None:
+    """Estimate the changed plan and describe its effect; None when the change cannot run."""
+    try:
+        after = estimate(check_combination(plan))
+    except PlanError:
+        return None
+    mem = after.memory.device_used_bytes - before.memory.device_used_bytes
+    time = _seconds_per_token(after) / _seconds_per_token(before) - 1
+    cost = _usd_per_token(after) / _usd_per_token(before) - 1
+    words = f"{title}: {_gib(mem)}, {_pct(time)} time"
+    if abs(cost - time) > 0.01:
+        words += f", {_pct(cost)} cost"
+    if after.memory.fits and not before.memory.fits:
+        words += ", fits"
+    if note:
+        words += f"; {note}"
+    return Advice(title, after.plan, mem, time, after.memory.fits, words, cost)
+
+
+def _memory_edits(p: Plan) -> list[tuple[str, Plan]]:
+    """Edits that trade time for memory (or back)."""
+    edits = [("gradient checkpointing " + ("off" if p.grad_ckpt else "on"), replace(p, grad_ckpt=not p.grad_ckpt))]
+    if p.method == "full":
+        edits.append(("LoRA instead of full fine-tuning", replace(p, method="lora")))
+    if p.method != "qlora" and p.precision != "fp32":
+        edits.append(("QLoRA (4-bit base)", replace(p, method="qlora")))
+    if p.optimizer == "adamw":
+        edits.append(("8-bit AdamW", replace(p, optimizer="adamw-8bit")))
+        edits.append(("paged 8-bit AdamW", replace(p, optimizer="paged-adamw-8bit")))
+    if p.attention == "eager":
+        edits.append(("sdpa attention instead of eager", replace(p, attention="sdpa")))
+    if p.offload == "none":
+        edits.append(("offload optimizer states to the CPU", replace(p, offload="optimizer")))
+    if p.seq_len >= 1024:
+        edits.append((f"sequence {p.seq_len} → {p.seq_len // 2}", replace(p, seq_len=p.seq_len // 2)))
+    return edits
+
+
+def _batch_edits(p: Plan) -> list[tuple[str, Plan]]:
+    """Smaller / larger micro-batch with grad_accum keeping the effective batch."""
+    edits = []
+    if p.batch_size > 1:
+        bs = p.batch_size // 2
+        ga = p.grad_accum * p.batch_size // bs if (p.batch_size % bs == 0) else p.grad_accum
+        edits.append((f"batch {p.batch_size} → {bs} (grad_accum {p.grad_accum} → {ga})",
+                      replace(p, batch_size=bs, grad_accum=ga)))
+    bs = p.batch_size * 2
+    ga = p.grad_accum // 2 if p.grad_accum % 2 == 0 else p.grad_accum
+    edits.append((f"batch {p.batch_size} → {bs}" + (f" (grad_accum {p.grad_accum} → {ga})" if ga != p.grad_accum else ""),
+                  replace(p, batch_size=bs, grad_accum=ga)))
+    if not p.grad_ckpt:
+        edits.append((f"batch {p.batch_size} → {bs} with checkpointing", replace(p, batch_size=bs, grad_accum=ga, grad_ckpt=True)))
+    return edits
+
+
+def _scale_edits(p: Plan) -> list[tuple[str, Plan, str]]:
+    """More GPUs (FSDP when the model does not fit one card), another card, the largest batch."""
+    edits = []
+    if p.n_gpus == 1:
+        for n in SHARD_COUNTS:
+            edits.append((f"FSDP over {n} GPUs", replace(p, n_gpus=n, sharding="fsdp"), ""))
+    rows = [r for r in compare_hardware(replace(p, n_gpus=1, sharding="none"), counts=(1,)) if r.fits]
+    current = find_gpu(p.gpu).id
+    if rows:
+        cheap = min(rows, key=lambda r: r.usd_per_million_tokens)
+        fast = max(rows, key=lambda r: r.tokens_per_second)
+        for label, row in (("cheapest card that fits", cheap), ("fastest card that fits", fast)):
+            if row.gpu_id != current or p.n_gpus != 1:
+                edits.append((f"{label}: {row.gpu_name}", replace(p, gpu=row.gpu_id, n_gpus=1, sharding="none"),
+                              f"${row.usd_per_million_tokens:.2f} per M tokens"))
+    best = largest_batch_that_fits(p)
+    if best > p.batch_size:
+        edits.append((f"largest batch that fits: {p.batch_size} → {best}", replace(p, batch_size=best), ""))
+    return edits
+
+
+def _fits(plan: Plan) -> bool:
+    spec = resolve_model(plan.model)
+    return memory_estimate(plan, spec, find_gpu(plan.gpu), model_state(spec, plan)).fits
+
+
+def _ladder(p: Plan) -> list[tuple[str, Plan]]:
+    """Memory savers from the least disruptive: checkpointing, 8-bit optimizer states,
+    halving the batch (grad_accum keeps the effective batch), LoRA, QLoRA, optimizer on the CPU."""
+    steps = []
+    if not p.grad_ckpt:
+        p = replace(p, grad_ckpt=True)
+        steps.append(("checkpointing", p))
+    if p.method == "full" and p.optimizer == "adamw":
+        p = replace(p, optimizer="adamw-8bit")
+        steps.append(("8-bit AdamW", p))
+    while p.batch_size > 1:
+        p = replace(p, batch_size=p.batch_size // 2, grad_accum=p.grad_accum * 2)
+        steps.append((f"batch {p.batch_size} (grad_accum {p.grad_accum})", p))
+    for method, name in (("lora", "LoRA"), ("qlora", "QLoRA")):
+        if p.precision != "fp32" and METHOD_ORDER.index(p.method) < METHOD_ORDER.index(method):
+            p = replace(p, method=method)
+            steps.append((name, p))
+    if p.offload == "none":
+        steps.append(("optimizer on the CPU", replace(p, offload="optimizer")))
+    return steps
+
+
+def _kind(name: str) -> str:
+    """Ladder rungs that replace each other: batch sizes, and LoRA / QLoRA."""
+    word = name.split(" ")[0]
+    return "method" if word in ("LoRA", "QLoRA") else word
+
+
+def _combined(p: Plan) -> tuple[str, Plan] | None:
+    """The first rung of the ladder at which the plan fits this card, as one combined edit."""
+    names: list[str] = []
+    for name, changed in _ladder(p):
+        kind = _kind(name)
+        names = [n for n in names if _kind(n) != kind] + [name]
+        if _fits(changed):
+            return (" + ".join(names), changed) if len(names) > 1 else None
+    return None
+
+
+def _rank(items: list[Advice], fits_now: bool) -> list[Advice]:
+    if not fits_now:
+        fixing = sorted((a for a in items if a.fits_after), key=lambda a: (a.time_delta_fraction, a.cost_delta_fraction))
+        rest = sorted((a for a in items if not a.fits_after and a.memory_delta_bytes < 0),
+                      key=lambda a: a.memory_delta_bytes)
+        return fixing + rest
+    faster = sorted((a for a in items if a.fits_after and a.time_delta_fraction < -0.01),
+                    key=lambda a: a.time_delta_fraction)
+    cheaper = sorted((a for a in items if a.fits_after and a.time_delta_fraction >= -0.01
+                      and a.cost_delta_fraction < -0.01), key=lambda a: a.cost_delta_fraction)
+    return faster + cheaper
+
+
+def advise(plan: Plan, limit: int = 8) -> tuple[Advice, ...]:
+    """The few changes that help this plan most, each with its modelled effect, ranked."""
+    before = estimate(plan)
+    items: list[Advice] = []
+    for title, changed in _memory_edits(plan) + _batch_edits(plan):
+        advice = _advice(title, changed, before)
+        if advice is not None:
+            items.append(advice)
+    combined = None if before.memory.fits else _combined(plan)
+    if combined is not None:
+        advice = _advice(*combined, before)
+        if advice is not None:
+            items.append(advice)
+    for title, changed, note in _scale_edits(plan):
+        advice = _advice(title, changed, before, note)
+        if advice is not None:
+            items.append(advice)
+    for i, advice in enumerate(items):
+        if advice.plan.method != plan.method and advice.plan.method in ("lora", "qlora"):
+            items[i] = replace(advice, reason=f"{advice.reason}; {_smallest_card(advice.plan)}")
+    return tuple(_rank(items, before.memory.fits)[:limit])
