@@ -185,3 +185,20 @@ def test_calibration_label_and_warnings_are_printed(tmp_path):
     _, body, _ = pdf_text(out)
     assert "NVIDIA H100 80GB HBM3, probed 2026-11-20" in body
     assert "no torch_dtype; assuming bf16" in body
+
+
+def test_hardware_comparison_and_advice_sections(tmp_path):
+    compare = pytest.importorskip("napkin_gui.core.compare")
+    advise = pytest.importorskip("napkin_gui.core.advise")
+    from napkin_gui.report.pdf import build_report
+    out = tmp_path / "hw.pdf"
+    build_report(PLAN, out)
+    _, body, _ = pdf_text(out)
+    rows = compare.compare_hardware(PLAN)
+    cheapest = next(r for r in rows if r.cheapest)
+    fastest = next(r for r in rows if r.fastest)
+    assert "Hardware that fits" in body
+    assert squash(cheapest.gpu_name) in body and squash(fastest.gpu_name) in body
+    items = advise.advise(PLAN)
+    if items:
+        assert squash(items[0].reason) in body

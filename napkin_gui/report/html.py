@@ -27,16 +27,18 @@ th { background-color: #eeeeee; text-align: left; }
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], num_cols: Sequence[int] = (),
-           formula_cols: Sequence[int] = (), width: str = "100%") -> str:
+           formula_cols: Sequence[int] = (), width: str = "100%", small: bool = False) -> str:
     out = [f'<table border="0.5" cellspacing="0" cellpadding="2" width="{width}" style="border-color:#bbbbbb">']
     if header:
-        out.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        size = ' style="font-size:7.5pt"' if small else ""
+        out.append("<tr>" + "".join(f"<th{size}>{esc(h)}</th>" for h in header) + "</tr>")
     for row in rows:
         cells = []
         for i, cell in enumerate(row):
             cls = "num" if i in num_cols else "formula" if i in formula_cols else ""
             align = ' align="right"' if i in num_cols else ""
-            cells.append(f'<td class="{cls}"{align}>{esc(cell)}</td>')
+            size = ' style="font-size:7.5pt"' if small else ""
+            cells.append(f'<td class="{cls}"{align}{size}>{esc(cell)}</td>')
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
@@ -97,7 +99,7 @@ def report_html(data: ReportData) -> str:
         parts.append('<p style="page-break-before: always"></p>')
     if data.hardware_rows:
         parts += ["<h2>Hardware that fits: cheapest and fastest</h2>",
-                  _table(data.hardware_header, data.hardware_rows, num_cols=(1, 2, 3, 4, 5, 6))]
+                  _table(data.hardware_header, data.hardware_rows, num_cols=(1, 3, 4, 5, 6, 7, 8), small=True)]
     if data.hardware_note:
         parts.append(f'<p class="sub">{esc(data.hardware_note)}</p>')
     if data.advice:
