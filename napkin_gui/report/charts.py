@@ -149,25 +149,20 @@ def _phase_groups(phases: Sequence[str]) -> list[tuple[str, int, int]]:
     return groups
 
 
-def timeline_image(mem: MemoryEstimate, width: int = 640, height: int = 260) -> QImage:
-    """Allocated memory through one step: stacked steps per component, peak marked."""
-    image, p = _new_image(width, height)
-    pts = mem.timeline
-    left, right, top, bottom = 48, width - 12, 24, height - 56
-    n = max(len(pts), 1)
-    top_gib = max(max((pt.allocated_bytes for pt in pts), default=0), mem.capacity_bytes) * 1.12 / GIB
-    sx, sy = (right - left) / n, (bottom - top) / max(top_gib, 1e-9)
-    step = nice_step(top_gib, 5)
-    tick = 0.0
-    while tick <= top_gib:
-        y = bottom - tick * sy
-        p.setPen(_pen(GRID))
-        p.drawLine(QPointF(left, y), QPointF(right, y))
-        p.setPen(_pen(INK))
-        _text(p, left - 4, y, f"{tick:g}", Qt.AlignmentFlag.AlignRight, 44)
-        tick += step
+def _labelled_point(p: QPainter, px: float, py: float, label: str, right_half: bool) -> None:
+    """A hollow marker at (px, py) with a label on a white box above it."""
+    p.setPen(_pen(INK, 1.5))
+    p.setBrush(QColor("white"))
+    p.drawEllipse(QPointF(px, py), 4, 4)
+    w = p.fontMetrics().horizontalAdvance(label) + 4
+    x = px - 8 - w if right_half else px + 8
+    p.fillRect(QRectF(x, py - 20, w, 14), QColor(255, 255, 255, 220))
+    _text(p, x + 2, py - 13, label, Qt.AlignmentFlag.AlignLeft, w + 20)
+
+
+def _stacked_steps(p: QPainter, pts, left: float, bottom: float, sx: float, sy: float) -> None:
+    """One filled step band per component; each band's top is the sum up to that component."""
     for ci, name in reversed(list(enumerate(ALLOCATED_COMPONENTS))):
-        # stacked: this band's top is the sum of components up to and including it
         path = QPainterPath(QPointF(left, bottom))
         for i, pt in enumerate(pts):
             parts = dict(pt.by_component)
@@ -177,6 +172,22 @@ def timeline_image(mem: MemoryEstimate, width: int = 640, height: int = 260) -> 
         path.lineTo(QPointF(left + len(pts) * sx, bottom))
         path.closeSubpath()
         p.fillPath(path, QBrush(_color(name)))
+
+
+def timeline_image(mem: MemoryEstimate, width: int = 640, height: int = 260) -> QImage:
+    """Allocated memory through one step: stacked steps per component, peak marked."""
+    image, p = _new_image(width, height)
+    pts = mem.timeline
+    left, right, top, bottom = 48, width - 12, 24, height - 56
+    top_gib = max(max((pt.allocated_bytes for pt in pts), default=0), mem.capacity_bytes) * 1.12 / GIB
+    sx, sy = (right - left) / max(len(pts), 1), (bottom - top) / max(top_gib, 1e-9)
+    for tick in _ticks(top_gib):
+        y = bottom - tick * sy
+        p.setPen(_pen(GRID))
+        p.drawLine(QPointF(left, y), QPointF(right, y))
+        p.setPen(_pen(INK))
+        _text(p, left - 4, y, f"{tick:g}", Qt.AlignmentFlag.AlignRight, 44)
+    _stacked_steps(p, pts, left, bottom, sx, sy)
     for label, first, last in _phase_groups([pt.phase for pt in pts]):
         x0, x1 = left + first * sx, left + (last + 1) * sx
         p.setPen(_pen("#999999", 0.6, Qt.PenStyle.DotLine))
@@ -193,16 +204,8 @@ def timeline_image(mem: MemoryEstimate, width: int = 640, height: int = 260) -> 
     if pts:
         ip = max(range(len(pts)), key=lambda i: pts[i].allocated_bytes)
         px, py = left + (ip + 0.5) * sx, bottom - pts[ip].allocated_bytes / GIB * sy
-        p.setPen(_pen(INK, 1.5))
-        p.setBrush(QColor("white"))
-        p.drawEllipse(QPointF(px, py), 4, 4)
-        label = f"peak {pts[ip].allocated_bytes / GIB:.2f} GiB at {pts[ip].phase}"
-        align = Qt.AlignmentFlag.AlignRight if px > width * 0.6 else Qt.AlignmentFlag.AlignLeft
-        tx = px + (-8 if align == Qt.AlignmentFlag.AlignRight else 8)
-        box = QRectF(tx - (p.fontMetrics().horizontalAdvance(label) + 4 if align == Qt.AlignmentFlag.AlignRight else 0),
-                     py - 20, p.fontMetrics().horizontalAdvance(label) + 4, 14)
-        p.fillRect(box, QColor(255, 255, 255, 220))
-        _text(p, tx + (-2 if align == Qt.AlignmentFlag.AlignRight else 2), py - 13, label, align, 300)
+        _labelled_point(p, px, py, f"peak {pts[ip].allocated_bytes / GIB:.2f} GiB at {pts[ip].phase}",
+                        px > width * 0.6)
     p.setPen(_pen(INK))
     p.drawLine(QPointF(left, bottom), QPointF(right, bottom))
     _text(p, left, top - 14, "GiB allocated, phase by phase through one training step",
@@ -210,6 +213,28 @@ def timeline_image(mem: MemoryEstimate, width: int = 640, height: int = 260) -> 
     _legend(p, list(ALLOCATED_COMPONENTS), left, bottom + 30, right - left)
     p.end()
     return image
+
+
+def _oom_band(p: QPainter, x0: float, right: float, top: float, bottom: float, label_only: bool) -> None:
+    """The shaded 'does not fit' region (drawn first), or its label (drawn over the curves)."""
+    if not label_only:
+        p.fillRect(QRectF(x0, top, right - x0, bottom - top), QColor(198, 40, 40, 40))
+        return
+    label = "does not fit"
+    box = QRectF(x0 + 3, top + 3, p.fontMetrics().horizontalAdvance(label) + 6, 14)
+    p.fillRect(box, QColor(255, 255, 255, 210))
+    p.setPen(_pen(CAPACITY_COLOR))
+    _text(p, box.left() + 3, box.center().y(), label, Qt.AlignmentFlag.AlignLeft, 120)
+
+
+def _curve(p: QPainter, xy: Sequence[QPointF], fits: Sequence[bool], color: str) -> None:
+    """A polyline with a dot per point: filled where the plan fits, hollow where it does not."""
+    p.setPen(_pen(color, 2))
+    for a, b in zip(xy, xy[1:]):
+        p.drawLine(a, b)
+    for q, ok in zip(xy, fits):
+        p.setBrush(QColor(color) if ok else QColor("white"))
+        p.drawEllipse(q, 3, 3)
 
 
 def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
@@ -220,22 +245,17 @@ def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
     if not points:
         p.end()
         return image
-    n = len(points)
-    sx = (right - left) / max(n - 1, 1)
+    sx = (right - left) / max(len(points) - 1, 1)
     max_s = max(pt.step_seconds for pt in points) * 1.1
     max_t = max(pt.tokens_per_second for pt in points) * 1.1
-
-    def x_of(i: int) -> float:
-        return left + i * sx
 
     def y_of(v: float, top_v: float) -> float:
         return bottom - v / top_v * (bottom - top)
 
     first_oom = next((i for i, pt in enumerate(points) if not pt.fits), None)
+    x0 = left + (first_oom or 0) * sx - (sx / 2 if first_oom else 0)
     if first_oom is not None:
-        x0 = x_of(first_oom) - (sx / 2 if first_oom else 0)
-        p.fillRect(QRectF(x0, top, right - x0, bottom - top), QColor(198, 40, 40, 40))
-
+        _oom_band(p, x0, right, top, bottom, label_only=False)
     for v in _ticks(max_s):
         p.setPen(_pen(GRID))
         p.drawLine(QPointF(left, y_of(v, max_s)), QPointF(right, y_of(v, max_s)))
@@ -245,27 +265,16 @@ def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
     for v in _ticks(max_t):
         _text(p, right + 4, y_of(v, max_t), f"{v:,.0f}", Qt.AlignmentFlag.AlignLeft, 56)
     for i, pt in enumerate(points):
-        p.setPen(_pen("#999999" if pt.batch_size != current_batch else INK,
-                      1 if pt.batch_size != current_batch else 1.5))
+        p.setPen(_pen(INK, 1.5))
         if pt.batch_size == current_batch:
-            p.drawLine(QPointF(x_of(i), top), QPointF(x_of(i), bottom))
-        p.setPen(_pen(INK))
-        _text(p, x_of(i), bottom + 10, str(pt.batch_size), Qt.AlignmentFlag.AlignHCenter, 40)
-    for key, top_v, color in (("step_seconds", max_s, STEP_COLOR),
-                              ("tokens_per_second", max_t, TOKENS_COLOR)):
-        p.setPen(_pen(color, 2))
-        xy = [QPointF(x_of(i), y_of(getattr(pt, key), top_v)) for i, pt in enumerate(points)]
-        for a, b in zip(xy, xy[1:]):
-            p.drawLine(a, b)
-        for pt, q in zip(points, xy):
-            p.setBrush(QColor(color) if pt.fits else QColor("white"))
-            p.drawEllipse(q, 3, 3)
+            p.drawLine(QPointF(left + i * sx, top), QPointF(left + i * sx, bottom))
+        _text(p, left + i * sx, bottom + 10, str(pt.batch_size), Qt.AlignmentFlag.AlignHCenter, 40)
+    fits = [pt.fits for pt in points]
+    _curve(p, [QPointF(left + i * sx, y_of(pt.step_seconds, max_s)) for i, pt in enumerate(points)], fits, STEP_COLOR)
+    _curve(p, [QPointF(left + i * sx, y_of(pt.tokens_per_second, max_t)) for i, pt in enumerate(points)],
+           fits, TOKENS_COLOR)
     if first_oom is not None:
-        label = "does not fit"
-        box = QRectF(x0 + 3, top + 3, p.fontMetrics().horizontalAdvance(label) + 6, 14)
-        p.fillRect(box, QColor(255, 255, 255, 210))
-        p.setPen(_pen(CAPACITY_COLOR))
-        _text(p, box.left() + 3, box.center().y(), label, Qt.AlignmentFlag.AlignLeft, 120)
+        _oom_band(p, x0, right, top, bottom, label_only=True)
     p.setPen(_pen(INK))
     p.drawLine(QPointF(left, bottom), QPointF(right, bottom))
     _text(p, (left + right) / 2, bottom + 26, "micro-batch size (current one marked)", Qt.AlignmentFlag.AlignHCenter, 300)
