@@ -55,3 +55,11 @@ def test_trial_depths_follow_the_layer_pattern():
     assert trial_depths([10] * 3 + [90] * 58) == (3, 4)
     # one dense layer first (DeepSeek-V2-Lite): 2 and 4 are both past it
     assert trial_depths([10] + [90] * 26) == (2, 4)
+
+
+def test_timings_never_shrink_with_depth():
+    from napkin_gui.probe.extrapolate import extrapolate_seconds
+    assert extrapolate_seconds([(2, 0.10), (4, 0.16)], 32) == pytest.approx(0.10 + 30 * 0.03)
+    # timer noise: the 4-layer run came out faster than the 2-layer one
+    assert extrapolate_seconds([(2, 0.20), (4, 0.16)], 32) == 0.16
+    assert extrapolate_seconds([(6, 0.5)], 6) == 0.5

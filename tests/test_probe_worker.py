@@ -24,6 +24,7 @@ def run_worker(qtbot, worker: ProbeWorker, signal: str):
     with qtbot.waitSignal(getattr(worker, signal), timeout=60_000) as blocker:
         thread = start_in_thread(worker)
     qtbot.waitUntil(thread.isFinished, timeout=10_000)
+    assert thread.wait(10_000)  # the native thread has exited: now the QThread may be dropped
     return blocker.args[0], progress, nvml
 
 

@@ -56,6 +56,15 @@ def linear_extrapolate(points: Sequence[tuple[int, float]], layers: int) -> floa
     return mean_v + slope * (layers - mean_k)
 
 
+def extrapolate_seconds(points: Sequence[tuple[int, float]], layers: int) -> float:
+    """linear_extrapolate for timings: a deeper model is never faster, so a negative slope
+    (timer noise between two small runs) counts as zero: the largest run's time is kept."""
+    top_k, top_v = max(points)
+    if len({k for k, _ in points}) > 1 and linear_extrapolate(points, top_k + 1) < linear_extrapolate(points, top_k):
+        return float(top_v)
+    return max(float(top_v) if layers >= top_k else 0.0, linear_extrapolate(points, layers))
+
+
 def extrapolate_int(points: Sequence[tuple[int, int | None]], layers: int) -> int | None:
     """linear_extrapolate for byte or parameter counts; None when any point is unmeasured."""
     if not points or any(v is None for _, v in points):

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from ..core.calibration import TrialPoint, TrialRecord
 from ..core.errors import PlanError
 from ..core.plan import Plan, plan_to_dict
-from .extrapolate import extrapolate_int, extrapolate_timeline, linear_extrapolate, trial_depths
+from .extrapolate import extrapolate_int, extrapolate_seconds, extrapolate_timeline, trial_depths
 from .trial_model import (TrialUnsupported, build_model, check_supported, config_from_model_spec,
                           decoder_layers, full_layer_count, make_optimizer, param_counts)
 
@@ -306,7 +306,7 @@ def _record(plan: Plan, dev: Any, full: int, runs: list[_Run]) -> TrialRecord:
     def ext_f(values: list[float | None]) -> float | None:
         if any(v is None for v in values):
             return None
-        return max(0.0, linear_extrapolate(list(zip(layers, values)), full))
+        return extrapolate_seconds(list(zip(layers, values)), full)
 
     micro, optim = ext_f([r.micro_seconds for r in runs]), ext_f([r.optimizer_seconds for r in runs])
     step = None if micro is None or optim is None else micro + optim / plan.grad_accum

@@ -64,7 +64,11 @@ class ProbeWorker(QObject):
 
 
 def start_in_thread(worker: ProbeWorker, parent: QObject | None = None) -> QThread:
-    """Move worker to a new QThread, start it, and clean both up when the probe ends."""
+    """Move worker (which must have no parent) to a new QThread and start it.
+
+    The worker is deleted when the thread finishes. Keep the returned thread (or give it a
+    parent) until it has finished; to stop early: worker.cancel(), then thread.wait().
+    """
     thread = QThread(parent)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
