@@ -7,7 +7,6 @@ Counted per decoder block from the ModelSpec and the plan; identical blocks once
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 
 from . import flops as fl
 from . import traffic as tr
@@ -299,9 +298,37 @@ def _matmul_flops(phase: PhaseWork) -> float:
     return sum(m.flops * m.launches for m in phase.matmuls) + phase.attention_flops
 
 
-@lru_cache(maxsize=512)
+def merged(phase: PhaseWork) -> PhaseWork:
+    """The phase with matmuls of one shape folded into one group (fewer groups to price)."""
+    launches: dict[tuple[str, float, float], float] = {}
+    for mm in phase.matmuls:
+        key = (mm.dtype, mm.flops, mm.bytes)
+        launches[key] = launches.get(key, 0.0) + mm.launches
+    phase.matmuls = [MatmulGroup(d, f, b, n) for (d, f, b), n in launches.items()]
+    return phase
+
+
+# step_work results by (id(spec), plan, trainable): hashing a ModelSpec walks every layer,
+# which costs more than the lookup saves; the spec object is kept to check the id's owner.
+_CACHE: dict[tuple[int, Plan, int], tuple[ModelSpec, StepWork]] = {}
+_CACHE_SIZE = 256
+
+
 def step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
-    """Forward, backward (+ recompute) and optimizer work of the plan on one GPU, unsharded."""
+    """Forward, backward (+ recompute) and optimizer work of the plan on one GPU, unsharded
+    (cached; the returned phases must not be changed)."""
+    key = (id(spec), plan, trainable_params)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    if len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.clear()
+    work = _step_work(spec, plan, trainable_params)
+    _CACHE[key] = (spec, work)
+    return work
+
+
+def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     fwd, bwd = PhaseWork("forward"), PhaseWork("backward")
     for n, layer in spec.layer_groups:
         f, b = block_work(layer, spec, plan)
@@ -318,7 +345,7 @@ def step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     extras = config_extras(spec)
     model = fl.model_flops(spec, plan.batch_size, plan.seq_len, plan.method == "full",
                            plan.lora_r if plan.is_lora else 0, plan.lora_targets, extras.v_head_dim)
-    return StepWork(forward=fwd, backward=bwd,
+    return StepWork(forward=merged(fwd), backward=merged(bwd),
                     optimizer=optimizer_work(plan, trainable_params, tensors, state_bytes),
                     tokens=plan.batch_size * plan.seq_len,
                     executed_flops=_matmul_flops(fwd) + _matmul_flops(bwd), model_flops=model,

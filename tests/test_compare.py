@@ -1,0 +1,121 @@
+"""Hardware comparison: every card x 1/2/4/8, flags, sharding choice, cost, speed, CLI."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+
+import pytest
+
+from napkin_gui.cli import main
+from napkin_gui.core.compare import COUNTS, compare_hardware, sorted_rows
+from napkin_gui.core.estimate import estimate, total_estimate
+from napkin_gui.core.gpu_catalog import find_gpu, gpu_catalog
+from napkin_gui.core.plan import Plan, save_plan
+
+PLAN = Plan(model="llama-3.1-8b", method="lora", batch_size=4, seq_len=2048, grad_ckpt=True,
+            dataset_tokens=1e8)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return compare_hardware(PLAN)
+
+
+def test_every_card_and_count(rows):
+    assert len(rows) == len(gpu_catalog()) * len(COUNTS)
+    assert {(r.gpu_id, r.n_gpus) for r in rows} == {(g.id, n) for g in gpu_catalog() for n in COUNTS}
+
+
+def test_one_cheapest_and_one_fastest_among_those_that_fit(rows):
+    fitting = [r for r in rows if r.fits]
+    cheapest = [r for r in rows if r.cheapest]
+    fastest = [r for r in rows if r.fastest]
+    assert len(cheapest) == len(fastest) == 1
+    assert cheapest[0].fits and fastest[0].fits
+    assert cheapest[0].usd_per_million_tokens == min(r.usd_per_million_tokens for r in fitting)
+    assert fastest[0].tokens_per_second == max(r.tokens_per_second for r in fitting)
+
+
+def test_row_matches_a_full_estimate(rows):
+    row = next(r for r in rows if r.gpu_id == "h100-80gb-sxm" and r.n_gpus == 1)
+    est = estimate(replace(PLAN, gpu="h100-80gb-sxm"))
+    assert row.fits == est.memory.fits
+    assert row.device_used_bytes == est.memory.device_used_bytes
+    assert row.step_seconds == pytest.approx(est.time.step_seconds)
+    assert row.hours == pytest.approx(est.total.hours)
+
+
+def test_cost_is_hours_times_price_times_gpus(rows):
+    for r in rows:
+        assert r.cost_usd == pytest.approx(r.hours * r.price_usd_per_hour * r.n_gpus)
+        assert r.hours == pytest.approx(PLAN.dataset_tokens / r.tokens_per_second / 3600)
+    assert total_estimate(replace(PLAN, dataset_tokens=0), 1000.0, 2.0) is None
+
+
+def test_more_gpus_fewer_hours(rows):
+    for gpu in gpu_catalog():
+        hours = [r.hours for r in rows if r.gpu_id == gpu.id and r.fits]
+        assert hours == sorted(hours, reverse=True)
+
+
+def test_data_parallel_when_it_fits_fsdp_when_not(rows):
+    """llama-3.1-8b LoRA (~16 GB bf16 weights) needs FSDP on 24 GB cards, not on 80 GB ones."""
+    h100 = {r.n_gpus: r for r in rows if r.gpu_id == "h100-80gb-sxm"}
+    assert h100[1].sharding == "none" and h100[8].sharding == "none"
+    rtx = {r.n_gpus: r for r in rows if r.gpu_id == "rtx-4090"}
+    assert not rtx[1].fits
+    assert rtx[8].sharding == "fsdp" and rtx[8].fits
+    assert rtx[8].device_used_bytes < rtx[1].device_used_bytes
+
+
+def test_sharding_named_in_the_plan_is_kept():
+    rows = compare_hardware(replace(PLAN, sharding="zero2"), counts=(2,), gpus=(find_gpu("a100-80gb-sxm"),))
+    assert rows[0].sharding == "zero2"
+
+
+def test_without_dataset_size_hours_are_none_but_cost_per_token_is_there():
+    rows = compare_hardware(replace(PLAN, dataset_tokens=0), counts=(1,))
+    assert all(r.hours is None and r.cost_usd is None for r in rows)
+    assert all(r.usd_per_million_tokens > 0 for r in rows)
+
+
+def test_sorting(rows):
+    by_cost = sorted_rows(rows, "cost")
+    by_time = sorted_rows(rows, "time")
+    n_fit = sum(r.fits for r in rows)
+    assert all(r.fits for r in by_cost[:n_fit]) and not any(r.fits for r in by_cost[n_fit:])
+    costs = [r.usd_per_million_tokens for r in by_cost[:n_fit]]
+    assert costs == sorted(costs)
+    speeds = [r.tokens_per_second for r in by_time[:n_fit]]
+    assert speeds == sorted(speeds, reverse=True)
+
+
+def test_whole_table_is_fast():
+    compare_hardware(PLAN)   # warm caches (model resolution, step work)
+    start = time.perf_counter()
+    compare_hardware(replace(PLAN, batch_size=2))
+    assert time.perf_counter() - start < 0.25   # target well under 100 ms; slack for CI machines
+
+
+def test_cli_table_and_json(tmp_path, capsys):
+    path = tmp_path / "p.napkin.json"
+    save_plan(PLAN, path)
+    assert main(["compare", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "<- cheapest" in out and "<- fastest" in out
+    assert "H100" in out and "fsdp" in out
+    assert main(["compare", str(path), "--json", "--sort", "time"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data) == len(gpu_catalog()) * len(COUNTS)
+    assert data[0]["fastest"] is True
+    assert {"gpu_id", "n_gpus", "sharding", "fits", "step_seconds", "tokens_per_second", "hours",
+            "cost_usd", "price_usd_per_hour", "cheapest", "fastest"} <= set(data[0])
+
+
+def test_cli_bad_plan_is_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.napkin.json"
+    path.write_text('{"model": "llama-3.1-8b", "batch_size": 0}')
+    assert main(["compare", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size" in err and len(err.strip().splitlines()) == 1
