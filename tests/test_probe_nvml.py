@@ -5,7 +5,7 @@ import pynvml
 import pytest
 
 from napkin_gui.probe.fake_nvml import MIB, FakeGpu, FakeNvml
-from napkin_gui.probe.nvml import NvmlBackend, device_used_bytes, find_gpu, read_devices
+from napkin_gui.probe.nvml import NvmlBackend, device_memory, find_gpu, read_devices
 
 NO_DRIVER = "No NVIDIA driver found (NVML Shared Library Not Found) — estimates use the catalog"
 
@@ -89,12 +89,22 @@ def test_no_gpus_behind_a_driver():
     assert not snap.ok and "no GPU" in snap.status
 
 
-def test_device_used_bytes_finds_the_gpu_by_uuid():
+def test_device_memory_finds_the_gpu_by_uuid_and_counts_other_processes():
     backend = NvmlBackend(two_gpus())
-    assert device_used_bytes(backend, "GPU-4090") == (300 * MIB, None)
-    assert device_used_bytes(backend, None, 0) == (20 * 1024 * MIB, 12 * 1024 * MIB)
-    assert device_used_bytes(NvmlBackend(FakeNvml(init_error="LibraryNotFound"))) == (None, None)
+    # this process is listed on GPU 0: others are the rest of the list
+    assert device_memory(backend, None, 0) == (20 * 1024 * MIB, 7 * 1024 * MIB)
+    # nothing listed on the 4090: nobody else is using it
+    assert device_memory(backend, "GPU-4090") == (300 * MIB, 0)
+    assert device_memory(NvmlBackend(FakeNvml(init_error="LibraryNotFound"))) == (None, None)
     assert find_gpu(read_devices(backend), "GPU-missing", 5) is None
+
+
+def test_device_memory_in_a_container():
+    # NVML lists host PIDs: one process it must be this one; two make "others" unknown
+    one = FakeNvml([FakeGpu(used_bytes=5000 * MIB, processes=[(999_999, 4000 * MIB)])])
+    assert device_memory(NvmlBackend(one)) == (5000 * MIB, 0)
+    two = FakeNvml([FakeGpu(used_bytes=5000 * MIB, processes=[(999_998, 4000 * MIB), (999_999, 10 * MIB)])])
+    assert device_memory(NvmlBackend(two)) == (5000 * MIB, None)
 
 
 def test_real_pynvml_without_a_driver():

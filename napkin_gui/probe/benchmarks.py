@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 Progress = Callable[[float, str], None]
 StopCheck = Callable[[], bool]
-# () -> (bytes used on the device, bytes NVML attributes to this process); Nones if unknown
+# () -> (bytes used on the device, bytes other processes use); Nones if unknown (nvml.device_memory)
 NvmlUsed = Callable[[], tuple[int | None, int | None]]
 
 MIB = 2**20
@@ -273,19 +273,20 @@ def _cublas_workspace_bytes(torch: Any, dev: Any, sizes: BenchSizes, should_stop
 
 def _context_bytes(torch: Any, dev: Any, nvml_used: NvmlUsed | None, used_before: int | None,
                    notes: list[str]) -> int | None:
-    """NVML's used memory of this process minus torch's reserved memory: the CUDA context,
-    loaded kernel modules and library handles (measure.py: ctx_nvml_used - torch_reserved)."""
+    """NVML's used memory of the device, minus other processes' and torch's reserved memory:
+    the CUDA context, loaded kernels, library handles and the driver's reserve, as
+    shared/groundtruth/measure.py measured it (ctx_nvml_used_mib_after_init - torch reserved)."""
     if nvml_used is None:
         notes.append("CUDA context size: NVML unavailable, not measured")
         return None
     torch.cuda.synchronize(dev)
-    device_used, self_used = nvml_used()
+    device_used, others = nvml_used()
     reserved = torch.cuda.memory_reserved(dev)
-    if self_used is not None:
-        return max(0, self_used - reserved)
+    if device_used is not None and others is not None:
+        return max(0, device_used - others - reserved)
     if device_used is not None and used_before is not None:
-        notes.append("CUDA context size from the device's used memory before/after init "
-                     "(NVML does not list this process)")
+        notes.append("CUDA context size from the device's used memory before/after CUDA init "
+                     "(other processes share the GPU; the driver's own reserve is not included)")
         return max(0, device_used - used_before - reserved)
-    notes.append("CUDA context size: NVML does not list this process, not measured")
+    notes.append("CUDA context size: other processes share this GPU, not measured")
     return None

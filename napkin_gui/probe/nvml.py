@@ -60,7 +60,7 @@ class NvmlGpu:
 
     @property
     def others_used_bytes(self) -> int:
-        """Memory of other processes: their per-process figures, else used minus ours."""
+        """Memory NVML lists for processes other than this one."""
         return sum(p.used_bytes or 0 for p in self.processes if not p.is_self)
 
 
@@ -240,15 +240,22 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def device_used_bytes(backend: NvmlBackend | None, uuid: str | None = None,
-                      index: int = 0) -> tuple[int | None, int | None]:
-    """(used on the device, used by this process) right now; Nones when NVML cannot say.
+def device_memory(backend: NvmlBackend | None, uuid: str | None = None,
+                  index: int = 0) -> tuple[int | None, int | None]:
+    """(bytes used on the device, bytes other processes use) now; Nones when NVML cannot say.
 
     The GPU is found by UUID (CUDA and NVML may number GPUs differently), else by index.
+    Other processes: the listed ones that are not this one. In a container NVML lists host
+    PIDs, so this process is not recognised: one (or no) listed process is then taken to
+    be this one, several make the figure unknown.
     """
     snap = read_devices(backend)
     gpu = find_gpu(snap, uuid, index)
-    return (None, None) if gpu is None else (gpu.used_bytes, gpu.self_used_bytes)
+    if gpu is None:
+        return None, None
+    if any(p.is_self for p in gpu.processes):
+        return gpu.used_bytes, gpu.others_used_bytes
+    return gpu.used_bytes, (0 if len(gpu.processes) <= 1 else None)
 
 
 def find_gpu(snapshot: NvmlSnapshot, uuid: str | None = None, index: int = 0) -> NvmlGpu | None:

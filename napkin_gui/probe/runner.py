@@ -14,8 +14,8 @@ from typing import Any, Callable
 from ..core.calibration import CalibrationProfile, new_profile_id
 from ..core.errors import PlanError
 from ..core.plan import Plan
-from .benchmarks import BenchmarkResult, BenchSizes, run_benchmarks
-from .nvml import NvmlBackend, NvmlSnapshot, device_used_bytes, find_gpu, read_devices
+from .benchmarks import BenchmarkResult, BenchSizes, cuda_uuid, run_benchmarks
+from .nvml import NvmlBackend, NvmlSnapshot, device_memory, find_gpu, read_devices
 from .trial import TrialOutcome, run_trial
 
 Progress = Callable[[float, str], None]
@@ -82,14 +82,12 @@ def _probe(plan: Plan | None, progress: Progress, should_stop: StopCheck, device
     if should_stop():
         return ProbeResult("probe cancelled", nvml, cancelled=True)
     end_bench = 0.45 if plan is not None else 0.95
-    uuid_box: list[str | None] = [None]
 
     def nvml_used() -> tuple[int | None, int | None]:
-        return device_used_bytes(backend, uuid_box[0], torch.device(device).index or 0)
+        # the CUDA UUID once CUDA is up (benchmarks read NVML once before, to see the baseline)
+        uuid = cuda_uuid(torch, torch.device(device)) if torch.cuda.is_initialized() else None
+        return device_memory(backend, uuid, torch.device(device).index or 0)
 
-    if cuda:
-        from .benchmarks import cuda_uuid
-        uuid_box[0] = cuda_uuid(torch, torch.device(device))
     bench = run_benchmarks(device, sizes, _span(progress, 0.05, end_bench), should_stop,
                            nvml_used if cuda else None)
     if bench.cancelled or should_stop():
@@ -116,7 +114,8 @@ def build_profile(nvml: NvmlSnapshot, bench: BenchmarkResult, trial: TrialOutcom
     """A CalibrationProfile from what was measured (catalog id matched from the GPU's name)."""
     created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
     created = created.replace("+00:00", "Z")
-    gpu = find_gpu(nvml, bench.uuid, 0) if bench.is_cuda else None
+    index = int(bench.device.partition(":")[2] or 0) if bench.is_cuda else 0
+    gpu = find_gpu(nvml, bench.uuid, index) if bench.is_cuda else None
     name = gpu.name if gpu is not None else bench.device_name
     return CalibrationProfile(
         id=new_profile_id(name if bench.is_cuda else "cpu", created), gpu_name=name,

@@ -77,7 +77,8 @@ def run_trial(plan: Plan, model_spec: Any = None, device: str = "cuda",
     """Trial `plan` on `device`; never raises (failures become TrialOutcome.status).
 
     Per depth: one warm-up step, `measured_steps` timed steps, one step whose phases are
-    recorded. nvml_used: () -> (device used, this process used) bytes, for the context size.
+    recorded. nvml_used: () -> (device used, other processes' used) bytes (nvml.device_memory),
+    for the CUDA context size.
     """
     progress = progress or (lambda f, t: None)
     should_stop = should_stop or (lambda: False)
@@ -135,7 +136,9 @@ def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, .
         try:
             runs.append(_one_run(torch, plan, config, k, dev, span, progress, should_stop, nvml_used, measured))
         except torch.OutOfMemoryError as err:
-            err.napkin_where = f" with {k} of {full} decoder layers"
+            peak = torch.cuda.max_memory_allocated(dev) / GIB
+            total = torch.cuda.get_device_properties(dev).total_memory / GIB
+            err.napkin_where = f" with {k} of {full} decoder layers (peak {peak:.1f} of {total:.1f} GiB)"
             raise
     progress(1.0, "trial done")
     record = _record(plan, dev, full, runs)
@@ -343,11 +346,14 @@ def _summary(r: TrialRecord) -> str:
 
 
 def _context_bytes(torch: Any, dev: Any, nvml_used: Any) -> int | None:
-    """NVML's figure for this process minus torch's reserved memory, with the model alive."""
+    """NVML's device used minus other processes and torch's reserved memory, model alive
+    (benchmarks._context_bytes, the groundtruth definition)."""
     if nvml_used is None:
         return None
-    _, self_used = nvml_used()
-    return None if self_used is None else max(0, self_used - torch.cuda.memory_reserved(dev))
+    device_used, others = nvml_used()
+    if device_used is None or others is None:
+        return None
+    return max(0, device_used - others - torch.cuda.memory_reserved(dev))
 
 
 def _sync(torch: Any, dev: Any) -> None:
