@@ -141,3 +141,76 @@ def test_record_survives_the_profile_json_round_trip():
     again = cal.profile_from_dict(json.loads(json.dumps(cal.profile_to_dict(profile))))
     assert again == profile
     assert dataclasses.asdict(again.trials[0])["layers_run"] == (1, 2)
+
+
+class FakeCuda:
+    """torch.cuda's allocator statistics, scripted: `allocated` is set by the test."""
+
+    def __init__(self):
+        self.allocated = 0
+        self.peak = 0
+
+    def max_memory_allocated(self, dev=None):
+        return max(self.peak, self.allocated)
+
+    def reset_peak_memory_stats(self, dev=None):
+        self.peak = self.allocated
+
+
+def test_phase_recorder_marks_peak_per_phase_with_cuda_statistics():
+    from napkin_gui.probe.trial import _PhaseRecorder
+    cuda = FakeCuda()
+    fake_torch = SimpleNamespace(Tensor=torch.Tensor, cuda=cuda)
+
+    class Block(torch.nn.Module):
+        def __init__(self, grow):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+            self.grow = grow
+
+        def forward(self, x):
+            cuda.peak = max(cuda.peak, cuda.allocated + 50)  # a transient inside the layer
+            cuda.allocated += self.grow
+            return self.lin(x)
+
+    blocks = [Block(100), Block(100)]
+    rec = _PhaseRecorder(fake_torch, SimpleNamespace(type="cuda"), blocks)
+    cuda.allocated = 1000
+    rec.start()
+    rec.mark("weights loaded")
+    x = torch.ones(1, 4, requires_grad=True)
+    y = blocks[1](blocks[0](x)).sum()
+    rec.mark("logits & loss")
+    rec.in_backward = True
+    y.backward()
+    rec.in_backward = False
+    rec.mark("backward L1")
+    rec.stop()
+    assert rec.timeline() == (("weights loaded", 1000), ("forward L1", 1100), ("forward L2", 1200),
+                              ("logits & loss", 1200), ("backward head", 1200), ("backward L2", 1200),
+                              ("backward L1", 1200))
+    rec.mark("ignored while stopped")
+    assert len(rec.timeline()) == 7
+
+
+def test_record_extrapolates_cuda_measurements():
+    from napkin_gui.core.calibration import TrialPoint
+    from napkin_gui.probe.trial import _record, _Run
+    g = 2**30
+
+    def run(k):
+        timeline = (("weights loaded", k * g),) + tuple((f"forward L{j}", k * g + j * g // 4) for j in range(1, k + 1))
+        point = TrialPoint(k, 1000 + 100 * k, 10 * k, 2 * g + k * g, 3 * g + k * g, k * g, 0.1 + 0.05 * k)
+        return _Run(point, 0.1 + 0.05 * k, 0.02 * k, timeline, context_bytes=g)
+
+    p = plan(method="lora", grad_accum=2)
+    r = _record(p, torch.device("cuda", 0), 32, [run(2), run(4)])  # a device object needs no GPU
+    assert r.memory_measured and r.device == "cuda:0" and r.notes == ()
+    assert r.timeline[0] == ("weights loaded", 32 * g) and len(r.timeline) == 33
+    assert r.timeline[-1] == ("forward L32", 32 * g + 8 * g)
+    assert r.raw_timeline == run(4).timeline
+    assert r.total_params == 1000 + 3200 and r.trainable_params == 320
+    assert r.peak_allocated_bytes == 34 * g and r.peak_reserved_bytes == 35 * g
+    assert r.device_used_bytes == 36 * g  # reserved + the CUDA context NVML showed
+    assert r.step_seconds == pytest.approx((0.1 + 1.6) + 0.64 / 2)
+    assert r.optimizer_step_seconds == pytest.approx((0.1 + 1.6) * 2 + 0.64)
