@@ -96,7 +96,9 @@ def _probe(args: argparse.Namespace) -> int:
     saved = None
     if result.profile is not None and result.profile.device == "cuda" and args.save is not False:
         saved = str(cal.save_profile(result.profile))
-    estimate = _estimate(plan, result.profile) if plan is not None and result.profile is not None else None
+    # measured vs estimated only for a GPU run: a CPU self-test is not the plan's GPU
+    gpu_run = result.profile is not None and result.profile.device == "cuda"
+    estimate = _estimate(plan, result.profile) if plan is not None and gpu_run else None
     if args.json:
         print(json.dumps(result_to_dict(result, saved, estimate), indent=1))
     else:
@@ -120,7 +122,7 @@ def _estimate(plan: Any, profile: Any) -> Any:
     """The calibrated estimate of the trialled plan, for measured-vs-estimated; None if it fails."""
     try:
         from ..core.estimate import estimate
-        return estimate(plan, calibration=profile if profile.device == "cuda" else None)
+        return estimate(plan, calibration=profile)
     except Exception:  # noqa: BLE001 - the comparison is extra; the measurement stands alone
         return None
 
