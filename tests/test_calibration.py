@@ -78,6 +78,17 @@ def test_apply_calibration_replaces_measured_figures_only():
     assert g.host_bandwidth_gbps == 63 and g.cuda_context_bytes == gpu().cuda_context_bytes
 
 
+def test_apply_calibration_only_to_the_card_it_was_measured_on():
+    a100 = dataclasses.replace(gpu(), id="a100-80gb-sxm", name="A100 SXM", nvml_names=("NVIDIA A100-SXM4-80GB",))
+    assert cal.apply_calibration(a100, profile()) is a100
+    assert not cal.profile_applies(a100, profile())
+    # no catalog id (a card the catalog lacks): matched by the NVML name
+    unknown = profile(gpu_id=None, name="NVIDIA A100-SXM4-80GB")
+    assert cal.apply_calibration(a100, unknown).bf16_tflops == 800.4
+    h100 = gpu()
+    assert cal.apply_calibration(h100, profile()) is not h100
+
+
 def test_apply_calibration_ignores_cpu_and_empty_profiles():
     assert cal.apply_calibration(gpu(), None) == gpu()
     assert cal.apply_calibration(gpu(), profile(device="cpu")) == gpu()

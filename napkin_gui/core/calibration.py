@@ -123,12 +123,24 @@ class CalibrationProfile:
         return min(rates) if rates else None
 
 
+def profile_applies(gpu: GpuSpec, profile: CalibrationProfile | None) -> bool:
+    """Whether the profile was measured on this kind of card (catalog id, else NVML name)."""
+    if profile is None or profile.device != "cuda":
+        return False
+    if profile.gpu_id and profile.gpu_id == gpu.id:
+        return True
+    names = {gpu.name.lower(), *(n.lower() for n in gpu.nvml_names)}
+    return profile.gpu_name.lower() in names
+
+
 def apply_calibration(gpu: GpuSpec, profile: CalibrationProfile | None) -> GpuSpec:
     """The GpuSpec with every measured figure of the profile in place of the catalog's.
 
-    Only values the profile holds are replaced; a CPU self-test profile changes nothing.
+    Only values the profile holds are replaced. Returns `gpu` itself (same object) when
+    the profile does not apply: a CPU self-test, another card (profile_applies), or
+    nothing measured; so `apply_calibration(gpu, p) is not gpu` tells that it applied.
     """
-    if profile is None or profile.device != "cuda":
+    if not profile_applies(gpu, profile):
         return gpu
     changes: dict[str, Any] = {}
     for dtype in MATMUL_DTYPES:

@@ -122,7 +122,8 @@ def _estimate(plan: Any, profile: Any) -> Any:
     """The calibrated estimate of the trialled plan, for measured-vs-estimated; None if it fails."""
     try:
         from ..core.estimate import estimate
-        return estimate(plan, calibration=profile)
+        # the trial ran on this card: estimate the plan for it, whatever GPU the plan names
+        return estimate(dataclasses.replace(plan, gpu=profile.gpu_id or profile.gpu_name), calibration=profile)
     except Exception:  # noqa: BLE001 - the comparison is extra; the measurement stands alone
         return None
 
