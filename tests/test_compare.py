@@ -60,10 +60,10 @@ def test_more_gpus_fewer_hours(rows):
 
 
 def test_data_parallel_when_it_fits_fsdp_when_not(rows):
-    """llama-3.1-8b LoRA (~16 GB bf16 weights) needs FSDP on 24 GB cards, not on 80 GB ones."""
+    """llama-3.1-8b LoRA (~16 GB bf16 weights) needs FSDP on 32 GB cards, not on 80 GB ones."""
     h100 = {r.n_gpus: r for r in rows if r.gpu_id == "h100-80gb-sxm"}
     assert h100[1].sharding == "none" and h100[8].sharding == "none"
-    rtx = {r.n_gpus: r for r in rows if r.gpu_id == "rtx-4090"}
+    rtx = {r.n_gpus: r for r in rows if r.gpu_id == "rtx-5090"}
     assert not rtx[1].fits
     assert rtx[8].sharding == "fsdp" and rtx[8].fits
     assert rtx[8].device_used_bytes < rtx[1].device_used_bytes

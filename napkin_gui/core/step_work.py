@@ -99,14 +99,16 @@ def _linears(layer: DecoderLayer, plan: Plan, dt, tokens: int, fwd: PhaseWork, b
         fwd.launches += lin.count
         bwd.autograd_launches += lin.count * (2 if full else 1)
         fwd.modules += lin.count
-        casts = 0.0
+        per_token = 0.0   # input / output casts, per token; their backward casts the grads back
         if dt.autocast:
-            # autocast copies each fp32 weight to 16 bit per forward; fp32 inputs too
-            casts = lin.count * lin.d_in * lin.d_out * 6 / tokens + m * lin.count / tokens * lin.d_in * tr.cast_bytes(ib, 2)
+            # autocast copies each fp32 weight to 16 bit per forward (6 B per weight) and casts
+            # fp32 inputs; the weight copies' backward is the .grad cast counted below
+            fwd.elementwise_bytes += 6 * lin.count * lin.d_in * lin.d_out
+            per_token = lin.active * lin.d_in * tr.cast_bytes(ib, 2)
             fwd.launches += lin.count * (1 + (ib == 4))
         if qlora:
             # Linear4bit casts its input to the compute dtype and its output back to the input's
-            casts = lin.active * (lin.d_in * tr.cast_bytes(ib, 2) + lin.d_out * tr.cast_bytes(2, dt.linear_out))
+            per_token = lin.active * (lin.d_in * tr.cast_bytes(ib, 2) + lin.d_out * tr.cast_bytes(2, dt.linear_out))
             dq = lin.count * tr.dequant_bytes(lin.d_in * lin.d_out)
             fwd.dequant_bytes += dq
             bwd.dequant_bytes += dq   # MatMul4Bit.backward dequantizes again for the input grad
@@ -114,8 +116,8 @@ def _linears(layer: DecoderLayer, plan: Plan, dt, tokens: int, fwd: PhaseWork, b
             bwd.launches += lin.count * DEQUANT_LAUNCHES
             fwd.quant_calls += lin.count
             bwd.quant_calls += lin.count
-        fwd.elementwise_bytes += casts * tokens
-        bwd.elementwise_bytes += casts * tokens * (1 if not dt.autocast else 0)
+        fwd.elementwise_bytes += per_token * tokens
+        bwd.elementwise_bytes += per_token * tokens
     if full and dt.autocast:
         # fp32 .grad from the 16-bit weight gradient: read 2, write 4 per parameter
         bwd.elementwise_bytes += 6 * sum(lin.count * lin.d_in * lin.d_out for lin in layer.linears)
@@ -162,7 +164,8 @@ def _attention(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, fwd: PhaseW
     fwd.elementwise_bytes += per_token * b * s
     bwd.elementwise_bytes += per_token * b * s * tr.BACKWARD_TRAFFIC_RATIO
     if kernel == "flash":
-        keys = fl.attended_keys(s, layer.sliding_window)
+        # with an explicit (windowed) mask sdpa's memory-efficient kernel visits every key
+        keys = float(s) if needs_mask else fl.attended_keys(s, layer.sliding_window)
         f = fl.attention_flops(b, s, h, spec.head_dim, v_dim, keys)
         fwd.attention_flops += f
         bwd.attention_flops += f * fl.FLASH_BACKWARD_RATIO
@@ -181,6 +184,18 @@ def _attention(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, fwd: PhaseW
     bwd.elementwise_bytes += scores * tr.score_bytes(ab, kernel)
     fwd.launches += 5
     bwd.autograd_launches += 8
+
+
+def _input_grad_sums(layer: DecoderLayer, plan: Plan, dt) -> float:
+    """Bytes per token of summing input gradients: a tensor read by k ops (q/k/v, gate/up, each
+    LoRA branch) gets k gradients, added pairwise (read, read, write each)."""
+    readers: dict[str, list] = {}
+    targets = set(id(lin) for lin in lora_target_linears(layer, plan.lora_targets)) if plan.is_lora else set()
+    for i, lin in enumerate(layer.linears):
+        role = linear_role(layer, i)
+        entry = readers.setdefault(role, [0, lin.d_in, _input_bytes(layer, i, dt)])
+        entry[0] += lin.active * (1 + (id(lin) in targets))
+    return sum(max(0, k - 1) * 3 * ib * width for k, width, ib in readers.values())
 
 
 def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, fwd: PhaseWork,
@@ -213,13 +228,11 @@ def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, fwd
         top_k = max((lin.active for lin in layer.linears if lin.count > 1), default=1)
         per_token += 8 * dt.stream * hidden * top_k     # gather tokens, weight, scatter-add back
         launches += 6 + 5 * layer.num_experts
-    # input gradients of linears that share an input are summed (3 accesses per extra reader)
-    readers = len(layer.linears) + (len(lora_target_linears(layer, plan.lora_targets)) if plan.is_lora else 0)
-    grad_sums = max(0, readers - 2) * 3 * dt.stream * hidden
+    grad_sums = _input_grad_sums(layer, plan, dt)
     fwd.elementwise_bytes += per_token * tokens
-    bwd.elementwise_bytes += (per_token * tr.BACKWARD_TRAFFIC_RATIO + grad_sums) * tokens
+    bwd.elementwise_bytes += per_token * tr.BACKWARD_TRAFFIC_RATIO * tokens + grad_sums * tokens
     fwd.launches += launches
-    bwd.autograd_launches += launches * tr.BACKWARD_TRAFFIC_RATIO + max(0, readers - 2)
+    bwd.autograd_launches += launches * tr.BACKWARD_TRAFFIC_RATIO
     fwd.modules += layer.norms + 4   # the block, its norms, attention, MLP, activation
 
 

@@ -54,6 +54,11 @@ def gpu_state(state: ModelState, plan: Plan) -> GpuState:
     temp = _split(state.optimizer_temp_bytes, n) if shard_grads else state.optimizer_temp_bytes
     biggest_layer = max(state.per_layer_weight_bytes, default=0)
     gather = FSDP_GATHERED_UNITS * biggest_layer if shard_params and n > 1 else 0
+    if plan.sharding == "fsdp" and n > 1:
+        # the root unit (embeddings, final norm, lm_head) stays gathered from its forward to its
+        # backward: torch/distributed/fsdp/_runtime_utils.py _post_forward_reshard, "Do not free
+        # the root's parameters in the post-forward for FULL_SHARD"
+        gather += max(0, state.weights_bytes - sum(state.per_layer_weight_bytes))
     bucket = 0
     if shard_grads and n > 1:
         biggest_grads = max(state.per_layer_gradient_bytes, default=0)
@@ -66,8 +71,10 @@ def gpu_state(state: ModelState, plan: Plan) -> GpuState:
         host += states + grads
         states, temp, grads = 0, 0, 0
     if plan.offload == "optimizer+params":
-        host += weights
-        weights = 0
+        # FSDP CPUOffload(offload_params=True) / ZeRO offload_param park every sharded
+        # parameter on the host, the trainable adapters included
+        host += weights + adapters
+        weights = adapters = 0
     managed = 0
     if state.optimizer_states_paged:
         managed, states = states, 0
