@@ -94,7 +94,8 @@ def _advice(title: str, plan: Plan, before: Estimate, note: str = "") -> Advice 
     mem = after.memory.device_used_bytes - before.memory.device_used_bytes
     time = _seconds_per_token(after) / _seconds_per_token(before) - 1
     cost = _usd_per_token(after) / _usd_per_token(before) - 1
-    words = f"{title}: {_gib(mem)}, {_pct(time)} time"
+    speed = f"{_pct(1 / (1 + time) - 1)} tokens/s" if time < -0.005 else f"{_pct(time)} time"
+    words = f"{title}: {_gib(mem)}, {speed}"
     if abs(cost - time) > 0.01:
         words += f", {_pct(cost)} cost"
     if after.memory.fits and not before.memory.fits:
