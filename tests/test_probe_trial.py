@@ -214,3 +214,23 @@ def test_record_extrapolates_cuda_measurements():
     assert r.device_used_bytes == 36 * g  # reserved + the CUDA context NVML showed
     assert r.step_seconds == pytest.approx((0.1 + 1.6) + 0.64 / 2)
     assert r.optimizer_step_seconds == pytest.approx((0.1 + 1.6) * 2 + 0.64)
+
+
+def test_allocator_history_is_recorded_dumped_and_switched_off():
+    from napkin_gui.probe.trial import _allocator_history
+    calls = []
+    memory = SimpleNamespace(_record_memory_history=lambda **kw: calls.append(("record", kw)),
+                             _dump_snapshot=lambda path: calls.append(("dump", path)))
+    fake = SimpleNamespace(cuda=SimpleNamespace(memory=memory))
+    with _allocator_history(fake, "/tmp/step.pickle"):
+        calls.append(("step", None))
+    assert [c[0] for c in calls] == ["record", "step", "dump", "record"]
+    assert calls[-1][1] == {"enabled": None} and calls[2][1] == "/tmp/step.pickle"
+
+    def unsupported(**kw):
+        raise RuntimeError("not built with CUDA")
+    broken = SimpleNamespace(cuda=SimpleNamespace(memory=SimpleNamespace(_record_memory_history=unsupported)))
+    with _allocator_history(broken, "/tmp/x.pickle"):
+        pass
+    with _allocator_history(None, None):
+        pass

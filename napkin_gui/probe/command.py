@@ -1,6 +1,7 @@
 """`napkin probe`: run the probe headless, manage calibration profiles. Formatting only.
 
-napkin probe [--trial PLAN.json] [--layers 2,4] [--json] [--save | --no-save] [--cpu] [--device cuda:N]
+napkin probe [--trial PLAN.json [--layers 2,4] [--memory-snapshot PATH]] [--json] [--save | --no-save]
+             [--cpu] [--device cuda:N]
 napkin probe --list [--json] | --delete ID | --export ID PATH | --import PATH
 
 Exit status: 0 done (also when there is no GPU: the NVML status line says why), 1 a
@@ -29,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="napkin probe", description="Measure the local GPU and calibrate estimates.")
     p.add_argument("--trial", metavar="PLAN.json", help="also run a short real training trial of this plan")
     p.add_argument("--layers", help="decoder layers of the reduced trial models, e.g. 2,4 (default)")
+    p.add_argument("--memory-snapshot", metavar="PATH",
+                   help="write torch's allocator snapshot of one trial step (CUDA; view at pytorch.org/memory_viz)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--save", dest="save", action="store_true", default=None,
                    help="save the profile (default for a GPU run)")
@@ -92,7 +95,8 @@ def _probe(args: argparse.Namespace) -> int:
     if not (device == "cpu" or device == "cuda" or device.startswith("cuda:")):
         raise PlanError(f"--device: use cuda or cuda:N, got {device!r}")
     spec = _model_spec(plan)
-    result = run_probe(plan, device=device, trial_layers=layers, model_spec=spec)
+    result = run_probe(plan, device=device, trial_layers=layers, model_spec=spec,
+                       memory_snapshot=args.memory_snapshot)
     saved = None
     if result.profile is not None and result.profile.device == "cuda" and args.save is not False:
         saved = str(cal.save_profile(result.profile))

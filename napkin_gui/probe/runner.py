@@ -43,10 +43,12 @@ def run_probe(trial_plan: Plan | None = None, progress: Progress | None = None,
               should_stop: StopCheck | None = None, *, device: str = "cuda",
               nvml_backend: NvmlBackend | None = None, bench_sizes: BenchSizes | None = None,
               trial_layers: tuple[int, ...] | None = None, model_spec: Any = None,
-              nvml_snapshot: Callable[[NvmlSnapshot], None] | None = None) -> ProbeResult:
+              nvml_snapshot: Callable[[NvmlSnapshot], None] | None = None,
+              memory_snapshot: str | None = None) -> ProbeResult:
     """Probe `device` ("cuda", "cuda:1", or "cpu" for a labelled self-test); never raises.
 
     nvml_snapshot: called with the NVML snapshot as soon as it is read (the app's strip).
+    memory_snapshot: path for torch's allocator snapshot of the trial's recorded step (CUDA).
     """
     progress = progress or (lambda f, t: None)
     should_stop = should_stop or (lambda: False)
@@ -58,7 +60,7 @@ def run_probe(trial_plan: Plan | None = None, progress: Progress | None = None,
         nvml_snapshot(nvml)
     try:
         return _probe(trial_plan, progress, should_stop, device, backend, nvml, bench_sizes,
-                      trial_layers, model_spec)
+                      trial_layers, model_spec, memory_snapshot)
     except Exception as err:  # noqa: BLE001 - the app goes on with uncalibrated estimates
         text = str(err).strip().splitlines()
         return ProbeResult(f"probe failed: {type(err).__name__}: {text[0] if text else ''}", nvml)
@@ -69,7 +71,7 @@ def run_probe(trial_plan: Plan | None = None, progress: Progress | None = None,
 
 def _probe(plan: Plan | None, progress: Progress, should_stop: StopCheck, device: str,
            backend: NvmlBackend, nvml: NvmlSnapshot, sizes: BenchSizes | None,
-           layers: tuple[int, ...] | None, spec: Any) -> ProbeResult:
+           layers: tuple[int, ...] | None, spec: Any, snapshot: str | None = None) -> ProbeResult:
     cuda = device.startswith("cuda")
     if cuda and not nvml.ok:
         return ProbeResult(nvml.status, nvml)
@@ -95,7 +97,7 @@ def _probe(plan: Plan | None, progress: Progress, should_stop: StopCheck, device
     trial = None
     if plan is not None:
         trial = run_trial(plan, spec, bench.device, layers, _span(progress, end_bench, 0.98),
-                          should_stop, nvml_used if cuda else None)
+                          should_stop, nvml_used if cuda else None, memory_snapshot=snapshot)
         if trial.status == "trial cancelled":
             return ProbeResult("probe cancelled", nvml, bench, trial, cancelled=True)
     profile = build_profile(nvml, bench, trial)

@@ -12,13 +12,14 @@ checks the path and counts parameters and time only. torch is imported inside.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import statistics
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from ..core.calibration import TrialPoint, TrialRecord
 from ..core.errors import PlanError
@@ -73,12 +74,13 @@ def run_trial(plan: Plan, model_spec: Any = None, device: str = "cuda",
               layers: tuple[int, ...] | None = None, progress: Progress | None = None,
               should_stop: StopCheck | None = None,
               nvml_used: Callable[[], tuple[int | None, int | None]] | None = None,
-              measured_steps: int = MEASURED_STEPS) -> TrialOutcome:
+              measured_steps: int = MEASURED_STEPS, memory_snapshot: str | None = None) -> TrialOutcome:
     """Trial `plan` on `device`; never raises (failures become TrialOutcome.status).
 
     Per depth: one warm-up step, `measured_steps` timed steps, one step whose phases are
     recorded. nvml_used: () -> (device used, other processes' used) bytes (nvml.device_memory),
-    for the CUDA context size.
+    for the CUDA context size. memory_snapshot: on CUDA, write torch's allocator snapshot of
+    the largest run's recorded step there (a pickle for https://pytorch.org/memory_viz).
     """
     progress = progress or (lambda f, t: None)
     should_stop = should_stop or (lambda: False)
@@ -92,7 +94,7 @@ def run_trial(plan: Plan, model_spec: Any = None, device: str = "cuda",
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             return _run_trial(torch, plan, model_spec, torch.device(device), layers, progress,
-                              should_stop, nvml_used, max(1, measured_steps))
+                              should_stop, nvml_used, max(1, measured_steps), memory_snapshot)
     except _Cancelled:
         return TrialOutcome("trial cancelled", None)
     except (TrialUnsupported, PlanError) as err:
@@ -112,7 +114,8 @@ def run_trial(plan: Plan, model_spec: Any = None, device: str = "cuda",
 
 
 def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, ...] | None,
-               progress: Progress, should_stop: StopCheck, nvml_used: Any, measured: int) -> TrialOutcome:
+               progress: Progress, should_stop: StopCheck, nvml_used: Any, measured: int,
+               snapshot: str | None = None) -> TrialOutcome:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TrialUnsupported(f"trial needs CUDA; torch {torch.__version__} sees no GPU")
     if spec is None:
@@ -134,7 +137,8 @@ def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, .
         progress(i / len(layers), f"trial: {k} of {full} layers")
         span = (i / len(layers), (i + 1) / len(layers))
         try:
-            runs.append(_one_run(torch, plan, config, k, dev, span, progress, should_stop, nvml_used, measured))
+            runs.append(_one_run(torch, plan, config, k, dev, span, progress, should_stop, nvml_used, measured,
+                                 snapshot if k == layers[-1] else None))
         except torch.OutOfMemoryError as err:
             peak = torch.cuda.max_memory_allocated(dev) / GIB
             total = torch.cuda.get_device_properties(dev).total_memory / GIB
@@ -146,7 +150,8 @@ def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, .
 
 
 def _one_run(torch: Any, plan: Plan, config: dict, k: int, dev: Any, span: tuple[float, float],
-             progress: Progress, should_stop: StopCheck, nvml_used: Any, measured: int) -> _Run:
+             progress: Progress, should_stop: StopCheck, nvml_used: Any, measured: int,
+             snapshot: str | None = None) -> _Run:
     cuda = dev.type == "cuda"
     _free(torch, cuda)
     base = torch.cuda.memory_allocated(dev) if cuda else 0
@@ -172,7 +177,8 @@ def _one_run(torch: Any, plan: Plan, config: dict, k: int, dev: Any, span: tuple
             if record:
                 peak_alloc = torch.cuda.max_memory_allocated(dev) if cuda else None
                 peak_res = torch.cuda.max_memory_reserved(dev) if cuda else None
-            micro, optim = _train_step(torch, plan, model, opt, vocab, dev, recorder, record)
+            with _allocator_history(torch, snapshot if record and cuda else None):
+                micro, optim = _train_step(torch, plan, model, opt, vocab, dev, recorder, record)
             recorder.stop()
             if 1 <= step <= measured:
                 micro_times.append(micro)
@@ -296,6 +302,26 @@ class _PhaseRecorder:
                 after = "backward head" if i == self._n - 1 else f"backward L{i + 2}"
                 hidden.register_hook(lambda grad: self.mark(after))
         return hook
+
+
+@contextlib.contextmanager
+def _allocator_history(torch: Any, path: str | None) -> Iterator[None]:
+    """torch.cuda.memory._record_memory_history around one step, dumped to `path` (private
+    torch API, torch >= 2.1: a failure to record never fails the trial)."""
+    if path is None:
+        yield
+        return
+    memory = torch.cuda.memory
+    try:
+        memory._record_memory_history(max_entries=200_000)
+    except Exception:  # noqa: BLE001 - optional diagnostics
+        yield
+        return
+    try:
+        yield
+        memory._dump_snapshot(path)
+    finally:
+        memory._record_memory_history(enabled=None)
 
 
 def _record(plan: Plan, dev: Any, full: int, runs: list[_Run]) -> TrialRecord:

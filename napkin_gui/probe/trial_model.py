@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import tempfile
 from typing import Any
@@ -133,10 +132,11 @@ def _load_4bit(plan: Plan, cfg: Any, device: Any, attn: str) -> Any:
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     compute = getattr(torch, TORCH_DTYPES[plan.compute_dtype])
-    folder = tempfile.mkdtemp(prefix="napkin-trial-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    with torch.device(device):
+        base = AutoModelForCausalLM.from_config(cfg, dtype=compute)
+    size = sum(p.numel() * p.element_size() for p in base.parameters())
+    folder = tempfile.mkdtemp(prefix="napkin-trial-", dir=_scratch_dir(2 * size))
     try:
-        with torch.device(device):
-            base = AutoModelForCausalLM.from_config(cfg, dtype=compute)
         base.save_pretrained(folder)
         del base
         if device.type == "cuda":
@@ -153,6 +153,17 @@ def _load_4bit(plan: Plan, cfg: Any, device: Any, attn: str) -> Any:
         from peft import prepare_model_for_kbit_training
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return model
+
+
+def _scratch_dir(needed_bytes: int) -> str | None:
+    """/dev/shm when it has room (fast; measure.py wants 40 GB there), else the temp folder.
+    Containers often give /dev/shm only 64 MiB."""
+    try:
+        if shutil.disk_usage("/dev/shm").free > needed_bytes:
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
 
 
 def make_optimizer(plan: Plan, params: list[Any]) -> Any:
