@@ -60,14 +60,14 @@ def _variant(plan: Plan, spec: ModelSpec, gpu: GpuSpec, n: int, state: ModelStat
     candidate = replace(plan, gpu=gpu.id, n_gpus=n)
     if n == 1 or plan.sharding != "none":
         return (candidate,) + _priced(candidate, spec, gpu, state)
-    memory, time = _priced(candidate, spec, gpu, state)
-    if memory.fits:
-        return candidate, memory, time
+    memory = memory_estimate(candidate, spec, gpu, state)
     try:
-        sharded = check_combination(replace(candidate, sharding="fsdp"))
+        if not memory.fits:
+            candidate = check_combination(replace(candidate, sharding="fsdp"))
+            memory = memory_estimate(candidate, spec, gpu, state)
     except PlanError:
-        return candidate, memory, time
-    return (sharded,) + _priced(sharded, spec, gpu, state)
+        pass
+    return candidate, memory, time_estimate(candidate, spec, gpu, state, memory)
 
 
 def _row(plan: Plan, gpu: GpuSpec, memory: MemoryEstimate, time: TimeEstimate) -> HardwareRow:
