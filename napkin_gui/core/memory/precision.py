@@ -36,11 +36,16 @@ class ConfigExtras:
     layer_norm: bool
 
 
-@lru_cache(maxsize=256)
 def config_extras(spec: ModelSpec) -> ConfigExtras:
     """Read (once per model) the config fields the activation model needs."""
+    # keyed by strings: hashing a whole ModelSpec (tuples of layers) on every call is slow
+    return _config_extras(spec.config_json, spec.model_type, spec.head_dim, spec.norm_kind)
+
+
+@lru_cache(maxsize=256)
+def _config_extras(config_json: str, model_type: str, head_dim: int, norm_kind: str) -> ConfigExtras:
     try:
-        cfg = json.loads(spec.config_json)
+        cfg = json.loads(config_json)
     except ValueError:
         cfg = {}
     if not isinstance(cfg, dict):
@@ -54,11 +59,11 @@ def config_extras(spec: ModelSpec) -> ConfigExtras:
             drop = max(drop, float(value))
     v_head_dim = text.get("v_head_dim")
     return ConfigExtras(
-        v_head_dim=int(v_head_dim) if isinstance(v_head_dim, int) and v_head_dim > 0 else spec.head_dim,
+        v_head_dim=int(v_head_dim) if isinstance(v_head_dim, int) and v_head_dim > 0 else head_dim,
         act_saved_per_width=PYTHON_GELU_SAVED.get(act, 1),
         hidden_dropout=drop > 0,
-        qk_norm=spec.model_type in ("qwen3", "qwen3_moe", "olmo2", "gemma3", "gemma3_text"),
-        layer_norm=spec.norm_kind == "layer",
+        qk_norm=model_type in ("qwen3", "qwen3_moe", "olmo2", "gemma3", "gemma3_text"),
+        layer_norm=norm_kind == "layer",
     )
 
 
