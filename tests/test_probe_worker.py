@@ -80,3 +80,12 @@ def test_nvml_poller_refreshes_and_keeps_history(qtbot):
     assert not lost.args[0].ok and "stopped answering" in lost.args[0].status
     poller.stop()
     assert not poller.is_active() and not fake.initialized
+
+
+def test_worker_runs_the_probe_in_a_child_process(qtbot):
+    pytest.importorskip("torch")
+    from napkin_gui.probe.isolated import run_probe_isolated
+    worker = ProbeWorker(probe=run_probe_isolated, device="cpu", bench_sizes=TINY)
+    result, progress, nvml = run_worker(qtbot, worker, "finished")
+    assert result.ok and result.profile.device == "cpu" and len(nvml) == 1
+    assert progress[-1][0] == 1.0
