@@ -134,9 +134,10 @@ def _sync(torch: Any, dev: Any) -> None:
 
 
 def _free(torch: Any, is_cuda: bool) -> None:
-    import gc
-    gc.collect()
+    """Hand freed blocks back to the driver between benchmarks (CUDA; on CPU nothing to do)."""
     if is_cuda:
+        import gc
+        gc.collect()
         torch.cuda.empty_cache()
 
 
