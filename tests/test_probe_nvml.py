@@ -122,8 +122,10 @@ def test_real_pynvml_without_a_driver():
 def test_probe_modules_import_no_torch_pynvml_or_qt():
     import subprocess
     import sys
-    code = ("import sys, napkin_gui.probe.runner, napkin_gui.probe.command, napkin_gui.probe.fake_nvml, "
-            "napkin_gui.core.calibration\n"
+    modules = ("runner", "command", "fake_nvml", "nvml", "benchmarks", "trial", "trial_model", "extrapolate",
+               "isolated")
+    code = ("import sys, napkin_gui.core.calibration\n"
+            + "".join(f"import napkin_gui.probe.{m}\n" for m in modules) +
             "bad = [m for m in ('torch', 'pynvml', 'PySide6', 'transformers', 'peft') if m in sys.modules]\n"
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

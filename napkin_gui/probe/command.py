@@ -49,7 +49,10 @@ def _parser() -> argparse.ArgumentParser:
 def probe_command(argv: list[str]) -> int:
     """Run `napkin probe` with argv (without the 'probe' word); returns the exit status."""
     try:
-        args = _parser().parse_args(argv)
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as done:  # --help printed
+            return int(done.code or 0)
         if args.list:
             return _list(args.json)
         if args.delete:
