@@ -32,8 +32,10 @@ def estimate(plan: Plan, calibration: CalibrationProfile | None = None) -> Estim
     label = None
     if calibration is not None:
         from .calibration import apply_calibration, profile_label
-        gpu = apply_calibration(gpu, calibration)
-        label = profile_label(calibration)
+        calibrated = apply_calibration(gpu, calibration)
+        # a profile applies only to the card it was measured on (else the same object returns)
+        label = profile_label(calibration) if calibrated is not gpu else None
+        gpu = calibrated
     state = model_state(spec, plan)
     memory = memory_estimate(plan, spec, gpu, state)
     time = time_estimate(plan, spec, gpu, state, memory)
