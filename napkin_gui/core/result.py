@@ -20,6 +20,19 @@ COMPONENTS = (
     "cuda_context",      # CUDA context + kernels + library handles (outside torch)
 )
 
+# What a person reads for each component (bars, legends, tables, the PDF).
+COMPONENT_LABELS: dict[str, str] = {
+    "weights": "weights",
+    "adapters": "LoRA adapters",
+    "gradients": "gradients",
+    "optimizer_states": "optimizer states",
+    "activations": "activations",
+    "logits_loss": "logits & loss",
+    "temporaries": "temporaries",
+    "allocator_slack": "allocator slack",
+    "cuda_context": "CUDA context",
+}
+
 # Components torch.cuda.max_memory_allocated() counts.
 ALLOCATED_COMPONENTS = COMPONENTS[:7]
 

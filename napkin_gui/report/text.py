@@ -4,22 +4,9 @@ from __future__ import annotations
 import html
 
 from ..core.plan import Plan, plan_to_dict
-from ..core.result import Estimate, MemoryEstimate, TimeEstimate
+from ..core.result import COMPONENT_LABELS, Estimate, MemoryEstimate, TimeEstimate
 
 GIB = 2**30
-
-# human labels of memory components (core.result.COMPONENTS names)
-COMPONENT_LABELS = {
-    "weights": "weights",
-    "adapters": "LoRA adapters",
-    "gradients": "gradients",
-    "optimizer_states": "optimizer states",
-    "activations": "activations",
-    "logits_loss": "logits & loss",
-    "temporaries": "temporaries",
-    "allocator_slack": "allocator slack",
-    "cuda_context": "CUDA context",
-}
 
 
 def gib(nbytes: float) -> str:
