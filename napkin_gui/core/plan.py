@@ -9,11 +9,11 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import write_text_atomic  # noqa: F401  (re-exported: callers save through plan)
 from .errors import PlanError
 
 METHODS = ("full", "lora", "qlora")
@@ -200,21 +200,3 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
     """Write the plan atomically: a temp file in the same folder, then rename over the target."""
     write_text_atomic(Path(path), json.dumps(plan_to_dict(plan), indent=2) + "\n")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to path via temp file + os.replace, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

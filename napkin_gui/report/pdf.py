@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
+from ..core.atomic import atomic_path
 from ..core.plan import Plan
 from .data import ReportData, collect_report_data
 
@@ -47,12 +47,9 @@ def write_report(data: ReportData, path: str | os.PathLike[str]) -> int:
     from PySide6.QtGui import QPageLayout, QPageSize, QPdfWriter
 
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     doc = report_document(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        writer = QPdfWriter(tmp)
+    with atomic_path(target) as tmp:
+        writer = QPdfWriter(str(tmp))
         writer.setTitle(f"napkin report: {data.estimate.model.name}")
         writer.setCreator("napkin")
         writer.setPageSize(QPageSize(QPageSize.PageSizeId.A4))
@@ -65,13 +62,6 @@ def write_report(data: ReportData, path: str | os.PathLike[str]) -> int:
         del writer  # closes the file
         if os.path.getsize(tmp) == 0:
             raise OSError(f"report: Qt wrote an empty PDF for {target}")
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return pages
 
 
