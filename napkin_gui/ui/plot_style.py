@@ -1,0 +1,57 @@
+"""Shared pyqtgraph styling: opaque light grid lines, fixed ranges, no mouse interaction.
+
+Grid lines are drawn opaque in a light grey (palette.GRID) instead of pyqtgraph's
+translucent foreground: alpha-blended lines made one repaint of the timeline plot cost
+~14 ms against ~2 ms opaque under Qt's software rasterizer (measured offscreen, 2 cores).
+"""
+from __future__ import annotations
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import QLabel, QSizePolicy
+
+from . import palette
+
+
+def style_plot(item: pg.PlotItem, grid_x: bool, grid_y: bool, left_width: int = 62) -> None:
+    """A static plot: light opaque grid, no auto-range, no mouse pan/zoom, no context menu.
+
+    The left axis gets a fixed width, so new tick labels never re-lay out the plot (a second
+    repaint per edit otherwise).
+    """
+    item.showGrid(x=grid_x, y=grid_y, alpha=1.0)
+    for name in ("left", "bottom"):
+        axis = item.getAxis(name)
+        axis.setTickPen(pg.mkPen(palette.GRID))
+        axis.setStyle(tickAlpha=255)
+        axis.setPen(pg.mkPen(palette.AXIS))
+        axis.setTextPen(pg.mkPen(palette.FOREGROUND))
+    item.getAxis("left").setWidth(left_width)
+    item.enableAutoRange(False)
+    item.setMouseEnabled(False, False)
+    item.setMenuEnabled(False)
+    item.hideButtons()
+
+
+def fixed_label(label: QLabel, lines: int = 1) -> QLabel:
+    """A label whose size never follows its text: a new text repaints the label only.
+
+    A label that grows or shrinks with its text makes every edit re-lay out and repaint the
+    whole splitter it sits in (measured: ~3 full-window repaints per edit).
+    """
+    label.setWordWrap(lines > 1)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    margins = label.contentsMargins()
+    label.setFixedHeight(label.fontMetrics().lineSpacing() * lines + 6 + margins.top() + margins.bottom())
+    return label
+
+
+def set_view(item: pg.PlotItem, x_range: tuple[float, float], y_range: tuple[float, float]) -> None:
+    """Set the visible range and apply it now.
+
+    pyqtgraph applies a new range lazily, in the scene's prepare-for-paint step, which moves
+    the items and schedules a second full repaint of the view; applying it here keeps an
+    edit to one repaint.
+    """
+    vb = item.getViewBox()
+    vb.setRange(xRange=x_range, yRange=y_range, padding=0)
+    vb.updateMatrix()

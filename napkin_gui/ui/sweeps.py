@@ -1,0 +1,74 @@
+"""Curves for the Time view: core.estimate evaluated over a small grid of one plan field."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from ..core.plan import Plan
+from ..core.result import Estimate
+
+# Powers of two keep the grid small (8 points, each one core.estimate call) and evenly
+# spaced on a log axis; the plan's own value is added when it is not on the grid.
+BATCH_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
+SEQ_GRID = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """One field varied over values; nan where core rejected the plan."""
+
+    field: str
+    values: tuple[int, ...]
+    step_seconds: tuple[float, ...]
+    tokens_per_second: tuple[float, ...]
+    fits: tuple[bool, ...]
+    current: int  # the plan's own value (always among values)
+
+    @property
+    def current_index(self) -> int:
+        return self.values.index(self.current)
+
+    @property
+    def first_oom_value(self) -> float | None:
+        """The smallest value from which every larger one is out of memory (None: all fit)."""
+        first = None
+        for value, ok in zip(reversed(self.values), reversed(self.fits)):
+            if ok:
+                break
+            first = value
+        return first
+
+
+@dataclass(frozen=True, slots=True)
+class Sweeps:
+    batch: Sweep
+    seq: Sweep
+    bound: str
+
+
+def grid_values(grid: tuple[int, ...], current: int) -> tuple[int, ...]:
+    """The grid plus the plan's own value, sorted."""
+    return tuple(sorted(set(grid) | {current}))
+
+
+def sweep(plan: Plan, field: str, grid: tuple[int, ...],
+          estimate_fn: Callable[[Plan], Estimate | None]) -> Sweep:
+    """Step seconds, tokens/s and fits of plan with `field` set to each grid value."""
+    current = getattr(plan, field)
+    values = grid_values(grid, current)
+    step, tps, fits = [], [], []
+    for value in values:
+        est = estimate_fn(dataclasses.replace(plan, **{field: value}))
+        step.append(est.time.step_seconds if est else math.nan)
+        tps.append(est.time.tokens_per_second if est else math.nan)
+        fits.append(bool(est and est.memory.fits))
+    return Sweep(field, values, tuple(step), tuple(tps), tuple(fits), current)
+
+
+def plan_sweeps(plan: Plan, est: Estimate, estimate_fn: Callable[[Plan], Estimate | None]) -> Sweeps:
+    """Both curves of the Time view for one plan."""
+    return Sweeps(batch=sweep(plan, "batch_size", BATCH_GRID, estimate_fn),
+                  seq=sweep(plan, "seq_len", SEQ_GRID, estimate_fn),
+                  bound=est.time.bound)

@@ -1,0 +1,120 @@
+"""TimeCurveView: step time and tokens/s against batch size and sequence length.
+
+Four plots (rows: step time, tokens/s; columns: batch size, sequence length) over the
+controller's Sweeps, log x axes, the OOM zone shaded, the plan's own point marked and the
+bound named. Items are created once and updated with setData / setRegion.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from ..core.result import Estimate
+from . import palette
+from .plot_style import fixed_label, set_view, style_plot
+from .sweeps import Sweep, Sweeps
+
+
+def bound_text(est: Estimate) -> str:
+    """The current point and what bounds it, with the share of each time term."""
+    t = est.time
+    total = sum(term.seconds for term in t.terms) or 1.0
+    shares = ", ".join(f"{term.name} {term.seconds / total:.0%}" for term in t.terms)
+    return (f"Now: {t.step_seconds * 1000:,.0f} ms per micro-batch · {t.tokens_per_second:,.0f} tokens/s per GPU"
+            f" · <b>{t.bound}-bound</b> ({shares}) · MFU {t.mfu:.0%}")
+
+
+class _CurvePlot:
+    """One plot: a curve, the OOM zone and the current point."""
+
+    def __init__(self, item: pg.PlotItem, y_label: str, x_label: str, log_y: bool) -> None:
+        self.item = item
+        self.log_y = log_y
+        item.setLabel("left", y_label)
+        item.setLabel("bottom", x_label)
+        item.setLogMode(x=True, y=log_y)
+        style_plot(item, grid_x=True, grid_y=True)
+        self.oom_zone = pg.LinearRegionItem((0, 1), movable=False, brush=pg.mkBrush(palette.OOM_FILL),
+                                            pen=pg.mkPen(None))
+        self.oom_zone.setZValue(-10)
+        item.addItem(self.oom_zone)
+        self.oom_label = pg.TextItem("OOM", color=palette.OOM, anchor=(0, 0))
+        item.addItem(self.oom_label)
+        self.curve = item.plot(pen=pg.mkPen(palette.CURVE, width=2), connect="finite")
+        # one spot at the origin, moved with setPos: no ScatterPlotItem.setData per edit (~1 ms each)
+        self.current = pg.ScatterPlotItem([0.0], [0.0], size=11, brush=pg.mkBrush(palette.CURRENT_POINT),
+                                          pen=pg.mkPen("w", width=1.5))
+        self.current.setZValue(10)
+        item.addItem(self.current)
+
+    def show(self, sweep: Sweep, ys: tuple[float, ...]) -> None:
+        xs = np.array(sweep.values, dtype=float)
+        y = np.array(ys, dtype=float)
+        self.curve.setData(xs, y)
+        i = sweep.current_index
+        self.current.setVisible(bool(np.isfinite(y[i]) and y[i] > 0))
+        if self.current.isVisible():
+            self.current.setPos(math.log10(xs[i]), math.log10(y[i]) if self.log_y else y[i])
+        lo_x, hi_x = math.log10(xs[0]) - 0.15, math.log10(xs[-1]) + 0.15
+        finite = y[np.isfinite(y) & (y > 0)]
+        if finite.size:
+            if self.log_y:
+                lo_y, hi_y = math.log10(finite.min()) - 0.15, math.log10(finite.max()) + 0.15
+            else:
+                lo_y, hi_y = 0.0, float(finite.max()) * 1.12
+        else:
+            lo_y, hi_y = 0.0, 1.0
+        set_view(self.item, (lo_x, hi_x), (lo_y, hi_y))
+        first = sweep.first_oom_value
+        if first is None:
+            self.oom_zone.hide()
+            self.oom_label.hide()
+            return
+        j = sweep.values.index(first)
+        start = math.log10(first) if j == 0 else (math.log10(first) + math.log10(sweep.values[j - 1])) / 2
+        self.oom_zone.setRegion((start, hi_x))
+        self.oom_zone.show()
+        self.oom_label.setPos(start, hi_y)
+        self.oom_label.show()
+
+
+class TimeCurveView(QWidget):
+    """Step time and throughput curves of the current plan."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.caption = fixed_label(QLabel(self), lines=2)
+        self.graphics = pg.GraphicsLayoutWidget(self)
+        self.graphics.ci.setContentsMargins(2, 2, 2, 2)
+        self.plots: dict[tuple[str, str], _CurvePlot] = {}
+        for row, (metric, label, log_y) in enumerate((("step", "ms per micro-batch", True),
+                                                       ("tps", "tokens/s per GPU", False))):
+            for col, (field, x_label) in enumerate((("batch_size", "batch size"), ("seq_len", "sequence length"))):
+                item = self.graphics.addPlot(row=row, col=col)
+                self.plots[(metric, field)] = _CurvePlot(item, label, x_label, log_y)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.graphics, 1)
+
+    def show_estimate(self, est: Estimate) -> None:
+        self.caption.setText(bound_text(est))
+
+    def show_sweeps(self, sweeps: Sweeps) -> None:
+        for sweep in (sweeps.batch, sweeps.seq):
+            self.plots[("step", sweep.field)].show(sweep, tuple(s * 1000 for s in sweep.step_seconds))
+            self.plots[("tps", sweep.field)].show(sweep, sweep.tokens_per_second)
+
+    def curve_data(self, metric: str, field: str) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) the curve holds, before log scaling: metric 'step' (ms) or 'tps'."""
+        curve = self.plots[(metric, field)].curve
+        return curve.xData, curve.yData
+
+    def current_point(self, metric: str, field: str) -> tuple[float, float]:
+        """The marked point in data units (log axes undone)."""
+        plot = self.plots[(metric, field)]
+        pos = plot.current.pos()
+        return 10 ** pos.x(), (10 ** pos.y() if plot.log_y else pos.y())

@@ -1,0 +1,165 @@
+"""MemoryTimelineView: core's memory.timeline as a stacked step chart, one band per component.
+
+Band k is a step curve of the cumulative sum of components 0..k filled down to zero, drawn
+under band k-1, so each colour shows exactly its component. Items are built once; updates
+only call setData / setValue.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor, QCursor
+from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
+
+from ..core.result import ALLOCATED_COMPONENTS, COMPONENT_LABELS, Estimate
+from . import palette
+from .plot_style import fixed_label, set_view, style_plot
+
+GIB = 2**30
+
+# stage of the step (prefix of core/memory/timeline.py phase names) -> axis label
+STAGES = (("weights", "load"), ("forward", "forward →"), ("logits", "loss"),
+          ("backward", "← backward"), ("optimizer", "optim"), ("after", "zero_grad"))
+
+
+def stage_ticks(phases: Sequence[str]) -> list[tuple[float, str]]:
+    """One axis tick per stage, at the middle of its run of phases."""
+    ticks = []
+    for prefix, label in STAGES:
+        where = [i for i, phase in enumerate(phases) if phase.startswith(prefix)]
+        if where:
+            ticks.append(((where[0] + where[-1]) / 2 + 0.5, label))
+    return ticks
+
+
+def stacked(est: Estimate) -> np.ndarray:
+    """[component, phase] cumulative GiB of the allocated components."""
+    table = np.array([[v for _, v in point.by_component] for point in est.memory.timeline], dtype=float).T
+    return np.cumsum(table / GIB, axis=0)
+
+
+class MemoryTimelineView(QWidget):
+    """Allocated memory phase by phase through one training step."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.estimate: Estimate | None = None
+        self._stale = False
+        self.measured: tuple[tuple[str, int], ...] = ()
+        self.caption = fixed_label(QLabel(self), lines=1)
+        self.plot = pg.PlotWidget(self)
+        item = self.plot.getPlotItem()
+        style_plot(item, grid_x=False, grid_y=True)
+        item.setLabel("left", "allocated GiB per GPU")
+        self.bands: dict[str, pg.PlotDataItem] = {}
+        for k, name in enumerate(ALLOCATED_COMPONENTS):
+            color = QColor(palette.COMPONENT_COLORS[name])
+            # filled, no outline: stroking 7 antialiased step paths cost ~5 ms per repaint
+            band = pg.PlotDataItem([0, 1], [0], stepMode="center", fillLevel=0, brush=color, pen=None)
+            band.setZValue(-k)
+            item.addItem(band)
+            self.bands[name] = band
+        self.total_curve = pg.PlotDataItem([0, 1], [0], stepMode="center",
+                                           pen=pg.mkPen(palette.FOREGROUND, width=1.5))
+        item.addItem(self.total_curve)
+        self.measured_curve = pg.PlotDataItem(pen=pg.mkPen(palette.MEASURED, width=2.5, style=Qt.PenStyle.DashLine),
+                                              name="measured")
+        self.measured_curve.setZValue(5)
+        item.addItem(self.measured_curve)
+        self.capacity_line = pg.InfiniteLine(pos=0, angle=0, movable=False,
+                                             pen=pg.mkPen(palette.CAPACITY, width=2, style=Qt.PenStyle.DashLine),
+                                             label="capacity {value:.1f} GiB",
+                                             labelOpts={"position": 0.08, "color": palette.CAPACITY,
+                                                        "anchors": [(0, 1), (0, 1)]})
+        item.addItem(self.capacity_line)
+        self.peak_line = pg.InfiniteLine(pos=0, angle=90, movable=False,
+                                         pen=pg.mkPen(palette.PEAK_MARK, width=1, style=Qt.PenStyle.DotLine),
+                                         label="peak", labelOpts={"position": 0.96, "color": palette.PEAK_MARK})
+        item.addItem(self.peak_line)
+        self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.caption)
+        layout.addWidget(self.plot, 1)
+
+    def show_estimate(self, est: Estimate) -> None:
+        """Draw est's timeline now, or when the view is next shown (hidden tab)."""
+        self.estimate = est
+        self._stale = not self.isVisible()
+        if not self._stale:
+            self._draw(est)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._stale and self.estimate is not None:
+            self._stale = False
+            self._draw(self.estimate)
+
+    def _draw(self, est: Estimate) -> None:
+        mem = est.memory
+        phases = [p.phase for p in mem.timeline]
+        edges = np.arange(len(phases) + 1, dtype=float)
+        cum = stacked(est)
+        for k, name in enumerate(ALLOCATED_COMPONENTS):
+            self.bands[name].setData(edges, cum[k])
+        self.total_curve.setData(edges, cum[-1])
+        peak_index = phases.index(mem.peak_phase) if mem.peak_phase in phases else int(np.argmax(cum[-1]))
+        self.peak_line.setValue(peak_index + 0.5)
+        self.peak_line.label.setFormat(f"peak: {mem.peak_phase}")
+        cap = mem.capacity_bytes / GIB
+        self.capacity_line.setValue(cap)
+        self._show_measured(phases)
+        top = max(cap, float(cum[-1].max()), self._measured_max())
+        item = self.plot.getPlotItem()
+        set_view(item, (0, len(phases)), (0, top * 1.1))
+        item.getAxis("bottom").setTicks([stage_ticks(phases)])
+        note = " · dashed: measured by the probe" if self.measured else ""
+        self.caption.setText(f"Allocated memory through one step: peak {mem.peak_allocated_bytes / GIB:.2f} GiB "
+                             f"at {mem.peak_phase}; NVML adds allocator slack and the CUDA context{note}")
+
+    def set_measured(self, timeline: Sequence[tuple[str, int]] | None) -> None:
+        """Overlay a probe TrialRecord's timeline (phase, bytes); None or () removes it."""
+        self.measured = tuple(timeline or ())
+        if self.estimate is not None:
+            self.show_estimate(self.estimate)
+
+    def _measured_max(self) -> float:
+        return max((b for _, b in self.measured), default=0) / GIB
+
+    def _show_measured(self, phases: list[str]) -> None:
+        if not self.measured:
+            self.measured_curve.setData([], [])
+            return
+        index = {p: i for i, p in enumerate(phases)}
+        known = [(index[p], b) for p, b in self.measured if p in index]
+        if len(known) < len(self.measured) / 2:  # other phase names: spread them over the step
+            scale = len(phases) / max(len(self.measured), 1)
+            known = [(i * scale, b) for i, (_, b) in enumerate(self.measured)]
+        xs = np.array([x + 0.5 for x, _ in known])
+        ys = np.array([b / GIB for _, b in known])
+        self.measured_curve.setData(xs, ys)
+
+    def tooltip_at(self, x: float) -> str:
+        est = self.estimate
+        if est is None or not 0 <= x < len(est.memory.timeline):
+            return ""
+        point = est.memory.timeline[int(x)]
+        rows = "".join(f"<br>{COMPONENT_LABELS[n]}: {v / GIB:.2f} GiB"
+                       for n, v in point.by_component if v)
+        return f"<b>{point.phase}</b>: {point.allocated_bytes / GIB:.2f} GiB allocated{rows}"
+
+    def _on_scene_mouse_moved(self, pos: QPointF) -> None:
+        vb = self.plot.getPlotItem().getViewBox()
+        if not vb.sceneBoundingRect().contains(pos):
+            return
+        text = self.tooltip_at(vb.mapSceneToView(pos).x())
+        if text:
+            QToolTip.showText(QCursor.pos(), text, self.plot)
+
+
+def measured_timeline(record: Any) -> tuple[tuple[str, int], ...]:
+    """The full-model timeline of a probe TrialRecord ((phase, bytes)), () without one."""
+    return tuple(getattr(record, "timeline", ()) or ())

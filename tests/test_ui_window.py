@@ -1,0 +1,322 @@
+"""The window driven as a user would: every figure shown must be what core.estimate returns."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
+
+from napkin_gui.core.compare import compare_hardware
+from napkin_gui.core.estimate import estimate
+from napkin_gui.core.plan import Plan
+from napkin_gui.core.result import COMPONENTS
+from napkin_gui.ui.main_window import MainWindow
+from napkin_gui.ui.memory_bar_view import ROW_NOW, ROW_PINNED
+from napkin_gui.ui.sweeps import BATCH_GRID, SEQ_GRID, grid_values
+
+GIB = 2**30
+PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu="rtx-4090",
+            dataset_tokens=10e6)
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPKIN_CONFIG_DIR", str(tmp_path / "config"))
+    return tmp_path / "config"
+
+
+@pytest.fixture
+def window(qtbot):
+    w = MainWindow(PLAN, restore_session=False, poll_nvml=False)
+    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard  # pytest-qt closes the window
+    w.errors = []
+    w.show_error = lambda title, text: w.errors.append(text)
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    w.controller.flush()
+    return w
+
+
+def settle(w):
+    w.controller.flush()
+    return w.controller.estimate
+
+
+def assert_bars_show(view, est, row=ROW_NOW):
+    segments = view.segments(row)
+    assert [s[0] for s in segments] == list(COMPONENTS)
+    x = 0.0
+    for (name, x0, width), comp in zip(segments, est.memory.components):
+        assert comp.name == name
+        assert width == pytest.approx(comp.bytes / GIB)
+        assert x0 == pytest.approx(x)
+        x += width
+
+
+def assert_views_show(w, plan):
+    settle(w)
+    est = estimate(plan)
+    assert w.controller.estimate == est
+    assert_bars_show(w.memory_view, est)
+    assert w.memory_view.capacity_line.value() == pytest.approx(est.memory.capacity_bytes / GIB)
+    assert w.memory_view.oom_zone.isVisible() == (not est.memory.fits)
+    # timeline: the top band is the allocated total of every phase, the peak marked
+    shown = w.tabs.currentIndex()
+    w.tabs.setCurrentWidget(w.timeline_view)
+    totals = [p.allocated_bytes / GIB for p in est.memory.timeline]
+    assert np.allclose(w.timeline_view.total_curve.yData, totals)
+    assert max(totals) == pytest.approx(est.memory.peak_allocated_bytes / GIB)
+    phases = [p.phase for p in est.memory.timeline]
+    assert w.timeline_view.peak_line.value() == phases.index(est.memory.peak_phase) + 0.5
+    assert w.timeline_view.capacity_line.value() == pytest.approx(est.memory.capacity_bytes / GIB)
+    # curves: each grid point is core.estimate of the plan with that batch size / seq len
+    w.tabs.setCurrentWidget(w.time_view)
+    for field, grid in (("batch_size", BATCH_GRID), ("seq_len", SEQ_GRID)):
+        xs, ys = w.time_view.curve_data("step", field)
+        _, tps = w.time_view.curve_data("tps", field)
+        values = grid_values(grid, getattr(plan, field))
+        assert list(xs) == list(values)
+        for v, y, t in zip(values, ys, tps):
+            e = estimate(dataclasses.replace(plan, **{field: v}))
+            assert y == pytest.approx(e.time.step_seconds * 1000)
+            assert t == pytest.approx(e.time.tokens_per_second)
+        i = values.index(getattr(plan, field))
+        assert w.time_view.current_point("step", field) == pytest.approx((values[i], ys[i]))
+    assert est.time.bound in w.time_view.caption.text()
+    w.tabs.setCurrentIndex(shown)
+    return est
+
+
+def test_default_views_match_core(window):
+    assert_views_show(window, PLAN)
+    assert "fits" in window.memory_view.verdict.text()
+
+
+def test_pick_model_by_typing(window, qtbot):
+    combo = window.editor.model_combo
+    combo.lineEdit().clear()
+    qtbot.keyClicks(combo.lineEdit(), "qwen2.5-0.5b")
+    qtbot.keyClick(combo.lineEdit(), Qt.Key.Key_Return)
+    assert window.controller.plan.model == "qwen2.5-0.5b"
+    settle(window)
+    assert_views_show(window, dataclasses.replace(PLAN, model="qwen2.5-0.5b"))
+    assert "B params" in window.editor.model_info.text()
+
+
+def test_pick_model_from_list(window):
+    combo = window.editor.model_combo
+    combo.setCurrentIndex(combo.findData("llama-3.2-3b"))
+    combo.activated.emit(combo.currentIndex())
+    assert window.controller.plan.model == "llama-3.2-3b"
+
+
+def test_lora_to_qlora_changes_bars(window):
+    before = settle(window)
+    window.editor.combos["method"].setCurrentText("qlora")
+    assert window.controller.plan.method == "qlora"
+    after = assert_views_show(window, dataclasses.replace(PLAN, method="qlora"))
+    assert after.memory.component("weights").bytes < before.memory.component("weights").bytes
+    # QLoRA options become editable, fp32 is not allowed and says why
+    assert window.editor.quant_double.isEnabled()
+    precision = window.editor.combos["precision"]
+    fp32 = precision.findData("fp32")
+    assert not precision.model().item(fp32).isEnabled()
+    assert "16-bit" in precision.itemData(fp32, Qt.ItemDataRole.ToolTipRole)
+
+
+def test_raise_batch_until_oom(window, qtbot):
+    spin = window.editor.batch_size.spin
+    while window.controller.estimate.memory.fits:
+        qtbot.keyClick(spin, Qt.Key.Key_Up)
+        settle(window)
+        assert spin.value() < 512, "never ran out of memory"
+    plan = window.controller.plan
+    assert plan.batch_size == spin.value()
+    est = assert_views_show(window, plan)
+    over = -est.memory.headroom_bytes / GIB
+    assert f"over by {over:.1f} GiB" in window.memory_view.verdict.text()
+    assert window.memory_view.oom_zone.isVisible()
+    # the curve's OOM zone starts where the core says batch sizes stop fitting
+    sweep_plot = window.time_view.plots[("step", "batch_size")]
+    assert sweep_plot.oom_zone.isVisible()
+    start, _ = sweep_plot.oom_zone.getRegion()
+    assert 10 ** start <= plan.batch_size
+
+
+def test_slider_moves_spin_and_plan(window):
+    window.editor.seq_len.slider.setValue(12)  # 2**12
+    assert window.editor.seq_len.spin.value() == 4096
+    assert window.controller.plan.seq_len == 4096
+
+
+def test_controller_to_widgets_without_feedback(window):
+    c = window.controller
+    commands = c.undo_stack.count()
+    new = dataclasses.replace(PLAN, batch_size=16, method="full", precision="mixed-bf16", grad_ckpt=True,
+                              gpu="a100-80gb-sxm", n_gpus=2, sharding="fsdp", lora_r=64)
+    c.set_plan(new)
+    e = window.editor
+    assert e.batch_size.spin.value() == 16
+    assert e.batch_size.slider.value() == 4
+    assert e.combos["method"].currentData() == "full"
+    assert e.combos["precision"].currentData() == "mixed-bf16"
+    assert e.combos["sharding"].currentData() == "fsdp"
+    assert e.grad_ckpt.isChecked()
+    assert e.gpu_combo.currentData() == "a100-80gb-sxm"
+    assert e.n_gpus.value() == 2
+    assert e.lora_r.value() == 64
+    assert not e.lora_r.isEnabled()  # full fine-tuning has no adapters
+    assert c.plan == new  # no widget wrote back
+    assert c.undo_stack.count() == commands + 1
+    settle(window)
+    assert_views_show(window, new)
+
+
+def test_undo_redo(window):
+    c = window.controller
+    window.editor.combos["optimizer"].setCurrentText("adamw-8bit")
+    window.editor.grad_ckpt.setChecked(True)
+    assert c.plan.optimizer == "adamw-8bit" and c.plan.grad_ckpt
+    window.undo_action.trigger()
+    assert c.plan == dataclasses.replace(PLAN, optimizer="adamw-8bit")
+    assert not window.editor.grad_ckpt.isChecked()
+    window.undo_action.trigger()
+    assert c.plan == PLAN
+    assert window.editor.combos["optimizer"].currentData() == "adamw"
+    window.redo_action.trigger()
+    assert c.plan.optimizer == "adamw-8bit"
+
+
+def test_slider_drag_undoes_as_one_step(window):
+    for position in (2, 3, 4, 5):
+        window.editor.batch_size.slider.setValue(position)
+    assert window.controller.plan.batch_size == 32
+    window.undo_action.trigger()
+    assert window.controller.plan.batch_size == PLAN.batch_size
+
+
+def test_edits_coalesce_into_one_recompute(window, qtbot):
+    c = window.controller
+    count = []
+    c.recomputed.connect(lambda: count.append(1))
+    with qtbot.waitSignal(c.recomputed, timeout=2000):
+        for bs in range(3, 9):
+            window.editor.batch_size.spin.setValue(bs)
+    qtbot.wait(20)
+    assert len(count) == 1
+    assert c.estimate.plan.batch_size == 8
+
+
+def test_unknown_model_shows_error_not_crash(window, qtbot):
+    combo = window.editor.model_combo
+    combo.lineEdit().setText("no-such-model-xyz")
+    qtbot.keyClick(combo.lineEdit(), Qt.Key.Key_Return)
+    settle(window)
+    assert window.editor.error_label.isVisible()
+    assert window.editor.error_label.text().startswith("model:")
+    assert window.controller.error
+    window.undo_action.trigger()
+    settle(window)
+    assert not window.editor.error_label.isVisible()
+
+
+def test_hover_tooltip_has_bytes_and_formula(window):
+    est = settle(window)
+    name, x0, width = window.memory_view.segments()[0]
+    text = window.memory_view.tooltip_at(x0 + width / 2, ROW_NOW)
+    comp = est.memory.component(name)
+    assert f"{comp.bytes:,} bytes" in text
+    assert comp.formula in text
+    assert window.memory_view.tooltip_at(x0 + width / 2, 5.0) == ""
+    phase = est.memory.timeline[3]
+    assert phase.phase in window.timeline_view.tooltip_at(3.5)
+
+
+def test_pin_before_after(window):
+    before = settle(window)
+    window.pin_action.trigger()
+    window.editor.combos["method"].setCurrentText("qlora")
+    after = settle(window)
+    assert_bars_show(window.memory_view, before, ROW_PINNED)
+    assert_bars_show(window.memory_view, after, ROW_NOW)
+    window.pin_action.trigger()
+    assert all(width == 0 for _, _, width in window.memory_view.segments(ROW_PINNED))
+
+
+def test_hardware_table_rows_match_core(window, qtbot):
+    window.tabs.setCurrentWidget(window.hardware_table)
+    settle(window)
+    table = window.hardware_table
+    rows = compare_hardware(PLAN, counts=(1, 2, 4, 8))
+    assert table.model.rows == rows
+    assert table.proxy.rowCount() == len(rows)
+    cheapest = [r for r in rows if r.cheapest]
+    assert cheapest and "cheapest" in table.model.data(
+        table.model.index(rows.index(cheapest[0]), 0))
+    # sorted by cost per token: the first row is the cheapest that fits, or a cheaper OOM one
+    first = table.source_row(0)
+    assert first.usd_per_million_tokens <= cheapest[0].usd_per_million_tokens
+    # sort by step time, then double-click the fastest fitting row
+    table.view.sortByColumn(6, Qt.SortOrder.AscendingOrder)
+    steps = [table.source_row(i).step_seconds for i in range(table.proxy.rowCount())]
+    assert steps == sorted(steps)
+    fastest = next(r for r in rows if r.fastest)
+    proxy_row = next(i for i in range(table.proxy.rowCount()) if table.source_row(i) == fastest)
+    index = table.proxy.index(proxy_row, 0)
+    table.view.scrollTo(index)
+    rect = table.view.visualRect(index)
+    qtbot.mouseClick(table.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(table.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    plan = window.controller.plan
+    assert (plan.gpu, plan.n_gpus, plan.sharding) == (fastest.gpu_id, fastest.n_gpus, fastest.sharding)
+
+
+def test_hardware_table_follows_edits(window):
+    window.tabs.setCurrentWidget(window.hardware_table)
+    window.editor.batch_size.spin.setValue(8)
+    settle(window)
+    assert window.hardware_table.model.rows == compare_hardware(window.controller.plan, counts=(1, 2, 4, 8))
+
+
+def test_advice_click_applies_plan(window):
+    window.editor.batch_size.spin.setValue(64)
+    settle(window)
+    panel = window.advice_panel
+    assert panel.list.count() > 0
+    advice = panel.list.item(0).data(Qt.ItemDataRole.UserRole)
+    assert advice.reason in panel.list.item(0).text()
+    panel.apply_row(0)
+    assert window.controller.plan == advice.plan
+
+
+def test_refcount_of_none_does_not_fall(window):
+    """PySide6 6.12 drops a reference to None per call on Python < 3.12 (TOOLCHAIN.md section 0)."""
+    if sys.version_info >= (3, 12):
+        pytest.skip("None is immortal on 3.12+")
+    before = sys.getrefcount(None)
+    for _ in range(1000):
+        window.resize(900, 700)
+    assert sys.getrefcount(None) >= before - 10
+
+
+def test_tooltips_on_every_option(window):
+    e = window.editor
+    widgets = [e.model_combo, e.lora_r, e.lora_alpha, e.lora_dropout, e.lora_targets, e.quant_double,
+               e.kbit_prep, e.grad_ckpt, e.batch_size, e.seq_len, e.grad_accum, e.gpu_combo, e.n_gpus,
+               e.dataset_tokens, e.epochs, *e.combos.values()]
+    for w in widgets:
+        tip = w.toolTip()
+        assert tip.endswith(".") and tip.count(". ") == 0, tip
+
+
+def test_totals_follow_dataset_tokens(window):
+    window.editor.dataset_tokens.setValue(250.0)
+    est = settle(window)
+    assert window.controller.plan.dataset_tokens == 250e6
+    assert est.total is not None and math.isfinite(est.total.hours)
+    assert f"{est.total.hours:,.1f} h" in window.memory_view.summary.text()
