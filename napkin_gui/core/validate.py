@@ -33,6 +33,7 @@ class RunCheck:
     measured_step_s: float | None
     estimated_step_s: float
     time_error_pct: float | None
+    reserved_error_pct: float | None = None
 
 
 def plan_from_run(row: dict[str, Any]) -> Plan:
@@ -84,6 +85,8 @@ def check_runs(rows: Sequence[dict[str, Any]]) -> tuple[RunCheck, ...]:
         oom = bool(row.get("oom"))
         measured = None if oom else row["peak_alloc_mib"] - left.get((row["model"], row["method"]), 0.0)
         est_mib = est.memory.peak_allocated_bytes / MIB
+        reserved = None if oom else row.get("peak_reserved_mib", 0) - left.get((row["model"], row["method"]), 0.0)
+        est_reserved = est.memory.peak_reserved_bytes / MIB
         step = row.get("step_s_median")
         est_step = est.time.step_seconds
         out.append(RunCheck(
@@ -92,7 +95,8 @@ def check_runs(rows: Sequence[dict[str, Any]]) -> tuple[RunCheck, ...]:
             measured_peak_mib=measured, estimated_peak_mib=est_mib,
             memory_error_pct=None if measured is None else (est_mib - measured) / measured * 100,
             measured_step_s=step, estimated_step_s=est_step,
-            time_error_pct=None if not step else (est_step - step) / step * 100))
+            time_error_pct=None if not step else (est_step - step) / step * 100,
+            reserved_error_pct=(est_reserved - reserved) / reserved * 100 if reserved else None))
     return tuple(out)
 
 
@@ -123,10 +127,12 @@ def summary_line(checks: Sequence[RunCheck]) -> str:
     """`memory median X% p90 Y% | fit a/n | time median Z% p90 W%` over absolute errors."""
     mem = [abs(c.memory_error_pct) for c in checks if c.memory_error_pct is not None]
     tim = [abs(c.time_error_pct) for c in checks if c.time_error_pct is not None]
+    res = [abs(c.reserved_error_pct) for c in checks if c.reserved_error_pct is not None]
     fit = sum(c.fits_ok for c in checks)
     return (f"memory median {statistics.median(mem):.1f}% p90 {percentile(mem, 90):.1f}% max {max(mem):.1f}%"
             f" | fit {fit}/{len(checks)}"
-            f" | time median {statistics.median(tim):.1f}% p90 {percentile(tim, 90):.1f}% max {max(tim):.1f}%")
+            f" | time median {statistics.median(tim):.1f}% p90 {percentile(tim, 90):.1f}% max {max(tim):.1f}%"
+            f" | reserved median {statistics.median(res):.1f}% p90 {percentile(res, 90):.1f}%")
 
 
 def read_runs(path: str | Path) -> list[dict[str, Any]]:
