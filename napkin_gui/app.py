@@ -30,6 +30,8 @@ def _needs_offscreen() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import multiprocessing
+    multiprocessing.freeze_support()  # the probe runs in a spawned child (probe/isolated.py)
     args = _parser().parse_args(argv)
     if args.screenshot and "QT_QPA_PLATFORM" not in os.environ and _needs_offscreen():
         os.environ["QT_QPA_PLATFORM"] = "offscreen"

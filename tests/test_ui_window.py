@@ -258,13 +258,17 @@ def test_hardware_table_rows_match_core(window, qtbot):
     cheapest = [r for r in rows if r.cheapest]
     assert cheapest and "cheapest" in table.model.data(
         table.model.index(rows.index(cheapest[0]), 0))
-    # sorted by cost per token: the first row is the cheapest that fits, or a cheaper OOM one
-    first = table.source_row(0)
-    assert first.usd_per_million_tokens <= cheapest[0].usd_per_million_tokens
-    # sort by step time, then double-click the fastest fitting row
-    table.view.sortByColumn(6, Qt.SortOrder.AscendingOrder)
-    steps = [table.source_row(i).step_seconds for i in range(table.proxy.rowCount())]
-    assert steps == sorted(steps)
+    # sorted by cost per token, rows that fit first: the first row is the cheapest
+    assert table.source_row(0) == cheapest[0]
+    # sort by step time (both ways), then double-click the fastest fitting row
+    for order in (Qt.SortOrder.DescendingOrder, Qt.SortOrder.AscendingOrder):
+        table.view.sortByColumn(6, order)
+        shown = [table.source_row(i) for i in range(table.proxy.rowCount())]
+        fits = [r.fits for r in shown]
+        assert fits == sorted(fits, reverse=True)  # every fitting row before the others
+        for group in ([r for r in shown if r.fits], [r for r in shown if not r.fits]):
+            steps = [r.step_seconds for r in group]
+            assert steps == sorted(steps, reverse=order == Qt.SortOrder.DescendingOrder)
     fastest = next(r for r in rows if r.fastest)
     proxy_row = next(i for i in range(table.proxy.rowCount()) if table.source_row(i) == fastest)
     index = table.proxy.index(proxy_row, 0)

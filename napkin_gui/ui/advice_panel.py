@@ -37,6 +37,7 @@ class AdvicePanel(QWidget):
         self.list = QListWidget(self)
         self.list.setWordWrap(True)
         self.list.setAlternatingRowColors(True)
+        self.list.setSpacing(3)
         self.list.setToolTip("Changes the core suggests for this plan; click one to apply it (Ctrl+Z undoes).")
         self.list.itemClicked.connect(self._on_list_item_clicked)
         self.list.itemActivated.connect(self._on_list_item_clicked)

@@ -56,6 +56,8 @@ class CalibrationDialog(QDialog):
         self.reload()
 
     def reload(self) -> None:
+        """Re-read the store; keeps the selection; ● marks the profile estimates use."""
+        selected = self.selected_profile()
         profiles, warnings = cal.load_profiles()
         self.list.clear()
         for profile in profiles:
@@ -63,6 +65,8 @@ class CalibrationDialog(QDialog):
             item.setData(Qt.ItemDataRole.UserRole, profile)
             if self.current is not None and profile.id == self.current.id:
                 item.setText("● " + item.text())
+            if selected is not None and profile.id == selected.id:
+                self.list.setCurrentItem(item)
         if not profiles:
             self.list.addItem("No profiles yet: run Probe GPU on a machine with an NVIDIA GPU.")
         self._say("\n".join(warnings) or "", ok=not warnings)

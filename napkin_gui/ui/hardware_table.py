@@ -14,12 +14,13 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
 from . import palette
+from .plot_style import fixed_label
 
 GIB = 2**30
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 # (header, HardwareRow attribute or a function of the row, tooltip)
 COLUMNS: tuple[tuple[str, Any, str], ...] = (
-    ("GPU", "gpu_name", "The card, from the catalog; double-click a row to use it."),
+    ("GPU", lambda r: r.gpu_name.removeprefix("NVIDIA "), "The card, from the catalog; double-click a row to use it."),
     ("count", "n_gpus", "GPUs in the group."),
     ("sharding", "sharding", "none: each GPU holds the model; fsdp when it only fits sharded."),
     ("memory", "capacity_bytes", "Memory of one card."),
@@ -33,7 +34,7 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("$/h", lambda r: r.price_usd_per_hour * r.n_gpus, "Hourly price of the group."),
 )
 HEADERS = tuple(c[0] for c in COLUMNS)
-COLUMN_WIDTHS = (260, 50, 70, 75, 85, 50, 75, 85, 95, 70, 80, 70)
+COLUMN_WIDTHS = (240, 48, 64, 72, 80, 44, 72, 70, 92, 64, 70, 62)
 
 
 def cell_value(row: Any, column: int) -> Any:
@@ -131,6 +132,17 @@ class HardwareModel(QAbstractTableModel):
         return None
 
 
+class FitsFirstProxy(QSortFilterProxyModel):
+    """Sorts by the clicked column, but rows that fit always come before rows that do not."""
+
+    def lessThan(self, left: QModelIndex, right: QModelIndex) -> bool:  # noqa: N802 - Qt override
+        rows = self.sourceModel().rows
+        fit_l, fit_r = rows[left.row()].fits, rows[right.row()].fits
+        if fit_l != fit_r:  # Qt reverses lessThan for a descending sort: undo that here
+            return fit_l if self.sortOrder() == Qt.SortOrder.AscendingOrder else fit_r
+        return super().lessThan(left, right)
+
+
 class HardwareTable(QWidget):
     """Sortable view of the hardware comparison; double-click picks a row's GPU and count."""
 
@@ -139,7 +151,7 @@ class HardwareTable(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = HardwareModel(self)
-        self.proxy = QSortFilterProxyModel(self)
+        self.proxy = FitsFirstProxy(self)
         self.proxy.setSourceModel(self.model)
         self.proxy.setSortRole(SORT_ROLE)
         self.view = QTableView(self)
@@ -159,9 +171,10 @@ class HardwareTable(QWidget):
         self.view.sortByColumn(HEADERS.index("$ / M tokens"), Qt.SortOrder.AscendingOrder)
         self.view.doubleClicked.connect(self._on_view_double_clicked)
         self.view.setToolTip("Double-click a row to use that GPU and count in the plan.")
-        self.caption = QLabel("Every catalog GPU at 1, 2, 4 and 8 GPUs (FSDP where a copy per GPU does not fit). "
-                              "Green: cheapest per token that fits; blue: fastest that fits. "
+        self.caption = QLabel("Every catalog GPU at 1, 2, 4 and 8 GPUs (FSDP where a copy per GPU does not fit), "
+                              "rows that fit first. Green: cheapest per token; blue: fastest. "
                               "Click a header to sort, double-click a row to use it.", self)
+        fixed_label(self.caption, lines=2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.caption)

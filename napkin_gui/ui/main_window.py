@@ -126,7 +126,8 @@ class MainWindow(QMainWindow):
         undo = self.controller.undo_stack.createUndoAction(self, "&Undo")
         undo.setShortcut(QKeySequence.StandardKey.Undo)
         redo = self.controller.undo_stack.createRedoAction(self, "&Redo")
-        redo.setShortcuts([QKeySequence(QKeySequence.StandardKey.Redo), QKeySequence("Ctrl+Y")])
+        keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)
+        redo.setShortcuts(keys + [k for k in (QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")) if k not in keys])
         edit.addAction(undo)
         edit.addAction(redo)
         self.undo_action, self.redo_action = undo, redo
@@ -284,18 +285,20 @@ class MainWindow(QMainWindow):
 
     def _restore_session(self) -> None:
         s = self.settings
-        text = s.value("session/plan", "")
+        text = str(s.value("session/plan", "") or "")
+        path = str(s.value("session/path", "") or "")
+        dirty = str(s.value("session/dirty", "false")).lower() == "true"
         if not text:
             return
         try:
-            plan = plan_from_dict(json.loads(str(text)))
+            plan = plan_from_dict(json.loads(text))
         except (PlanError, ValueError):
             return
-        path = str(s.value("session/path", "") or "")
         self.path = Path(path) if path and Path(path).is_file() else None
         self.controller.reset_plan(plan)
-        if str(s.value("session/dirty", "false")).lower() == "true" or (path and self.path is None):
+        if dirty or (path and self.path is None):
             self.controller.undo_stack.resetClean()
+        self._save_session()
 
     def _restore_geometry(self) -> None:
         geometry = self.settings.value("window/geometry")
@@ -358,11 +361,17 @@ class MainWindow(QMainWindow):
         self.poller.start()
 
     def start_probe(self, probe: Any = None, **probe_kwargs: Any) -> None:
-        """Run the probe on the current plan in a QThread (probe: a test double)."""
+        """Run the probe on the current plan from a QThread (probe: a test double).
+
+        By default the probe runs in a spawned child process (probe.isolated), so the app
+        never imports torch or keeps a CUDA context, and a CUDA crash is a status line.
+        """
         if self._probe_thread is not None:
             return
         from .probe_worker import ProbeWorker, start_in_thread
-        worker = ProbeWorker(trial_plan=self.controller.plan, probe=probe or None, **probe_kwargs)
+        if not callable(probe):  # QAction.triggered / clicked pass a bool
+            from ..probe.isolated import run_probe_isolated as probe
+        worker = ProbeWorker(trial_plan=self.controller.plan, probe=probe, **probe_kwargs)
         worker.progress.connect(self.probe_panel.show_progress)
         worker.finished.connect(self._on_probe_finished)
         worker.failed.connect(self._on_probe_failed)

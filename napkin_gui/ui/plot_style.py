@@ -22,7 +22,8 @@ def style_plot(item: pg.PlotItem, grid_x: bool, grid_y: bool, left_width: int = 
     for name in ("left", "bottom"):
         axis = item.getAxis(name)
         axis.setTickPen(pg.mkPen(palette.GRID))
-        axis.setStyle(tickAlpha=255)
+        axis.setStyle(tickAlpha=255, maxTickLevel=0 if name == "left" else 1)
+        axis.setZValue(-1000)  # grid lines under the data, not across the bars
         axis.setPen(pg.mkPen(palette.AXIS))
         axis.setTextPen(pg.mkPen(palette.FOREGROUND))
     item.getAxis("left").setWidth(left_width)

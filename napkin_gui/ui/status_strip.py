@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QPointF, QSize, Signal
 from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
 
 from . import palette
 
@@ -53,6 +53,7 @@ class NvmlStrip(QWidget):
         self.layout_.setContentsMargins(0, 0, 0, 0)
         self.status = QLabel("NVML: not read yet", self)
         self.status.setStyleSheet("color: #555;")
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.layout_.addWidget(self.status)
         self.gpu_widgets: list[tuple[QLabel, Sparkline]] = []
 
@@ -61,6 +62,7 @@ class NvmlStrip(QWidget):
         gpus = tuple(getattr(snapshot, "gpus", ()) or ()) if snapshot is not None and snapshot.ok else ()
         self.status.setVisible(not gpus)
         self.status.setText(f"NVML: {snapshot.status}" if snapshot is not None else "NVML: not read")
+        self.status.setToolTip(self.status.text())
         while len(self.gpu_widgets) < len(gpus):
             label, spark = QLabel(self), Sparkline(self)
             self.layout_.addWidget(label)
@@ -93,6 +95,8 @@ class ProbePanel(QWidget):
         self.progress.setTextVisible(True)
         self.cancel = QPushButton("Cancel", self)
         self.result = QLabel(self)
+        self.result.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.result.setMinimumWidth(380)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         for w in (self.result, self.progress, self.cancel, self.button):

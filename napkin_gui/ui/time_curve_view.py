@@ -27,12 +27,18 @@ def bound_text(est: Estimate) -> str:
             f" · <b>{t.bound}-bound</b> ({shares}) · MFU {t.mfu:.0%}")
 
 
+def _short(value: int) -> str:
+    """1, 64, 2k, 32k: tick labels for batch sizes and sequence lengths."""
+    return f"{value // 1024}k" if value >= 1024 and value % 1024 == 0 else str(value)
+
+
 class _CurvePlot:
     """One plot: a curve, the OOM zone and the current point."""
 
     def __init__(self, item: pg.PlotItem, y_label: str, x_label: str, log_y: bool) -> None:
         self.item = item
         self.log_y = log_y
+        self._ticked: tuple[int, ...] = ()
         item.setLabel("left", y_label)
         item.setLabel("bottom", x_label)
         item.setLogMode(x=True, y=log_y)
@@ -51,6 +57,9 @@ class _CurvePlot:
         item.addItem(self.current)
 
     def show(self, sweep: Sweep, ys: tuple[float, ...]) -> None:
+        if sweep.values != self._ticked:  # one labelled tick per grid value, not 2·10³ 3·10³ ...
+            self._ticked = sweep.values
+            self.item.getAxis("bottom").setTicks([[(math.log10(v), _short(v)) for v in sweep.values], []])
         xs = np.array(sweep.values, dtype=float)
         y = np.array(ys, dtype=float)
         self.curve.setData(xs, y)

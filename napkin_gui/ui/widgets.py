@@ -92,6 +92,7 @@ class SearchCombo(QComboBox):
             else:
                 self.setCurrentIndex(-1)
                 self.setEditText(value)
+            self.lineEdit().setCursorPosition(0)  # show the start of a long label
 
     def _on_self_activated(self, index: int) -> None:
         if index >= 0:
