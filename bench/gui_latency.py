@@ -4,7 +4,7 @@ Runs the real MainWindow offscreen, applies a scripted sequence of user edits (b
 sequence length, method, precision, checkpointing, GPU, GPU count, LoRA rank) through the
 PlanController, and times each from set_plan() until the recompute has run and the window
 has processed its paint events. 
-    python bench/gui_latency.py [--edits 200] [--model llama-3.1-8b]
+    python bench/gui_latency.py [--edits 200] [--model llama-3.1-8b] [--startup 5]
 
 Two passes: "session" replays the edits as a user makes them (the estimate cache helps
 where a plan or a curve point repeats); "cold" makes every plan unique (nothing cached).
@@ -51,11 +51,43 @@ def _stats(samples: list[float]) -> tuple[float, float, float]:
     return statistics.median(ordered), p95, ordered[-1]
 
 
+STARTUP = """
+import os, sys, time
+from PySide6.QtWidgets import QApplication
+from napkin_gui.ui.main_window import MainWindow
+app = QApplication([])
+window = MainWindow(poll_nvml=True, persist=False)
+window.show()
+window.controller.recomputed.connect(lambda: QApplication.processEvents() or print(
+    'painted', 'torch' in sys.modules, flush=True) or os._exit(0))
+app.exec()
+"""
+
+
+def startup_seconds(runs: int) -> None:
+    """Wall time of `python -c` from exec to the first estimate painted, as a user waits for it."""
+    import subprocess
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    times, torch = [], False
+    for _ in range(runs):
+        t = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", STARTUP], env=env, capture_output=True, text=True, timeout=60)
+        times.append(time.perf_counter() - t)
+        torch = torch or "painted True" in out.stdout
+        assert "painted" in out.stdout, out.stderr
+    times.sort()
+    print(f"startup to first painted estimate ({runs} runs): median {statistics.median(times):.2f} s, "
+          f"max {times[-1]:.2f} s; torch imported: {torch}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=200)
     parser.add_argument("--model", default="llama-3.1-8b")
+    parser.add_argument("--startup", type=int, default=5, metavar="RUNS", help="startup runs (0: skip)")
     args = parser.parse_args()
+    if args.startup:
+        startup_seconds(args.startup)
 
     from PySide6.QtWidgets import QApplication
 

@@ -115,6 +115,20 @@ def test_keyboard_undo_redo(qtbot):
     assert w.controller.plan.attention == "eager"
 
 
+def test_ctrl_z_in_a_spin_box_undoes_the_plan(qtbot):
+    w = make_window(qtbot)
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow)
+    line = w.editor.batch_size.spin.lineEdit()
+    w.editor.batch_size.spin.setFocus()
+    line.selectAll()
+    qtbot.keyClicks(line, "24")
+    assert w.controller.plan.batch_size == 24
+    qtbot.keyClick(line, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert w.controller.plan.batch_size == PLAN.batch_size
+    assert w.editor.batch_size.spin.value() == PLAN.batch_size
+
+
 def test_keyboard_tab_switch_and_find(qtbot):
     w = make_window(qtbot)
     w.activateWindow()

@@ -204,8 +204,8 @@ class MemoryBarView(QWidget):
             return ""
         est, comp = found
         share = comp.bytes / max(est.memory.device_used_bytes, 1)
-        return (f"<b>{COMPONENT_LABELS[comp.name]}</b>: {gib(comp.bytes):.3f} GiB "
-                f"({comp.bytes:,} bytes, {share:.0%} of used)<br>{comp.formula}")
+        return (f"<table width=460><tr><td><b>{COMPONENT_LABELS[comp.name]}</b>: {gib(comp.bytes):.3f} GiB "
+                f"({comp.bytes:,} bytes, {share:.0%} of used)<br>{comp.formula}</td></tr></table>")
 
     def _on_scene_mouse_moved(self, pos: QPointF) -> None:
         vb = self.plot.getPlotItem().getViewBox()
