@@ -92,7 +92,7 @@ def test_probe_shows_estimated_and_measured(window, qtbot, config_dir):
 
     with qtbot.waitSignal(window.controller.estimate_changed, timeout=10_000):
         window.start_probe(fake_probe)
-    qtbot.waitUntil(lambda: window._probe_thread is None, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.probe_runner.running, timeout=10_000)
     assert calls == [PLAN]
     est = window.controller.estimate
     assert est.calibration and "RTX 4090" in est.calibration  # the profile applies to this card
@@ -109,7 +109,7 @@ def test_probe_failure_is_a_status_line(window, qtbot):
         return ProbeResult("No NVIDIA driver found — estimates use the catalog", NvmlSnapshot(ok=False, status="x"))
 
     window.start_probe(no_gpu)
-    qtbot.waitUntil(lambda: window._probe_thread is None, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.probe_runner.running, timeout=10_000)
     assert "No NVIDIA driver" in window.probe_panel.result.text()
     assert window.probe_panel.button.isEnabled()
 
@@ -124,7 +124,7 @@ def test_probe_cancel(window, qtbot):
     window.start_probe(slow)
     assert window.probe_panel.cancel.isVisible()
     window.probe_panel.cancel.click()
-    qtbot.waitUntil(lambda: window._probe_thread is None, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.probe_runner.running, timeout=10_000)
     assert "cancelled" in window.probe_panel.result.text()
 
 

@@ -27,9 +27,10 @@ from .hardware_table import HardwareTable
 from .memory_bar_view import MemoryBarView
 from .plan_editor import PlanEditor
 from .settings import add_recent_file, app_settings, recent_files
-from .status_strip import NvmlStrip, ProbePanel, measured_vs_estimated
+from .probe_runner import ProbeRunner
+from .status_strip import NvmlStrip, ProbePanel
 from .time_curve_view import TimeCurveView
-from .timeline_view import MemoryTimelineView, measured_timeline
+from .timeline_view import MemoryTimelineView
 
 DEFAULT_PLAN = Plan(model="llama-3.1-8b", batch_size=4, grad_ckpt=True, dataset_tokens=100e6)
 FILE_FILTER = f"napkin plans (*{PLAN_SUFFIX});;JSON (*.json)"
@@ -46,8 +47,6 @@ class MainWindow(QMainWindow):
         self.persist = persist  # False: leave the stored session and recent files alone (screenshots)
         self.path: Path | None = None
         self.controller = PlanController(plan or DEFAULT_PLAN, self)
-        self._probe_thread: Any = None
-        self._probe_worker: Any = None
         self._build_views()
         self._build_actions()
         self._connect()
@@ -179,8 +178,10 @@ class MainWindow(QMainWindow):
         self._on_tabs_current_changed(self.tabs.currentIndex())
         self.advice_panel.plan_chosen.connect(c.set_plan)
         self.memory_view.pin_toggled.connect(self.pin_action.setChecked)
+        self.probe_runner = ProbeRunner(c, self.probe_panel, self.nvml_strip, self.timeline_view,
+                                        lambda text: self.statusBar().showMessage(text, 10000), self)
         self.probe_panel.probe_requested.connect(self.start_probe)
-        self.probe_panel.cancel_requested.connect(self.cancel_probe)
+        self.probe_panel.cancel_requested.connect(self.probe_runner.cancel)
 
     def _focus(self, widget: QWidget) -> None:
         widget.setFocus()
@@ -327,7 +328,7 @@ class MainWindow(QMainWindow):
         if self.persist:
             self.settings.setValue("window/geometry", self.saveGeometry())
             self.settings.sync()
-        self.cancel_probe()
+        self.probe_runner.cancel()
         if self.poller is not None:
             self.poller.stop()
         event.accept()
@@ -375,58 +376,8 @@ class MainWindow(QMainWindow):
         self.poller.start()
 
     def start_probe(self, probe: Any = None, **probe_kwargs: Any) -> None:
-        """Run the probe on the current plan from a QThread (probe: a test double).
-
-        By default the probe runs in a spawned child process (probe.isolated), so the app
-        never imports torch or keeps a CUDA context, and a CUDA crash is a status line.
-        """
-        if self._probe_thread is not None:
-            return
-        from .probe_worker import ProbeWorker, start_in_thread
-        if not callable(probe):  # QAction.triggered / clicked pass a bool
-            from ..probe.isolated import run_probe_isolated as probe
-        worker = ProbeWorker(trial_plan=self.controller.plan, probe=probe, **probe_kwargs)
-        worker.progress.connect(self.probe_panel.show_progress)
-        worker.finished.connect(self._on_probe_finished)
-        worker.failed.connect(self._on_probe_failed)
-        worker.nvml_updated.connect(self.nvml_strip.show_snapshot)
-        self._probe_worker = worker
-        self._probe_thread = start_in_thread(worker, parent=self)
-        self._probe_thread.finished.connect(self._on_probe_thread_finished)
-        self.probe_panel.set_running(True)
-        self.probe_panel.show_result("probing…")
-
-    def cancel_probe(self) -> None:
-        if self._probe_worker is not None:
-            self._probe_worker.cancel()
-        if self._probe_thread is not None:
-            self._probe_thread.quit()
-            self._probe_thread.wait(5000)
-
-    def _on_probe_thread_finished(self) -> None:
-        self._probe_thread = None
-        self._probe_worker = None
-        self.probe_panel.set_running(False)
-
-    def _on_probe_finished(self, result: Any) -> None:
-        from ..core import calibration as cal
-        profile = result.profile
-        record = result.trial.record if result.trial is not None else None
-        est = None
-        if profile is not None and profile.device == "cuda":
-            try:
-                cal.save_profile(profile)
-            except (PlanError, OSError) as err:
-                self.statusBar().showMessage(f"profile not saved: {err}", 10000)
-            self.controller.set_calibration(profile)
-            self.controller.flush()
-        est = self.controller.estimate
-        text = measured_vs_estimated(record, est) or result.status
-        self.probe_panel.show_result(text)
-        self.timeline_view.set_measured(measured_timeline(record))
-
-    def _on_probe_failed(self, message: str) -> None:
-        self.probe_panel.show_result(message, ok=False)
+        """Probe the GPU with the current plan as the trial (probe: a test double)."""
+        self.probe_runner.start(probe, **probe_kwargs)
 
     def show_calibration_dialog(self) -> None:
         from .calibration_dialog import CalibrationDialog
