@@ -25,6 +25,20 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def icon_path():
+    """resources/icons/napkin-256.png, installed (napkin_gui.resources) or in a checkout."""
+    from pathlib import Path
+    try:
+        import importlib.resources
+        found = importlib.resources.files("napkin_gui.resources").joinpath("icons/napkin-256.png")
+        if found.is_file():
+            return found
+    except (ModuleNotFoundError, TypeError):
+        pass
+    local = Path(__file__).resolve().parents[1] / "resources" / "icons" / "napkin-256.png"
+    return local if local.is_file() else None
+
+
 def _needs_offscreen() -> bool:
     return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) and sys.platform.startswith("linux")
 
@@ -46,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("napkin")
     app.setOrganizationName("napkin")
+    icon = icon_path()
+    if icon is not None:
+        from PySide6.QtGui import QIcon
+        app.setWindowIcon(QIcon(str(icon)))
 
     from .core.errors import PlanError
     from .core.plan import load_plan

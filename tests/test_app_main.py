@@ -66,3 +66,9 @@ def test_screenshot_tabs(tmp_path, tab):
     done = run_app(["--screenshot", str(out), "--tab", tab, "--size", "1200x800"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size > 30_000
+
+
+def test_icon_is_found():
+    from napkin_gui.app import icon_path
+    path = icon_path()
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
