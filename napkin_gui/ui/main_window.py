@@ -15,7 +15,7 @@ import pyqtgraph as pg
 import shiboken6
 from PySide6.QtCore import QByteArray, QEvent, QObject, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import (QApplication, QFileDialog, QMainWindow, QMessageBox, QScrollArea, QSplitter, QTabWidget,
+from PySide6.QtWidgets import (QAbstractSpinBox, QComboBox, QFileDialog, QLineEdit, QMainWindow, QMessageBox, QScrollArea, QSplitter, QTabWidget,
                                QWidget)
 
 from ..core.errors import PlanError
@@ -147,7 +147,9 @@ class MainWindow(QMainWindow):
         self._action(tools, "&Calibration profiles…", self.show_calibration_dialog, "Ctrl+K",
                      "List, use, delete, export or import probe calibration profiles.")
         self._rebuild_recent_menu()
-        QApplication.instance().installEventFilter(self)
+        for field in self.editor.findChildren(QWidget):
+            if isinstance(field, (QLineEdit, QAbstractSpinBox, QComboBox)):
+                field.installEventFilter(self)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
         """Ctrl+Z / redo in a spin box or text field undo the plan, not the field's text.
@@ -155,8 +157,7 @@ class MainWindow(QMainWindow):
         Every keystroke already edited the plan; a QLineEdit would otherwise claim the
         shortcut (ShortcutOverride) for its own text undo, and the plan's undo never ran.
         """
-        if (event.type() == QEvent.Type.ShortcutOverride and isinstance(watched, QWidget)
-                and shiboken6.isValid(self) and watched.window() is self
+        if (event.type() == QEvent.Type.ShortcutOverride and shiboken6.isValid(self)
                 and (event.matches(QKeySequence.StandardKey.Undo) or event.matches(QKeySequence.StandardKey.Redo)
                      or event.key() == Qt.Key.Key_Y and event.modifiers() == Qt.KeyboardModifier.ControlModifier)):
             return True  # left unaccepted: the window's Undo / Redo shortcut fires
