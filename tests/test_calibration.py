@@ -10,12 +10,6 @@ from napkin_gui.core.errors import PlanError
 from napkin_gui.core.gpu_spec import MIB, GpuSpec
 
 
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPKIN_CONFIG_DIR", str(tmp_path / "cfg"))
-    return tmp_path / "cfg"
-
-
 def trial() -> TrialRecord:
     points = (TrialPoint(2, 1000, 100, 5 * 2**30, 6 * 2**30, 2**30, 0.1, ("weights loaded", "forward L1")),
               TrialPoint(4, 1800, 180, 7 * 2**30, 8 * 2**30, 2**30 + 5, 0.15))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
@@ -14,12 +13,6 @@ from napkin_gui.ui.settings import app_settings, recent_files
 
 PLAN = Plan(model="llama-3.2-1b", batch_size=2, seq_len=1024, gpu="rtx-4090")
 Button = QMessageBox.StandardButton
-
-
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPKIN_CONFIG_DIR", str(tmp_path / "config"))
-    return tmp_path / "config"
 
 
 def make_window(qtbot, plan=PLAN, restore=False):

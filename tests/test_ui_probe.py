@@ -22,12 +22,6 @@ GIB = 2**30
 PLAN = Plan(model="llama-3.2-1b", batch_size=2, seq_len=1024, gpu="rtx-4090")
 
 
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPKIN_CONFIG_DIR", str(tmp_path / "config"))
-    return tmp_path / "config"
-
-
 @pytest.fixture
 def window(qtbot):
     w = MainWindow(PLAN, restore_session=False, poll_nvml=False)

@@ -23,12 +23,6 @@ PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu
             dataset_tokens=10e6)
 
 
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("NAPKIN_CONFIG_DIR", str(tmp_path / "config"))
-    return tmp_path / "config"
-
-
 @pytest.fixture
 def window(qtbot):
     w = MainWindow(PLAN, restore_session=False, poll_nvml=False)
