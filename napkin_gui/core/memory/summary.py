@@ -9,13 +9,13 @@ from .allocator import allocator_slack_bytes
 from .logits import logits_loss_peak_bytes
 from .model_state import ModelState
 from .precision import logits_element_bytes
-from .sharding import GpuState, gpu_state
+from .sharding import gpu_state
 from .timeline import BlockMemory, block_memories, step_timeline
 
 GIB = 2**30
 
 
-def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gs: GpuState,
+def _formulas(plan: Plan, spec: ModelSpec, state: ModelState,
               blocks: tuple[BlockMemory, ...]) -> dict[str, str]:
     tokens = plan.batch_size * plan.seq_len
     shard = f" / {plan.n_gpus} GPUs ({plan.sharding})" if plan.sharding != "none" and plan.n_gpus > 1 else ""
@@ -36,7 +36,7 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gs: GpuState,
     }
 
 
-def _largest_transient(plan: Plan, spec: ModelSpec, blocks: tuple[BlockMemory, ...], gs: GpuState) -> int:
+def _largest_transient(plan: Plan, spec: ModelSpec, blocks: tuple[BlockMemory, ...]) -> int:
     tokens = plan.batch_size * plan.seq_len
     loss = logits_loss_peak_bytes(tokens, spec.vocab_size, logits_element_bytes(plan))
     recompute = max((b.saved_bytes for b in blocks), default=0) if plan.grad_ckpt else 0
@@ -52,10 +52,10 @@ def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState
     blocks = block_memories(spec, plan)
     timeline = step_timeline(spec, plan, gs, gpu.cublas_workspace_bytes, blocks)
     peak: TimelinePoint = max(timeline, key=lambda p: p.allocated_bytes)
-    slack = allocator_slack_bytes(_largest_transient(plan, spec, blocks, gs))
+    slack = allocator_slack_bytes(_largest_transient(plan, spec, blocks))
     reserved = peak.allocated_bytes + slack
     device_used = reserved + gpu.cuda_context_bytes + gs.managed_bytes
-    formulas = _formulas(plan, spec, state, gs, blocks)
+    formulas = _formulas(plan, spec, state, blocks)
     at_peak = dict(peak.by_component)
     at_peak["allocator_slack"] = slack
     at_peak["cuda_context"] = gpu.cuda_context_bytes
