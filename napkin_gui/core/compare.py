@@ -1,7 +1,7 @@
 """One plan on every catalog card, alone and in groups of 2/4/8: fits?, speed, hours, cost.
 
-Reuses the estimate's pieces: the model is resolved and its state counted once; memory and
-time are priced per (card, GPU count). With more than one GPU and no sharding in the plan a
+Reuses the estimate's pieces: the model is resolved and its state counted once; memory is
+estimated once per (cuBLAS workspace size, GPU count, sharding) and time per (card, GPU count). With more than one GPU and no sharding in the plan a
 row assumes data parallel (DDP) when the model fits each card, else FSDP FULL_SHARD.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from .estimate import total_estimate
 from .gpu_catalog import gpu_catalog
 from .gpu_spec import GpuSpec
 from .memory.model_state import ModelState, model_state
-from .memory.summary import memory_estimate
+from .memory.summary import capacity_bytes, device_used_bytes, fits_on, memory_estimate
 from .model_source import resolve_model
 from .model_spec import ModelSpec
 from .plan import Plan, check_combination
@@ -50,34 +50,48 @@ class HardwareRow:
         return self.price_usd_per_hour * self.n_gpus
 
 
-def _priced(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState) -> tuple[MemoryEstimate, TimeEstimate]:
-    memory = memory_estimate(plan, spec, gpu, state)
-    return memory, time_estimate(plan, spec, gpu, state, memory)
+class _MemoryByWorkspace:
+    """The step's memory for each (cuBLAS workspace, GPU count, sharding) met.
+
+    A card enters a step's memory only through its cuBLAS workspaces (part of every phase's
+    temporaries); its CUDA context and capacity only decide fits_on / device_used_bytes. So
+    the 38 catalog cards need just their few distinct workspace sizes estimated."""
+
+    def __init__(self, spec: ModelSpec, state: ModelState) -> None:
+        self.spec, self.state = spec, state
+        self._items: dict[tuple[int, int, str], MemoryEstimate] = {}
+
+    def get(self, plan: Plan, gpu: GpuSpec) -> MemoryEstimate:
+        key = (gpu.cublas_workspace_bytes, plan.n_gpus, plan.sharding)
+        found = self._items.get(key)
+        if found is None:
+            found = self._items[key] = memory_estimate(plan, self.spec, gpu, self.state)
+        return found
 
 
-def _variant(plan: Plan, spec: ModelSpec, gpu: GpuSpec, n: int, state: ModelState):
+def _variant(plan: Plan, gpu: GpuSpec, n: int, memories: _MemoryByWorkspace) -> tuple[Plan, MemoryEstimate]:
     """The plan on n of this card: DDP if that fits, else FSDP (unless the plan names a sharding)."""
     candidate = replace(plan, gpu=gpu.id, n_gpus=n)
-    if n == 1 or plan.sharding != "none":
-        return (candidate,) + _priced(candidate, spec, gpu, state)
-    memory = memory_estimate(candidate, spec, gpu, state)
+    memory = memories.get(candidate, gpu)
+    if n == 1 or plan.sharding != "none" or fits_on(memory.peak_reserved_bytes, gpu):
+        return candidate, memory
     try:
-        if not memory.fits:
-            candidate = check_combination(replace(candidate, sharding="fsdp"))
-            memory = memory_estimate(candidate, spec, gpu, state)
+        candidate = check_combination(replace(candidate, sharding="fsdp"))
     except PlanError:
-        pass
-    return candidate, memory, time_estimate(candidate, spec, gpu, state, memory)
+        return candidate, memory
+    return candidate, memories.get(candidate, gpu)
 
 
 def _row(plan: Plan, gpu: GpuSpec, memory: MemoryEstimate, time: TimeEstimate) -> HardwareRow:
+    """One table row; memory may have been estimated on a card with the same workspace."""
     tps = time.tokens_per_second_total
     total = total_estimate(plan, tps, gpu.price_usd_per_hour)
     per_million = gpu.price_usd_per_hour * plan.n_gpus / (tps * 3600) * 1e6 if tps > 0 else float("inf")
     return HardwareRow(
-        gpu_id=gpu.id, gpu_name=gpu.name, n_gpus=plan.n_gpus, sharding=plan.sharding, fits=memory.fits,
-        peak_allocated_bytes=memory.peak_allocated_bytes, device_used_bytes=memory.device_used_bytes,
-        capacity_bytes=memory.capacity_bytes, step_seconds=time.step_seconds, tokens_per_second=tps,
+        gpu_id=gpu.id, gpu_name=gpu.name, n_gpus=plan.n_gpus, sharding=plan.sharding, fits=fits_on(memory.peak_reserved_bytes, gpu),
+        peak_allocated_bytes=memory.peak_allocated_bytes,
+        device_used_bytes=device_used_bytes(memory.peak_reserved_bytes, gpu, memory.managed_bytes),
+        capacity_bytes=capacity_bytes(gpu), step_seconds=time.step_seconds, tokens_per_second=tps,
         usd_per_million_tokens=per_million, hours=total.hours if total else None,
         cost_usd=total.cost_usd if total else None, price_usd_per_hour=gpu.price_usd_per_hour,
         bound=time.bound)
@@ -98,11 +112,12 @@ def compare_hardware(plan: Plan, counts: tuple[int, ...] = COUNTS,
     """Every catalog card x every count in `counts`, in catalog order, best ones flagged."""
     spec = resolve_model(plan.model)
     state = model_state(spec, plan)
+    memories = _MemoryByWorkspace(spec, state)
     rows = []
     for gpu in gpus if gpus is not None else gpu_catalog():
         for n in counts:
-            variant, memory, time = _variant(plan, spec, gpu, n, state)
-            rows.append(_row(variant, gpu, memory, time))
+            variant, memory = _variant(plan, gpu, n, memories)
+            rows.append(_row(variant, gpu, memory, time_estimate(variant, spec, gpu, state, memory)))
     return _mark(rows)
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .gpu_spec import GpuSpec
 from .model_spec import ModelSpec
@@ -46,13 +47,19 @@ class MemoryComponent:
     formula: str
 
 
-@dataclass(frozen=True, slots=True)
-class TimelinePoint:
-    """Allocated bytes at one phase of a steady training step, split by component."""
+class TimelinePoint(NamedTuple):
+    """Allocated bytes at one phase of a steady training step, split by component.
+
+    A named tuple, not a dataclass: a step of an 80-layer model has ~170 of them and the GUI
+    builds a few hundred timelines per edit (curves, hardware table)."""
 
     phase: str
     allocated_bytes: int
-    by_component: tuple[tuple[str, int], ...]
+    values: tuple[int, ...]  # bytes per component, in ALLOCATED_COMPONENTS order
+
+    @property
+    def by_component(self) -> tuple[tuple[str, int], ...]:
+        return tuple(zip(ALLOCATED_COMPONENTS, self.values))
 
 
 @dataclass(frozen=True, slots=True)

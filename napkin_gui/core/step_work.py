@@ -15,6 +15,7 @@ from .memory.lora import lora_target_linears
 from .memory.precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
 from .model_spec import DecoderLayer, ModelSpec
 from .plan import Plan
+from .spec_cache import SpecCache
 
 # transformers' model families without rotary position embeddings (learned positions)
 NO_ROPE = frozenset({"gpt2", "gpt_bigcode", "opt", "bloom", "mpt"})
@@ -321,24 +322,13 @@ def merged(phase: PhaseWork) -> PhaseWork:
     return phase
 
 
-# step_work results by (id(spec), plan, trainable): hashing a ModelSpec walks every layer,
-# which costs more than the lookup saves; the spec object is kept to check the id's owner.
-_CACHE: dict[tuple[int, Plan, int], tuple[ModelSpec, StepWork]] = {}
-_CACHE_SIZE = 256
+_CACHE: SpecCache[StepWork] = SpecCache(256)
 
 
 def step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     """Forward, backward (+ recompute) and optimizer work of the plan on one GPU, unsharded
     (cached; the returned phases must not be changed)."""
-    key = (id(spec), plan, trainable_params)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] is spec:
-        return hit[1]
-    if len(_CACHE) >= _CACHE_SIZE:
-        _CACHE.clear()
-    work = _step_work(spec, plan, trainable_params)
-    _CACHE[key] = (spec, work)
-    return work
+    return _CACHE.get(spec, (plan, trainable_params), lambda: _step_work(spec, plan, trainable_params))
 
 
 def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:

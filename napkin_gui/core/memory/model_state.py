@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from ..dtypes import tensor_bytes
 from ..model_spec import ModelSpec
 from ..plan import Plan
+from ..spec_cache import SpecCache
 from . import gradients, lora, optimizer, weights
 
 
@@ -115,8 +116,20 @@ def _numel(shape: tuple[int, ...]) -> int:
     return out
 
 
+# The plan fields model_state reads (tests/test_model_state_cache.py checks no other matters):
+# batch size, sequence length, GPU and sharding leave the model's state unchanged.
+STATE_FIELDS = ("method", "precision", "lora_r", "lora_targets", "optimizer", "quant_double", "kbit_prep")
+_CACHE: SpecCache[ModelState] = SpecCache(256)
+
+
 def model_state(spec: ModelSpec, plan: Plan) -> ModelState:
-    """Weights, adapters, gradients and optimizer states for one GPU before any sharding."""
+    """Weights, adapters, gradients and optimizer states for one GPU before any sharding
+    (cached by the plan's STATE_FIELDS)."""
+    key = tuple(getattr(plan, name) for name in STATE_FIELDS)
+    return _CACHE.get(spec, key, lambda: _model_state(spec, plan))
+
+
+def _model_state(spec: ModelSpec, plan: Plan) -> ModelState:
     adapter_per_layer = _adapter_params_per_layer(spec, plan)
     adapter_params = sum(adapter_per_layer)
     weights_bytes, weights_formula = _weights(spec, plan)

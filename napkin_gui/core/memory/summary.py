@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..gpu_spec import GpuSpec
 from ..model_spec import ModelSpec
 from ..plan import Plan
-from ..result import COMPONENTS, MemoryComponent, MemoryEstimate, TimelinePoint
+from ..result import ALLOCATED_COMPONENTS, COMPONENTS, MemoryComponent, MemoryEstimate, TimelinePoint
 from .allocator import allocator_slack_bytes
 from .logits import logits_loss_peak_bytes
 from .model_state import ModelState
@@ -54,28 +54,40 @@ def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState
     peak: TimelinePoint = max(timeline, key=lambda p: p.allocated_bytes)
     slack = allocator_slack_bytes(_largest_transient(plan, spec, blocks))
     reserved = peak.allocated_bytes + slack
-    device_used = reserved + gpu.cuda_context_bytes + gs.managed_bytes
     formulas = _formulas(plan, spec, state, blocks)
-    at_peak = dict(peak.by_component)
+    at_peak = dict(zip(ALLOCATED_COMPONENTS, peak.values))
     at_peak["allocator_slack"] = slack
     at_peak["cuda_context"] = gpu.cuda_context_bytes
     components = tuple(MemoryComponent(name, int(at_peak.get(name, 0)), formulas[name]) for name in COMPONENTS)
-    # NVML's board total: the context figure (NVML used - torch reserved) includes the driver's
-    # own reserve that CUDA's total_memory leaves out, so both sides are counted NVML's way.
-    # (H100 SXM: 81,559 MiB NVML vs 81,079 CUDA; an OOM run reached 80,228 MiB reserved.)
-    capacity = gpu.nvml_memory_bytes or gpu.memory_bytes
-    # paged optimizer states live in managed memory: they can spill to host RAM, so they do not
-    # decide whether the step fits, only what NVML shows while there is room.
-    fits = reserved + gpu.cuda_context_bytes <= capacity
+    capacity = capacity_bytes(gpu)
     return MemoryEstimate(
         components=components,
         peak_allocated_bytes=peak.allocated_bytes,
         peak_reserved_bytes=reserved,
-        device_used_bytes=device_used,
+        device_used_bytes=device_used_bytes(reserved, gpu, gs.managed_bytes),
         capacity_bytes=capacity,
-        fits=fits,
+        fits=fits_on(reserved, gpu),
         peak_phase=peak.phase,
         timeline=timeline,
         host_bytes=gs.host_bytes,
         managed_bytes=gs.managed_bytes,
     )
+
+
+def capacity_bytes(gpu: GpuSpec) -> int:
+    """NVML's board total: the context figure (NVML used - torch reserved) includes the driver's
+    own reserve that CUDA's total_memory leaves out, so both sides are counted NVML's way.
+    (H100 SXM: 81,559 MiB NVML vs 81,079 CUDA; an OOM run reached 80,228 MiB reserved.)"""
+    return gpu.nvml_memory_bytes or gpu.memory_bytes
+
+
+def fits_on(reserved_bytes: int, gpu: GpuSpec) -> bool:
+    """Whether a step that reserves reserved_bytes fits the card beside its CUDA context.
+    Paged optimizer states live in managed memory: they can spill to host RAM, so they do not
+    decide whether the step fits, only what NVML shows while there is room."""
+    return reserved_bytes + gpu.cuda_context_bytes <= capacity_bytes(gpu)
+
+
+def device_used_bytes(reserved_bytes: int, gpu: GpuSpec, managed_bytes: int) -> int:
+    """What NVML (nvidia-smi) shows used at the peak: torch's reserve, the context, managed pages."""
+    return reserved_bytes + gpu.cuda_context_bytes + managed_bytes

@@ -8,10 +8,11 @@ The peak is the largest phase; its split by component is what the stacked bar sh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..model_spec import DecoderLayer, ModelSpec
 from ..plan import Plan
-from ..result import ALLOCATED_COMPONENTS, TimelinePoint
+from ..result import TimelinePoint
 from . import activations as act
 from .logits import logits_held_bytes, logits_loss_peak_bytes
 from .precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
@@ -65,16 +66,11 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
     return tuple(out)
 
 
-def _point(phase: str, weights: int, adapters: int, gradients: int, states: int, activations: int,
-           logits_loss: int, temporaries: int) -> TimelinePoint:
-    """One phase; the values in ALLOCATED_COMPONENTS order."""
-    values = (weights, adapters, gradients, states, activations, logits_loss, temporaries)
-    return TimelinePoint(phase, sum(values), tuple(zip(ALLOCATED_COMPONENTS, values)))
-
-
 def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_bytes: int,
                   blocks: tuple[BlockMemory, ...]) -> tuple[TimelinePoint, ...]:
-    """Allocated bytes after each phase of a steady step, split by component."""
+    """Allocated bytes after each phase of a steady step, split by component
+    (values in ALLOCATED_COMPONENTS order: weights, adapters, gradients, optimizer states,
+    activations, logits & loss, temporaries)."""
     tokens = plan.batch_size * plan.seq_len
     logit_bytes = logits_element_bytes(plan)
     softcap = spec.final_logit_softcapping is not None
@@ -88,24 +84,36 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     grads_always = gpu_state.gradient_bytes if plan.grad_accum > 1 else 0
     w, a, st = gpu_state.weights_bytes, gpu_state.adapter_bytes, gpu_state.optimizer_state_bytes
     ws, gather = workspace_bytes, gpu_state.gather_bytes
-    points = [_point("weights loaded", w, a, grads_always, st, 0, 0, ws)]
+    state = w + a + st  # alive in every phase
+    names = phase_names(len(blocks))
+    points = []
+
+    def point(grads: int, activations: int, logits_loss: int, temporaries: int) -> None:
+        points.append(TimelinePoint(names[len(points)], state + grads + activations + logits_loss + temporaries,
+                                    (w, a, grads, st, activations, logits_loss, temporaries)))
+
+    point(grads_always, 0, 0, ws)  # weights loaded
     kept = 0
-    for i, block in enumerate(blocks, start=1):
-        points.append(_point(f"forward L{i}", w, a, grads_always, st, kept + block.kept_bytes, 0,
-                             ws + block.forward_work_bytes + gather))
+    for block in blocks:  # forward: each block keeps its saved tensors (or its checkpointed input)
+        point(grads_always, kept + block.kept_bytes, 0, ws + block.forward_work_bytes + gather)
         kept += block.kept_bytes
-    points.append(_point("logits & loss", w, a, grads_always, st, kept + final_norm, loss_peak, ws + gather))
+    point(grads_always, kept + final_norm, loss_peak, ws + gather)  # logits & loss
     grads = gpu_state.head_gradient_bytes
     per_layer_grads = gpu_state.per_layer_gradient_bytes
-    for i in range(len(blocks), 0, -1):
+    for i in range(len(blocks), 0, -1):  # backward, last block first
         block = blocks[i - 1]
         kept -= block.kept_bytes
         live = kept + (block.saved_bytes if plan.grad_ckpt else block.kept_bytes)
         grads += per_layer_grads[i - 1] if per_layer_grads else 0
         work = block.backward_work_bytes + gather + gpu_state.grad_bucket_bytes
-        points.append(_point(f"backward L{i}", w, a, max(grads_always, min(grads, gpu_state.gradient_bytes)), st,
-                             live, held, ws + work))
-    points.append(_point("optimizer step", w, a, gpu_state.gradient_bytes, st, 0, held,
-                         ws + gpu_state.optimizer_temp_bytes))
-    points.append(_point("after zero_grad", w, a, grads_always, st, 0, held, ws))
+        point(max(grads_always, min(grads, gpu_state.gradient_bytes)), live, held, ws + work)
+    point(gpu_state.gradient_bytes, 0, held, ws + gpu_state.optimizer_temp_bytes)  # optimizer step
+    point(grads_always, 0, held, ws)  # after zero_grad
     return tuple(points)
+
+
+@lru_cache(maxsize=64)
+def phase_names(n_blocks: int) -> tuple[str, ...]:
+    """The phases of step_timeline, in order, for a model of n_blocks decoder blocks."""
+    return ("weights loaded", *(f"forward L{i}" for i in range(1, n_blocks + 1)), "logits & loss",
+            *(f"backward L{i}" for i in range(n_blocks, 0, -1)), "optimizer step", "after zero_grad")
