@@ -24,7 +24,7 @@ from napkin_gui.core.model_spec import LinearShape
 from napkin_gui.core.plan import Plan
 from napkin_gui.core.step_work import step_work
 from napkin_gui.core.time_efficiency import time_efficiency
-from napkin_gui.core.time_model import matmul_flops_per_second, smooth_max, time_estimate, work_plan
+from napkin_gui.core.time_model import matmul_flops_per_second, smooth_max, time_estimate
 
 DENSE = ("llama-3.1-8b", "qwen2.5-7b", "mistral-7b", "gemma-2-9b", "phi-3-mini", "llama-3.2-1b",
          "qwen2.5-0.5b", "olmo-2-7b", "gpt2-xl", "falcon-7b", "qwen3-8b")
@@ -62,9 +62,15 @@ def test_uncalibrated_card_is_derated_calibrated_is_not():
     assert matmul_flops_per_second(measured, eff, "bf16") == pytest.approx(800e12)
 
 
-def test_work_is_shared_by_every_card():
-    plan = Plan(model="llama-3.1-8b", batch_size=2, seq_len=1024)
-    assert work_plan(plan) == work_plan(replace(plan, gpu="rtx-4090", n_gpus=4, dataset_tokens=1e9))
+@pytest.mark.parametrize("method", ["full", "lora", "qlora"])
+def test_work_is_shared_by_every_card_count_sharding_and_dataset(method):
+    """step_work is cached by WORK_FIELDS: the fields it ignores must not change the work."""
+    from napkin_gui.core.step_work import WORK_IGNORED, _step_work
+    plan = Plan(model="llama-3.1-8b", method=method, batch_size=2, seq_len=1024)
+    spec = resolve_model(plan.model)
+    other = dict(gpu="rtx-4090", n_gpus=4, sharding="fsdp", offload="optimizer", dataset_tokens=1e9, epochs=3)
+    assert set(other) == set(WORK_IGNORED)
+    assert _step_work(spec, replace(plan, **other), 1000) == _step_work(spec, plan, 1000)
 
 
 # --- relative checks -----------------------------------------------------------------------
@@ -173,7 +179,7 @@ def test_flops_per_step_and_mfu():
     est = estimate(plan)
     spec = est.model
     tokens = 4 * 2048
-    work = step_work(spec, work_plan(plan), est.trainable_params)
+    work = step_work(spec, plan, est.trainable_params)
     # 8 N T (forward, recompute, 2x backward) + attention, within the embedding share
     assert est.time.flops_per_step == pytest.approx(8 * spec.total_params * tokens, rel=0.15)
     assert work.model_flops == pytest.approx(6 * spec.total_params * tokens, rel=0.15)

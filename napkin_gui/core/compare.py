@@ -104,7 +104,8 @@ def _mark(rows: list[HardwareRow]) -> tuple[HardwareRow, ...]:
         return tuple(rows)
     cheapest = min(fitting, key=lambda r: (r.usd_per_million_tokens, -r.tokens_per_second))
     fastest = max(fitting, key=lambda r: (r.tokens_per_second, -r.usd_per_million_tokens))
-    return tuple(replace(r, cheapest=r is cheapest, fastest=r is fastest) for r in rows)
+    return tuple(replace(r, cheapest=r is cheapest, fastest=r is fastest) if r is cheapest or r is fastest else r
+                 for r in rows)
 
 
 def compare_hardware(plan: Plan, counts: tuple[int, ...] = COUNTS,

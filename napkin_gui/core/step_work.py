@@ -6,7 +6,7 @@ Counted per decoder block from the ModelSpec and the plan; identical blocks once
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 from . import flops as fl
 from . import traffic as tr
@@ -322,13 +322,18 @@ def merged(phase: PhaseWork) -> PhaseWork:
     return phase
 
 
+# Plan fields that do not change one GPU's micro-batch work: every card, GPU count, sharding
+# and dataset size of a plan share one StepWork (tests/test_time_model.py checks it).
+WORK_IGNORED = ("gpu", "n_gpus", "sharding", "offload", "dataset_tokens", "epochs")
+WORK_FIELDS = tuple(f.name for f in fields(Plan) if f.name not in WORK_IGNORED)
 _CACHE: SpecCache[StepWork] = SpecCache(256)
 
 
 def step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     """Forward, backward (+ recompute) and optimizer work of the plan on one GPU, unsharded
-    (cached; the returned phases must not be changed)."""
-    return _CACHE.get(spec, (plan, trainable_params), lambda: _step_work(spec, plan, trainable_params))
+    (cached by WORK_FIELDS; the returned phases must not be changed)."""
+    key = (tuple(getattr(plan, name) for name in WORK_FIELDS), trainable_params)
+    return _CACHE.get(spec, key, lambda: _step_work(spec, plan, trainable_params))
 
 
 def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:

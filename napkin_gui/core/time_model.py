@@ -154,17 +154,11 @@ def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficien
     )
 
 
-def work_plan(plan: Plan) -> Plan:
-    """The plan with the fields that do not change one GPU's micro-batch work cleared, so
-    step_work's cache serves every card, GPU count and dataset size of a plan."""
-    return replace(plan, gpu="", n_gpus=1, sharding="none", offload="none", dataset_tokens=0, epochs=1)
-
-
 def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, memory: MemoryEstimate,
                   eff: TimeEfficiency | None = None) -> TimeEstimate:
     """Seconds per micro-batch and per optimizer step, tokens/s, bound, FLOPs and MFU."""
     eff = eff or time_efficiency()
-    work = step_work(spec, work_plan(plan), state.trainable_params)
+    work = step_work(spec, plan, state.trainable_params)
     comm = comm_seconds(plan, gpu, eff, state.weights_bytes + state.adapter_bytes, state.gradient_bytes,
                         state.trainable_params, spec.num_layers)
     (fwd, bwd), opt = step_phases(plan, work, gpu, eff, comm)
