@@ -248,24 +248,29 @@ def test_hardware_table_rows_match_core(window, qtbot):
     table = window.hardware_table
     rows = compare_hardware(PLAN, counts=(1, 2, 4, 8))
     assert table.model.rows == rows
-    assert table.proxy.rowCount() == len(rows)
+    assert table.model.rowCount() == len(rows)
     cheapest = [r for r in rows if r.cheapest]
     assert cheapest and "cheapest" in table.model.data(
-        table.model.index(rows.index(cheapest[0]), 0))
+        table.model.index(table.model.shown.index(cheapest[0]), 0))
+    # every cell shows its row's text, greyed when the row does not fit
+    for i, row in enumerate(table.model.shown):
+        assert [table.model.data(table.model.index(i, c)) for c in range(12)] == table.model.row_text(row)
+        grey = table.model.data(table.model.index(i, 3), Qt.ItemDataRole.ForegroundRole)
+        assert (grey is not None and grey.style() != Qt.BrushStyle.NoBrush) == (not row.fits)
     # sorted by cost per token, rows that fit first: the first row is the cheapest
     assert table.source_row(0) == cheapest[0]
     # sort by step time (both ways), then double-click the fastest fitting row
     for order in (Qt.SortOrder.DescendingOrder, Qt.SortOrder.AscendingOrder):
         table.view.sortByColumn(6, order)
-        shown = [table.source_row(i) for i in range(table.proxy.rowCount())]
+        shown = [table.source_row(i) for i in range(table.model.rowCount())]
         fits = [r.fits for r in shown]
         assert fits == sorted(fits, reverse=True)  # every fitting row before the others
         for group in ([r for r in shown if r.fits], [r for r in shown if not r.fits]):
             steps = [r.step_seconds for r in group]
             assert steps == sorted(steps, reverse=order == Qt.SortOrder.DescendingOrder)
     fastest = next(r for r in rows if r.fastest)
-    proxy_row = next(i for i in range(table.proxy.rowCount()) if table.source_row(i) == fastest)
-    index = table.proxy.index(proxy_row, 0)
+    table_row = next(i for i in range(table.model.rowCount()) if table.source_row(i) == fastest)
+    index = table.model.index(table_row, 0)
     table.view.scrollTo(index)
     rect = table.view.visualRect(index)
     qtbot.mouseClick(table.view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())

@@ -1,23 +1,28 @@
 """HardwareTable: every catalog GPU x count from core.compare.compare_hardware, sortable.
 
-HardwareModel (QAbstractTableModel) only formats the core's rows; the cheapest and the
-fastest fitting rows are highlighted, rows that do not fit are greyed; double-clicking a
-row emits row_chosen(row) and the window makes its card, count and sharding the plan's.
+HardwareModel only formats the core's rows; the cheapest and the fastest fitting rows are
+highlighted, rows that do not fit are greyed, and rows that fit always sort first.
+Double-clicking a row emits row_chosen(row) and the window makes its card, count and
+sharding the plan's.
+
+The model is a QStandardItemModel whose items are made once and re-texted on each edit:
+cells live in C++, so painting calls no Python (a Python QAbstractTableModel answered ~3,600
+data() calls per repaint, ~25 ms), and sorting is a Python sort of 152 rows, not a
+QSortFilterProxyModel calling a Python lessThan ~900 times.
 """
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QFont
+from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
 from . import palette
 from .plot_style import fixed_label
 
 GIB = 2**30
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 # (header, HardwareRow attribute or a function of the row, tooltip)
 COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("GPU", lambda r: r.gpu_name.removeprefix("NVIDIA "), "The card, from the catalog; double-click a row to use it."),
@@ -35,6 +40,7 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
 )
 HEADERS = tuple(c[0] for c in COLUMNS)
 COLUMN_WIDTHS = (240, 48, 64, 72, 80, 44, 72, 70, 92, 64, 70, 62)
+DEFAULT_SORT = (HEADERS.index("$ / M tokens"), Qt.SortOrder.AscendingOrder)  # cheapest per token first
 
 
 def cell_value(row: Any, column: int) -> Any:
@@ -61,86 +67,105 @@ def _text(header: str, value: Any) -> str:
     return str(value)
 
 
-class HardwareModel(QAbstractTableModel):
-    """Table model over core.compare.compare_hardware rows (formatting only).
+def sort_key(row: Any, column: int) -> Any:
+    """The value a column sorts by: the raw cell value, None (no dataset size) last."""
+    value = cell_value(row, column)
+    return math.inf if value is None else value
 
-    Cell texts and sort keys are formatted once per row in set_rows, so painting and
-    sorting 150 rows only look them up.
+
+def sorted_for_column(rows: tuple[Any, ...], column: int, order: Qt.SortOrder) -> list[Any]:
+    """rows sorted by one column, ascending or descending, the rows that fit always first."""
+    descending = order == Qt.SortOrder.DescendingOrder
+    ordered = sorted(rows, key=lambda r: sort_key(r, column), reverse=descending)  # stable
+    return [r for r in ordered if r.fits] + [r for r in ordered if not r.fits]
+
+
+class HardwareModel(QStandardItemModel):
+    """The rows of core.compare.compare_hardware as text, in the chosen sort order.
+
+    rows: as the core returned them; shown: in table order (shown[i] is table row i).
     """
 
     def __init__(self, parent: Any = None) -> None:
-        super().__init__(parent)
+        super().__init__(0, len(COLUMNS), parent)
+        self.setHorizontalHeaderLabels(list(HEADERS))
+        for column, (_, _, tip) in enumerate(COLUMNS):
+            self.horizontalHeaderItem(column).setToolTip(tip)
         self.rows: tuple[Any, ...] = ()
-        self._text: list[list[str]] = []
-        self._keys: list[list[Any]] = []
-        self._bold = QFont()
-        self._bold.setBold(True)
-        self._brushes = {"cheapest": QBrush(QColor(palette.CHEAPEST_BG)),
-                         "fastest": QBrush(QColor(palette.FASTEST_BG)), "no_fit": QBrush(QColor(palette.NO_FIT_FG))}
+        self.shown: list[Any] = []
+        self.sort_column, self.sort_order = DEFAULT_SORT
+        self._items: list[list[QStandardItem]] = []
+        self._styles: list[tuple[bool, bool, bool] | None] = []  # (fits, cheapest, fastest) shown per row
+        bold = QFont()
+        bold.setBold(True)
+        self._bold, self._plain = bold, QFont()
+        self._cheapest_bg, self._fastest_bg = QBrush(QColor(palette.CHEAPEST_BG)), QBrush(QColor(palette.FASTEST_BG))
+        self._no_fit_fg, self._none = QBrush(QColor(palette.NO_FIT_FG)), QBrush()
 
     def set_rows(self, rows: tuple[Any, ...]) -> None:
-        self.beginResetModel()
         self.rows = tuple(rows)
-        self._text, self._keys = [], []
-        for row in self.rows:
-            values = [cell_value(row, c) for c in range(len(COLUMNS))]
-            texts = [_text(h, v) for h, v in zip(HEADERS, values)]
-            tags = [t for t, flag in (("cheapest", row.cheapest), ("fastest", row.fastest)) if flag]
-            if tags:
-                texts[0] += f"  ({', '.join(tags)})"
-            self._text.append(texts)
-            self._keys.append([int(v) if isinstance(v, bool) else (math.inf if v is None else v) for v in values])
-        self.endResetModel()
+        self._show()
 
-    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 - Qt override
-        return 0 if parent.isValid() else len(self.rows)
+    def sort(self, column: int, order: Qt.SortOrder = Qt.SortOrder.AscendingOrder) -> None:  # Qt override
+        """Called by the view when a header is clicked (or sortByColumn)."""
+        if column < 0:
+            return
+        self.sort_column, self.sort_order = column, order
+        self._show()
 
-    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: N802, B008 - Qt override
-        return 0 if parent.isValid() else len(COLUMNS)
+    def row_text(self, row: Any) -> list[str]:
+        """The cells of one core row as the table shows them."""
+        texts = [_text(h, cell_value(row, c)) for c, h in enumerate(HEADERS)]
+        tags = [t for t, flag in (("cheapest", row.cheapest), ("fastest", row.fastest)) if flag]
+        if tags:
+            texts[0] += f"  ({', '.join(tags)})"
+        return texts
 
-    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802 - Qt override
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation != Qt.Orientation.Horizontal:
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return COLUMNS[section][0]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return COLUMNS[section][2]
-        return None
+    def _ensure_rows(self, n: int) -> None:
+        """Items for n rows, made once; alignment is fixed per column."""
+        if len(self._items) == n:
+            return
+        self.setRowCount(0)
+        right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        self._items = []
+        for _ in range(n):
+            items = [QStandardItem() for _ in COLUMNS]
+            for item, header in zip(items, HEADERS):
+                item.setEditable(False)
+                if header not in ("GPU", "fits", "sharding"):
+                    item.setTextAlignment(right)
+            self._items.append(items)
+            self.appendRow(items)
+        self._styles = [None] * n
 
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        r, c = index.row(), index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._text[r][c]
-        if role == SORT_ROLE:
-            return self._keys[r][c]
-        row = self.rows[r]
-        if role == Qt.ItemDataRole.BackgroundRole:
-            if row.cheapest:
-                return self._brushes["cheapest"]
-            if row.fastest:
-                return self._brushes["fastest"]
-        elif role == Qt.ItemDataRole.ForegroundRole:
-            return None if row.fits else self._brushes["no_fit"]
-        elif role == Qt.ItemDataRole.FontRole:
-            return self._bold if (row.cheapest or row.fastest) else None
-        elif role == Qt.ItemDataRole.TextAlignmentRole:
-            if HEADERS[c] not in ("GPU", "fits", "sharding"):
-                return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        elif role == Qt.ItemDataRole.ToolTipRole:
-            return f"{row.gpu_name} x{row.n_gpus} ({row.sharding}), {row.bound}-bound; double-click to use it"
-        return None
+    def _show(self) -> None:
+        """Write the rows into the items in sort order; one dataChanged for the whole table."""
+        self._ensure_rows(len(self.rows))
+        self.shown = sorted_for_column(self.rows, self.sort_column, self.sort_order)
+        self.blockSignals(True)  # ~1,800 setText calls; the views hear one dataChanged below
+        try:
+            for position, (row, items) in enumerate(zip(self.shown, self._items)):
+                tip = f"{row.gpu_name} x{row.n_gpus} ({row.sharding}), {row.bound}-bound; double-click to use it"
+                for item, text in zip(items, self.row_text(row)):
+                    item.setText(text)
+                items[0].setToolTip(tip)
+                style = (row.fits, row.cheapest, row.fastest)
+                if style != self._styles[position]:
+                    self._styles[position] = style
+                    self._style_row(items, *style)
+        finally:
+            self.blockSignals(False)
+        if self.shown:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.shown) - 1, len(COLUMNS) - 1))
 
-
-class FitsFirstProxy(QSortFilterProxyModel):
-    """Sorts by the clicked column, but rows that fit always come before rows that do not."""
-
-    def lessThan(self, left: QModelIndex, right: QModelIndex) -> bool:  # noqa: N802 - Qt override
-        rows = self.sourceModel().rows
-        fit_l, fit_r = rows[left.row()].fits, rows[right.row()].fits
-        if fit_l != fit_r:  # Qt reverses lessThan for a descending sort: undo that here
-            return fit_l if self.sortOrder() == Qt.SortOrder.AscendingOrder else fit_r
-        return super().lessThan(left, right)
+    def _style_row(self, items: list[QStandardItem], fits: bool, cheapest: bool, fastest: bool) -> None:
+        background = self._cheapest_bg if cheapest else self._fastest_bg if fastest else self._none
+        foreground = self._none if fits else self._no_fit_fg
+        font = self._bold if (cheapest or fastest) else self._plain
+        for item in items:
+            item.setBackground(background)
+            item.setForeground(foreground)
+            item.setFont(font)
 
 
 class HardwareTable(QWidget):
@@ -151,24 +176,21 @@ class HardwareTable(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.model = HardwareModel(self)
-        self.proxy = FitsFirstProxy(self)
-        self.proxy.setSourceModel(self.model)
-        self.proxy.setSortRole(SORT_ROLE)
         self.view = QTableView(self)
-        self.view.setModel(self.proxy)
+        self.view.setModel(self.model)
         self.view.setSortingEnabled(True)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.verticalHeader().hide()
         self.view.verticalHeader().setDefaultSectionSize(22)
-        # fixed widths: ResizeToContents measures every cell on every model reset (~60 ms)
+        # fixed widths: ResizeToContents measures every cell on every update (~60 ms)
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for column, width in enumerate(COLUMN_WIDTHS):
             if column:
                 header.resizeSection(column, width)
-        self.view.sortByColumn(HEADERS.index("$ / M tokens"), Qt.SortOrder.AscendingOrder)
+        self.view.sortByColumn(*DEFAULT_SORT)  # after setSortingEnabled, which sorts by column 0
         self.view.doubleClicked.connect(self._on_view_double_clicked)
         self.view.setToolTip("Double-click a row to use that GPU and count in the plan.")
         self.caption = QLabel("Every catalog GPU at 1, 2, 4 and 8 GPUs (FSDP where a copy per GPU does not fit), "
@@ -183,12 +205,12 @@ class HardwareTable(QWidget):
     def show_rows(self, rows: tuple[Any, ...]) -> None:
         self.model.set_rows(rows)
 
-    def source_row(self, proxy_row: int) -> Any:
+    def source_row(self, table_row: int) -> Any:
         """The compare row shown at a (sorted) table row."""
-        return self.model.rows[self.proxy.mapToSource(self.proxy.index(proxy_row, 0)).row()]
+        return self.model.shown[table_row]
 
-    def choose_row(self, proxy_row: int) -> None:
-        self.row_chosen.emit(self.source_row(proxy_row))
+    def choose_row(self, table_row: int) -> None:
+        self.row_chosen.emit(self.source_row(table_row))
 
     def _on_view_double_clicked(self, index: QModelIndex) -> None:
         self.choose_row(index.row())
