@@ -56,7 +56,7 @@ class PhaseWork:
     checkpoints: float = 0.0          # checkpointed blocks recomputed (non-reentrant)
 
     def add(self, other: PhaseWork, times: float = 1.0) -> None:
-        self.matmuls += [replace(m, launches=m.launches * times) for m in other.matmuls]
+        self.matmuls += [MatmulGroup(m.dtype, m.flops, m.bytes, m.launches * times) for m in other.matmuls]
         for name in ("attention_flops", "elementwise_bytes", "dequant_bytes", "launches",
                      "autograd_launches", "modules", "quant_calls", "checkpoints"):
             setattr(self, name, getattr(self, name) + times * getattr(other, name))
@@ -338,7 +338,10 @@ def step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
 
 def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     fwd, bwd = PhaseWork("forward"), PhaseWork("backward")
-    for n, layer in spec.layer_groups:
+    repeats: dict[DecoderLayer, int] = {}
+    for n, layer in spec.layer_groups:  # alternating patterns (Gemma 2/3) repeat a few blocks
+        repeats[layer] = repeats.get(layer, 0) + n
+    for layer, n in repeats.items():
         f, b = block_work(layer, spec, plan)
         fwd.add(f, n)
         bwd.add(b, n)
