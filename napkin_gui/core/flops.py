@@ -9,7 +9,7 @@ Activation checkpointing runs each block's forward once more inside the backward
 """
 from __future__ import annotations
 
-from .model_spec import DecoderLayer, LinearShape, ModelSpec
+from .model_spec import DecoderLayer, LinearShape, ModelSpec, block_repeats
 
 # FlashAttention-2's backward runs 5 matmuls (recomputes QK^T, then dV, dP, dQ, dK) for the
 # forward's 2: 2.5x the forward FLOPs (Dao 2023, "FlashAttention-2", section 3.1.2).
@@ -57,7 +57,7 @@ def model_flops(spec: ModelSpec, batch: int, seq_len: int, full: bool, lora_rank
     from .memory.lora import lora_target_linears
     tokens = batch * seq_len
     total = 0.0
-    for n, layer in spec.layer_groups:
+    for n, layer in block_repeats(spec):
         base = block_forward_flops(layer, tokens)
         keys = attended_keys(seq_len, layer.sliding_window)
         attn = attention_flops(batch, seq_len, spec.num_heads, spec.head_dim, v_head_dim, keys)

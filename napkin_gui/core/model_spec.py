@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .spec_cache import SpecCache
+
 
 @dataclass(frozen=True, slots=True)
 class LinearShape:
@@ -116,3 +118,31 @@ class ModelSpec:
     def layers(self) -> tuple[DecoderLayer, ...]:
         """Every block in order (groups expanded)."""
         return tuple(layer for n, layer in self.layer_groups for _ in range(n))
+
+
+_DISTINCT: SpecCache[tuple[tuple[tuple[int, DecoderLayer], ...], tuple[int, ...]]] = SpecCache(64)
+
+
+def _distinct(spec: ModelSpec) -> tuple[tuple[tuple[int, DecoderLayer], ...], tuple[int, ...]]:
+    order: dict[DecoderLayer, int] = {}
+    counts: list[int] = []
+    which = []
+    for n, layer in spec.layer_groups:
+        i = order.setdefault(layer, len(order))
+        if i == len(counts):
+            counts.append(0)
+        counts[i] += n
+        which.append(i)
+    return tuple(zip(counts, order)), tuple(which)
+
+
+def block_repeats(spec: ModelSpec) -> tuple[tuple[int, DecoderLayer], ...]:
+    """Each distinct decoder block once with the number of layers that use it, in order of first
+    use: Gemma 2/3 alternate two blocks over 42-62 groups, and hashing a block walks its linears,
+    so this is worked out once per spec."""
+    return _DISTINCT.get(spec, "repeats", lambda: _distinct(spec))[0]
+
+
+def group_blocks(spec: ModelSpec) -> tuple[int, ...]:
+    """For each of spec.layer_groups, the index of its block in block_repeats(spec)."""
+    return _DISTINCT.get(spec, "repeats", lambda: _distinct(spec))[1]

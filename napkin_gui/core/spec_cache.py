@@ -6,9 +6,10 @@ saves; the spec object is kept with the value to check that the id still belongs
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, Hashable, TypeVar
+from typing import TYPE_CHECKING, Callable, Generic, Hashable, TypeVar
 
-from .model_spec import ModelSpec
+if TYPE_CHECKING:  # model_spec uses this cache itself
+    from .model_spec import ModelSpec
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from . import traffic as tr
 from .memory.activations import linear_role
 from .memory.lora import lora_target_linears
 from .memory.precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
-from .model_spec import DecoderLayer, ModelSpec
+from .model_spec import DecoderLayer, ModelSpec, block_repeats
 from .plan import Plan
 from .spec_cache import SpecCache
 
@@ -276,7 +276,7 @@ def _model_level(spec: ModelSpec, plan: Plan, fwd: PhaseWork, bwd: PhaseWork) ->
 def trainable_tensors(spec: ModelSpec, plan: Plan) -> int:
     """Parameter tensors the optimizer updates: A and B per adapter, or every weight, bias, norm."""
     total = 0
-    for n, layer in spec.layer_groups:
+    for n, layer in block_repeats(spec):
         if plan.is_lora:
             total += n * sum(2 * lin.count for lin in lora_target_linears(layer, plan.lora_targets))
         else:
@@ -338,10 +338,7 @@ def step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
 
 def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     fwd, bwd = PhaseWork("forward"), PhaseWork("backward")
-    repeats: dict[DecoderLayer, int] = {}
-    for n, layer in spec.layer_groups:  # alternating patterns (Gemma 2/3) repeat a few blocks
-        repeats[layer] = repeats.get(layer, 0) + n
-    for layer, n in repeats.items():
+    for n, layer in block_repeats(spec):  # each distinct block priced once
         f, b = block_work(layer, spec, plan)
         fwd.add(f, n)
         bwd.add(b, n)

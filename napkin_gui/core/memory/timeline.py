@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..model_spec import DecoderLayer, ModelSpec
+from ..model_spec import ModelSpec, block_repeats, group_blocks
 from ..plan import Plan
 from ..result import TimelinePoint
 from . import activations as act
@@ -35,12 +35,8 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
     dt = activation_dtypes(plan, spec)
     extras = config_extras(spec)
     tokens = plan.batch_size * plan.seq_len
-    out: list[BlockMemory] = []
-    memo: dict[DecoderLayer, BlockMemory] = {}
-    for n, layer in spec.layer_groups:
-        if layer in memo:  # alternating layer patterns (Gemma 2/3) repeat a few distinct blocks
-            out.extend([memo[layer]] * n)
-            continue
+    distinct: list[BlockMemory] = []
+    for _, layer in block_repeats(spec):  # alternating layer patterns (Gemma 2/3) repeat a few blocks
         kernel, native_gqa, needs_mask = attention_kernel(plan, spec, dt, layer.sliding_window)
         targets = frozenset(i for i, lin in enumerate(layer.linears)
                             if plan.is_lora and (plan.lora_targets == "all-linear" or lin.name in plan.lora_targets))
@@ -61,9 +57,8 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
             forward_work = max(forward_work, saved)
         score_elements = plan.batch_size * spec.num_heads * plan.seq_len ** 2 if scores else 0
         backward_work = act.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, score_elements)
-        memo[layer] = BlockMemory(saved, kept, forward_work, backward_work, scores)
-        out.extend([memo[layer]] * n)
-    return tuple(out)
+        distinct.append(BlockMemory(saved, kept, forward_work, backward_work, scores))
+    return tuple(distinct[i] for (n, _), i in zip(spec.layer_groups, group_blocks(spec)) for _ in range(n))
 
 
 def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_bytes: int,
