@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QTo
 
 from ..core.result import COMPONENT_LABELS, COMPONENTS, Estimate
 from . import palette
-from .plot_style import fixed_label, set_view, style_plot
+from .plot_style import fixed_label, nice_ceiling, set_view_if_changed, style_plot
 
 GIB = 2**30
 ROW_NOW, ROW_PINNED = 1.0, 0.0
@@ -162,19 +162,23 @@ class MemoryBarView(QWidget):
         cap = gib(est.memory.capacity_bytes)
         used = gib(est.memory.device_used_bytes)
         pinned_used = sum(pinned)
-        right = max(cap, used, pinned_used) * 1.32
+        longest = max(used, pinned_used)
+        # past the capacity the range snaps to nice steps, so most edits keep the axis as it is
+        right = cap * 1.32 if longest <= cap else max(cap * 1.32, nice_ceiling(longest * 1.32))
         self.capacity_line.setValue(cap)
         self.oom_zone.setRegion((cap, right))
         self.oom_zone.setVisible(not est.memory.fits)
-        set_view(self.plot.getPlotItem(), (0, right), (-0.5 if self.pinned else 0.55, 1.45))
+        set_view_if_changed(self.plot.getPlotItem(), (0, right), (-0.5 if self.pinned else 0.55, 1.45))
         self._label_row(ROW_NOW, est, used)
         if self.pinned is not None:
             self._label_row(ROW_PINNED, self.pinned, pinned_used)
         self.row_labels[ROW_PINNED].setVisible(self.pinned is not None)
         self.verdict.setText(verdict_text(est))
         color = palette.FITS if est.memory.fits else palette.OOM
-        self.verdict.setStyleSheet(f"QLabel#verdict {{ color: white; background: {color}; font-size: 15px;"
-                                   " font-weight: bold; padding: 4px 8px; border-radius: 3px; }")
+        if self.verdict.property("color") != color:  # a new style sheet re-polishes the label
+            self.verdict.setProperty("color", color)
+            self.verdict.setStyleSheet(f"QLabel#verdict {{ color: white; background: {color}; font-size: 15px;"
+                                       " font-weight: bold; padding: 4px 8px; border-radius: 3px; }")
         self.summary.setText(summary_text(est))
 
     def _label_row(self, row: float, est: Estimate, used: float) -> None:

@@ -25,6 +25,7 @@ class Sweep:
     tokens_per_second: tuple[float, ...]
     fits: tuple[bool, ...]
     current: int  # the plan's own value (always among values)
+    grid: tuple[int, ...] = ()  # the fixed grid values (the axis ticks), without the plan's own
 
     @property
     def current_index(self) -> int:
@@ -64,7 +65,7 @@ def sweep(plan: Plan, field: str, grid: tuple[int, ...],
         step.append(est.time.step_seconds if est else math.nan)
         tps.append(est.time.tokens_per_second if est else math.nan)
         fits.append(bool(est and est.memory.fits))
-    return Sweep(field, values, tuple(step), tuple(tps), tuple(fits), current)
+    return Sweep(field, values, tuple(step), tuple(tps), tuple(fits), current, grid)
 
 
 def plan_sweeps(plan: Plan, est: Estimate, estimate_fn: Callable[[Plan], Estimate | None]) -> Sweeps:

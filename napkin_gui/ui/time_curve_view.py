@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..core.result import Estimate
 from . import palette
-from .plot_style import fixed_label, set_view, style_plot
+from .plot_style import fixed_label, nice_ceiling, nice_log_range, set_view_if_changed, style_plot
 from .sweeps import Sweep, Sweeps
 
 
@@ -57,9 +57,10 @@ class _CurvePlot:
         item.addItem(self.current)
 
     def show(self, sweep: Sweep, ys: tuple[float, ...]) -> None:
-        if sweep.values != self._ticked:  # one labelled tick per grid value, not 2·10³ 3·10³ ...
-            self._ticked = sweep.values
-            self.item.getAxis("bottom").setTicks([[(math.log10(v), _short(v)) for v in sweep.values], []])
+        ticks = sweep.grid or sweep.values
+        if ticks != self._ticked:  # one labelled tick per grid value, not 2·10³ 3·10³ ...
+            self._ticked = ticks   # (the grid only: an off-grid plan value would re-label the axis)
+            self.item.getAxis("bottom").setTicks([[(math.log10(v), _short(v)) for v in ticks], []])
         xs = np.array(sweep.values, dtype=float)
         y = np.array(ys, dtype=float)
         self.curve.setData(xs, y)
@@ -69,14 +70,14 @@ class _CurvePlot:
             self.current.setPos(math.log10(xs[i]), math.log10(y[i]) if self.log_y else y[i])
         lo_x, hi_x = math.log10(xs[0]) - 0.15, math.log10(xs[-1]) + 0.15
         finite = y[np.isfinite(y) & (y > 0)]
-        if finite.size:
+        if finite.size:  # snapped, so that most edits keep the axes as they are
             if self.log_y:
-                lo_y, hi_y = math.log10(finite.min()) - 0.15, math.log10(finite.max()) + 0.15
+                lo_y, hi_y = nice_log_range(math.log10(finite.min()), math.log10(finite.max()))
             else:
-                lo_y, hi_y = 0.0, float(finite.max()) * 1.12
+                lo_y, hi_y = 0.0, nice_ceiling(float(finite.max()) * 1.08)
         else:
             lo_y, hi_y = 0.0, 1.0
-        set_view(self.item, (lo_x, hi_x), (lo_y, hi_y))
+        set_view_if_changed(self.item, (lo_x, hi_x), (lo_y, hi_y))
         first = sweep.first_oom_value
         if first is None:
             self.oom_zone.hide()
