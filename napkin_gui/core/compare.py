@@ -1,7 +1,8 @@
 """One plan on every catalog card, alone and in groups of 2/4/8: fits?, speed, hours, cost.
 
 Reuses the estimate's pieces: the model is resolved and its state counted once; memory is
-estimated once per (cuBLAS workspace size, GPU count, sharding) and time per (card, GPU count). With more than one GPU and no sharding in the plan a
+estimated once per (GPU count, sharding) and moved to each card's cuBLAS workspace; time is
+priced per (card, GPU count), each card's device seconds once for all its counts. With more than one GPU and no sharding in the plan a
 row assumes data parallel (DDP) when the model fits each card, else FSDP FULL_SHARD.
 """
 from __future__ import annotations
@@ -50,47 +51,63 @@ class HardwareRow:
         return self.price_usd_per_hour * self.n_gpus
 
 
-class _MemoryByWorkspace:
-    """The step's memory for each (cuBLAS workspace, GPU count, sharding) met.
+@dataclass(frozen=True, slots=True)
+class _Variant:
+    """The plan at one GPU count and sharding, and its step's memory estimated on one card."""
 
-    A card enters a step's memory only through its cuBLAS workspaces (part of every phase's
-    temporaries); its CUDA context and capacity only decide fits_on / device_used_bytes. So
-    the 38 catalog cards need just their few distinct workspace sizes estimated."""
+    plan: Plan
+    memory: MemoryEstimate
+    workspace_bytes: int  # the cuBLAS workspaces of the card memory was estimated on
 
-    def __init__(self, spec: ModelSpec, state: ModelState) -> None:
-        self.spec, self.state = spec, state
-        self._items: dict[tuple[int, int, str], MemoryEstimate] = {}
-
-    def get(self, plan: Plan, gpu: GpuSpec) -> MemoryEstimate:
-        key = (gpu.cublas_workspace_bytes, plan.n_gpus, plan.sharding)
-        found = self._items.get(key)
-        if found is None:
-            found = self._items[key] = memory_estimate(plan, self.spec, gpu, self.state)
-        return found
+    def reserved_on(self, gpu: GpuSpec) -> int:
+        """Peak reserved bytes of this step on gpu. A card enters a step's memory only through
+        its cuBLAS workspaces, made before the step and alive in every phase (timeline.py): on
+        another card every phase, so the peak too, moves by the difference. Its CUDA context
+        and capacity only decide fits_on / device_used_bytes."""
+        return self.memory.peak_reserved_bytes + gpu.cublas_workspace_bytes - self.workspace_bytes
 
 
-def _variant(plan: Plan, gpu: GpuSpec, n: int, memories: _MemoryByWorkspace) -> tuple[Plan, MemoryEstimate]:
+class _Variants:
+    """_Variant per (GPU count, sharding), made the first time a card asks for it."""
+
+    def __init__(self, plan: Plan, spec: ModelSpec, state: ModelState) -> None:
+        self.plan, self.spec, self.state = plan, spec, state
+        self._items: dict[tuple[int, str], _Variant | None] = {}
+
+    def get(self, n: int, sharding: str, gpu: GpuSpec) -> _Variant | None:
+        """None when the plan cannot run that way (check_combination says why)."""
+        key = (n, sharding)
+        if key not in self._items:
+            try:
+                plan = check_combination(replace(self.plan, n_gpus=n, sharding=sharding))
+            except PlanError:
+                self._items[key] = None
+            else:
+                memory = memory_estimate(plan, self.spec, gpu, self.state)
+                self._items[key] = _Variant(plan, memory, gpu.cublas_workspace_bytes)
+        return self._items[key]
+
+
+def _choose(plan: Plan, gpu: GpuSpec, n: int, variants: _Variants) -> _Variant:
     """The plan on n of this card: DDP if that fits, else FSDP (unless the plan names a sharding)."""
-    candidate = replace(plan, gpu=gpu.id, n_gpus=n)
-    memory = memories.get(candidate, gpu)
-    if n == 1 or plan.sharding != "none" or fits_on(memory.peak_reserved_bytes, gpu):
-        return candidate, memory
-    try:
-        candidate = check_combination(replace(candidate, sharding="fsdp"))
-    except PlanError:
-        return candidate, memory
-    return candidate, memories.get(candidate, gpu)
+    named = variants.get(n, plan.sharding, gpu)
+    if named is None:  # the plan's own sharding needs more GPUs than n: run it unsharded
+        named = variants.get(n, "none", gpu)
+    if n == 1 or plan.sharding != "none" or fits_on(named.reserved_on(gpu), gpu):
+        return named
+    return variants.get(n, "fsdp", gpu) or named
 
 
-def _row(plan: Plan, gpu: GpuSpec, memory: MemoryEstimate, time: TimeEstimate) -> HardwareRow:
-    """One table row; memory may have been estimated on a card with the same workspace."""
+def _row(gpu: GpuSpec, variant: _Variant, time: TimeEstimate) -> HardwareRow:
+    """One table row: the variant's plan on n of this card."""
+    plan, reserved = variant.plan, variant.reserved_on(gpu)
     tps = time.tokens_per_second_total
     total = total_estimate(plan, tps, gpu.price_usd_per_hour)
     per_million = gpu.price_usd_per_hour * plan.n_gpus / (tps * 3600) * 1e6 if tps > 0 else float("inf")
     return HardwareRow(
-        gpu_id=gpu.id, gpu_name=gpu.name, n_gpus=plan.n_gpus, sharding=plan.sharding, fits=fits_on(memory.peak_reserved_bytes, gpu),
-        peak_allocated_bytes=memory.peak_allocated_bytes,
-        device_used_bytes=device_used_bytes(memory.peak_reserved_bytes, gpu, memory.managed_bytes),
+        gpu_id=gpu.id, gpu_name=gpu.name, n_gpus=plan.n_gpus, sharding=plan.sharding, fits=fits_on(reserved, gpu),
+        peak_allocated_bytes=variant.memory.peak_allocated_bytes + reserved - variant.memory.peak_reserved_bytes,
+        device_used_bytes=device_used_bytes(reserved, gpu, variant.memory.managed_bytes),
         capacity_bytes=capacity_bytes(gpu), step_seconds=time.step_seconds, tokens_per_second=tps,
         usd_per_million_tokens=per_million, hours=total.hours if total else None,
         cost_usd=total.cost_usd if total else None, price_usd_per_hour=gpu.price_usd_per_hour,
@@ -111,14 +128,16 @@ def _mark(rows: list[HardwareRow]) -> tuple[HardwareRow, ...]:
 def compare_hardware(plan: Plan, counts: tuple[int, ...] = COUNTS,
                      gpus: tuple[GpuSpec, ...] | None = None) -> tuple[HardwareRow, ...]:
     """Every catalog card x every count in `counts`, in catalog order, best ones flagged."""
+    plan = check_combination(plan)  # PlanError here, so that every variant below has a fallback
     spec = resolve_model(plan.model)
     state = model_state(spec, plan)
-    memories = _MemoryByWorkspace(spec, state)
+    variants = _Variants(plan, spec, state)
     rows = []
     for gpu in gpus if gpus is not None else gpu_catalog():
         for n in counts:
-            variant, memory = _variant(plan, gpu, n, memories)
-            rows.append(_row(variant, gpu, memory, time_estimate(variant, spec, gpu, state, memory)))
+            variant = _choose(plan, gpu, n, variants)
+            time = time_estimate(variant.plan, spec, gpu, state, variant.memory)  # reads no plan.gpu
+            rows.append(_row(gpu, variant, time))
     return _mark(rows)
 
 

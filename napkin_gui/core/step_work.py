@@ -54,6 +54,9 @@ class PhaseWork:
     modules: float = 0.0              # nn.Module calls (Python hooks, peft / bnb wrappers)
     quant_calls: float = 0.0          # bitsandbytes 4-bit matmul calls (Python heavy)
     checkpoints: float = 0.0          # checkpointed blocks recomputed (non-reentrant)
+    # time_model.device_seconds of this phase by (card, efficiencies, dtype): a cached StepWork
+    # serves every card and GPU count of a plan, and the hardware table prices 4 counts per card
+    device_memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def add(self, other: PhaseWork, times: float = 1.0) -> None:
         self.matmuls += [MatmulGroup(m.dtype, m.flops, m.bytes, m.launches * times) for m in other.matmuls]

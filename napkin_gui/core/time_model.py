@@ -54,7 +54,20 @@ def bandwidth_bytes_per_second(gpu: GpuSpec, eff: TimeEfficiency) -> float:
 
 
 def device_seconds(phase: PhaseWork, gpu: GpuSpec, eff: TimeEfficiency, compute_dtype: str) -> tuple[float, float]:
-    """(compute, memory) seconds of one phase on the device."""
+    """(compute, memory) seconds of one phase on the device (memoised on the phase by the
+    identity of the card and efficiencies: both are frozen)."""
+    key = (id(gpu), id(eff), compute_dtype)
+    hit = phase.device_memo.get(key)
+    if hit is not None and hit[0] is gpu and hit[1] is eff:
+        return hit[2]
+    if len(phase.device_memo) >= 256:
+        phase.device_memo.clear()
+    seconds = _device_seconds(phase, gpu, eff, compute_dtype)
+    phase.device_memo[key] = (gpu, eff, seconds)
+    return seconds
+
+
+def _device_seconds(phase: PhaseWork, gpu: GpuSpec, eff: TimeEfficiency, compute_dtype: str) -> tuple[float, float]:
     bw = bandwidth_bytes_per_second(gpu, eff)
     compute = memory = 0.0
     rates: dict[str, float] = {}
