@@ -103,9 +103,8 @@ def main() -> int:
     app.processEvents()
     window.controller.flush()
     app.processEvents()
-    if os.environ.get("NAPKIN_BENCH_GC_FREEZE"):
-        import gc
-        gc.freeze()
+    from napkin_gui.ui.gc_tuning import freeze_startup_objects
+    freeze_startup_objects()  # as napkin_gui.app.main does once the window is shown
 
     spent = [0.0]
     from napkin_gui.ui import estimate_cache

@@ -86,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     window.show()
     if error:
         window.show_error("Cannot open plan", error)
+    from .ui.gc_tuning import freeze_startup_objects
+    freeze_startup_objects()
     return app.exec()
 
 

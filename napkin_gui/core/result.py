@@ -71,7 +71,11 @@ class MemoryEstimate:
     capacity_bytes: int
     fits: bool
     peak_phase: str
-    timeline: tuple[TimelinePoint, ...]
+    # the step's phases and, per phase, bytes by component (ALLOCATED_COMPONENTS order);
+    # kept as plain tuples of ints, which the garbage collector stops tracking: the GUI holds
+    # ~1,000 estimates, and 170 tracked objects each made full collections visible stalls
+    phases: tuple[str, ...]
+    phase_values: tuple[tuple[int, ...], ...]
     # memory outside the GPU's allocator: CPU RAM for offloaded state, CUDA managed memory
     # (paged optimizers: on the card while there is room, paged to the host when not)
     host_bytes: int = 0
@@ -82,6 +86,11 @@ class MemoryEstimate:
             if comp.name == name:
                 return comp
         raise KeyError(name)
+
+    @property
+    def timeline(self) -> tuple[TimelinePoint, ...]:
+        """Allocated bytes after each phase of a steady step, split by component."""
+        return tuple(TimelinePoint(phase, sum(values), values) for phase, values in zip(self.phases, self.phase_values))
 
     @property
     def headroom_bytes(self) -> int:

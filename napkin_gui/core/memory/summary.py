@@ -4,13 +4,13 @@ from __future__ import annotations
 from ..gpu_spec import GpuSpec
 from ..model_spec import ModelSpec
 from ..plan import Plan
-from ..result import ALLOCATED_COMPONENTS, COMPONENTS, MemoryComponent, MemoryEstimate, TimelinePoint
+from ..result import ALLOCATED_COMPONENTS, COMPONENTS, MemoryComponent, MemoryEstimate
 from .allocator import allocator_slack_bytes
 from .logits import logits_loss_peak_bytes
 from .model_state import ModelState
 from .precision import logits_element_bytes
 from .sharding import gpu_state
-from .timeline import BlockMemory, block_memories, step_timeline
+from .timeline import BlockMemory, block_memories, phase_names, step_timeline
 
 GIB = 2**30
 
@@ -50,25 +50,28 @@ def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState
     """Peak allocated / reserved / NVML-used bytes of one GPU for a steady training step."""
     gs = gpu_state(state, plan)
     blocks = block_memories(spec, plan)
-    timeline = step_timeline(spec, plan, gs, gpu.cublas_workspace_bytes, blocks)
-    peak: TimelinePoint = max(timeline, key=lambda p: p.allocated_bytes)
+    names = phase_names(len(blocks))
+    rows = step_timeline(spec, plan, gs, gpu.cublas_workspace_bytes, blocks)
+    totals = [sum(row) for row in rows]
+    peak = totals.index(max(totals))  # the first phase that reaches the peak
     slack = allocator_slack_bytes(_largest_transient(plan, spec, blocks))
-    reserved = peak.allocated_bytes + slack
+    reserved = totals[peak] + slack
     formulas = _formulas(plan, spec, state, blocks)
-    at_peak = dict(zip(ALLOCATED_COMPONENTS, peak.values))
+    at_peak = dict(zip(ALLOCATED_COMPONENTS, rows[peak]))
     at_peak["allocator_slack"] = slack
     at_peak["cuda_context"] = gpu.cuda_context_bytes
     components = tuple(MemoryComponent(name, int(at_peak.get(name, 0)), formulas[name]) for name in COMPONENTS)
     capacity = capacity_bytes(gpu)
     return MemoryEstimate(
         components=components,
-        peak_allocated_bytes=peak.allocated_bytes,
+        peak_allocated_bytes=totals[peak],
         peak_reserved_bytes=reserved,
         device_used_bytes=device_used_bytes(reserved, gpu, gs.managed_bytes),
         capacity_bytes=capacity,
         fits=fits_on(reserved, gpu),
-        peak_phase=peak.phase,
-        timeline=timeline,
+        peak_phase=names[peak],
+        phases=names,
+        phase_values=rows,
         host_bytes=gs.host_bytes,
         managed_bytes=gs.managed_bytes,
     )

@@ -12,7 +12,6 @@ from functools import lru_cache
 
 from ..model_spec import ModelSpec, block_repeats, group_blocks
 from ..plan import Plan
-from ..result import TimelinePoint
 from . import activations as act
 from .logits import logits_held_bytes, logits_loss_peak_bytes
 from .precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
@@ -62,10 +61,10 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
 
 
 def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_bytes: int,
-                  blocks: tuple[BlockMemory, ...]) -> tuple[TimelinePoint, ...]:
-    """Allocated bytes after each phase of a steady step, split by component
-    (values in ALLOCATED_COMPONENTS order: weights, adapters, gradients, optimizer states,
-    activations, logits & loss, temporaries)."""
+                  blocks: tuple[BlockMemory, ...]) -> tuple[tuple[int, ...], ...]:
+    """Allocated bytes after each phase of a steady step (named by phase_names), split by
+    component: weights, adapters, gradients, optimizer states, activations, logits & loss,
+    temporaries (ALLOCATED_COMPONENTS order)."""
     tokens = plan.batch_size * plan.seq_len
     logit_bytes = logits_element_bytes(plan)
     softcap = spec.final_logit_softcapping is not None
@@ -79,20 +78,12 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     grads_always = gpu_state.gradient_bytes if plan.grad_accum > 1 else 0
     w, a, st = gpu_state.weights_bytes, gpu_state.adapter_bytes, gpu_state.optimizer_state_bytes
     ws, gather = workspace_bytes, gpu_state.gather_bytes
-    state = w + a + st  # alive in every phase
-    names = phase_names(len(blocks))
-    points = []
-
-    def point(grads: int, activations: int, logits_loss: int, temporaries: int) -> None:
-        points.append(TimelinePoint(names[len(points)], state + grads + activations + logits_loss + temporaries,
-                                    (w, a, grads, st, activations, logits_loss, temporaries)))
-
-    point(grads_always, 0, 0, ws)  # weights loaded
+    rows = [(w, a, grads_always, st, 0, 0, ws)]  # weights loaded
     kept = 0
     for block in blocks:  # forward: each block keeps its saved tensors (or its checkpointed input)
-        point(grads_always, kept + block.kept_bytes, 0, ws + block.forward_work_bytes + gather)
+        rows.append((w, a, grads_always, st, kept + block.kept_bytes, 0, ws + block.forward_work_bytes + gather))
         kept += block.kept_bytes
-    point(grads_always, kept + final_norm, loss_peak, ws + gather)  # logits & loss
+    rows.append((w, a, grads_always, st, kept + final_norm, loss_peak, ws + gather))  # logits & loss
     grads = gpu_state.head_gradient_bytes
     per_layer_grads = gpu_state.per_layer_gradient_bytes
     for i in range(len(blocks), 0, -1):  # backward, last block first
@@ -101,10 +92,10 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
         live = kept + (block.saved_bytes if plan.grad_ckpt else block.kept_bytes)
         grads += per_layer_grads[i - 1] if per_layer_grads else 0
         work = block.backward_work_bytes + gather + gpu_state.grad_bucket_bytes
-        point(max(grads_always, min(grads, gpu_state.gradient_bytes)), live, held, ws + work)
-    point(gpu_state.gradient_bytes, 0, held, ws + gpu_state.optimizer_temp_bytes)  # optimizer step
-    point(grads_always, 0, held, ws)  # after zero_grad
-    return tuple(points)
+        rows.append((w, a, max(grads_always, min(grads, gpu_state.gradient_bytes)), st, live, held, ws + work))
+    rows.append((w, a, gpu_state.gradient_bytes, st, 0, held, ws + gpu_state.optimizer_temp_bytes))  # optimizer step
+    rows.append((w, a, grads_always, st, 0, held, ws))  # after zero_grad
+    return tuple(rows)
 
 
 @lru_cache(maxsize=64)
