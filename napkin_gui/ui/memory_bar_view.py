@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QTo
 
 from ..core.result import COMPONENT_LABELS, COMPONENTS, Estimate
 from . import palette
-from .plot_style import fixed_label, nice_ceiling, set_view_if_changed, style_plot
+from .plot_style import QuietHost, fixed_label, nice_ceiling, quiet, set_view_if_changed, style_plot
 
 GIB = 2**30
 ROW_NOW, ROW_PINNED = 1.0, 0.0
@@ -111,12 +111,12 @@ class MemoryBarView(QWidget):
         self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
 
         header = QHBoxLayout()
-        header.addWidget(self.verdict, 1)
+        header.addWidget(QuietHost(self.verdict, self.pin_button.sizeHint().height() + 4, self), 1)
         header.addWidget(self.pin_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(header)
-        layout.addWidget(self.summary)
+        layout.addWidget(quiet(self.summary))
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.legend)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QSizePolicy
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 from . import palette
 
@@ -42,10 +42,38 @@ def fixed_label(label: QLabel, lines: int = 1) -> QLabel:
     whole splitter it sits in (measured: ~3 full-window repaints per edit).
     """
     label.setWordWrap(lines > 1)
+    # opaque: a new text repaints the label alone, not the tab widget's frame beneath it (~1 ms)
+    label.setAutoFillBackground(True)
     label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
     margins = label.contentsMargins()
     label.setFixedHeight(label.fontMetrics().lineSpacing() * lines + 6 + margins.top() + margins.bottom())
     return label
+
+
+class QuietHost(QWidget):
+    """Holds one widget of fixed height without a layout, filling the host.
+
+    QLabel.setText calls updateGeometry, which invalidates the parent's layout and every
+    layout above it up to the window; a QTabWidget answers that LayoutRequest by repainting
+    its whole frame (~1 ms) and the window lays itself out again. A host without a layout
+    takes the LayoutRequest and does nothing, so a new caption repaints only itself.
+    """
+
+    def __init__(self, child: QWidget, height: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.child = child
+        child.setParent(self)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(height)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        self.child.setGeometry(self.rect())
+        super().resizeEvent(event)
+
+
+def quiet(label: QLabel) -> QuietHost:
+    """The fixed_label in a QuietHost, for a layout (the label stays the one to setText on)."""
+    return QuietHost(label, label.maximumHeight(), label.parentWidget())
 
 
 def set_view(item: pg.PlotItem, x_range: tuple[float, float], y_range: tuple[float, float]) -> None:

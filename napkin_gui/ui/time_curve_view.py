@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from ..core.result import Estimate
 from . import palette
-from .plot_style import fixed_label, nice_ceiling, nice_log_range, set_view_if_changed, style_plot
+from .plot_style import fixed_label, nice_ceiling, nice_log_range, quiet, set_view_if_changed, style_plot
 from .sweeps import Sweep, Sweeps
 
 
@@ -107,7 +107,7 @@ class TimeCurveView(QWidget):
                 self.plots[(metric, field)] = _CurvePlot(item, label, x_label, log_y)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.caption)
+        layout.addWidget(quiet(self.caption))
         layout.addWidget(self.graphics, 1)
 
     def show_estimate(self, est: Estimate) -> None:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
 from ..core.result import ALLOCATED_COMPONENTS, COMPONENT_LABELS, Estimate
 from . import palette
-from .plot_style import fixed_label, set_view, style_plot
+from .plot_style import fixed_label, quiet, set_view, style_plot
 
 GIB = 2**30
 
@@ -82,7 +82,7 @@ class MemoryTimelineView(QWidget):
         self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.caption)
+        layout.addWidget(quiet(self.caption))
         layout.addWidget(self.plot, 1)
 
     def show_estimate(self, est: Estimate) -> None:
