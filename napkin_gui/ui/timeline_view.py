@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
 from ..core.result import ALLOCATED_COMPONENTS, COMPONENT_LABELS, Estimate
 from . import palette
-from .plot_style import fixed_label, quiet, set_view, style_plot
+from .plot_style import fixed_label, nice_ceiling, quiet, set_view_if_changed, style_plot
 
 GIB = 2**30
 
@@ -37,7 +37,7 @@ def stage_ticks(phases: Sequence[str]) -> list[tuple[float, str]]:
 
 def stacked(est: Estimate) -> np.ndarray:
     """[component, phase] cumulative GiB of the allocated components."""
-    table = np.array([[v for _, v in point.by_component] for point in est.memory.timeline], dtype=float).T
+    table = np.array(est.memory.phase_values, dtype=float).T
     return np.cumsum(table / GIB, axis=0)
 
 
@@ -49,6 +49,7 @@ class MemoryTimelineView(QWidget):
         self.estimate: Estimate | None = None
         self._stale = False
         self.measured: tuple[tuple[str, int], ...] = ()
+        self._ticks: list[tuple[float, str]] = []
         self.caption = fixed_label(QLabel(self), lines=1)
         self.plot = pg.PlotWidget(self)
         item = self.plot.getPlotItem()
@@ -100,7 +101,7 @@ class MemoryTimelineView(QWidget):
 
     def _draw(self, est: Estimate) -> None:
         mem = est.memory
-        phases = [p.phase for p in mem.timeline]
+        phases = list(mem.phases)
         edges = np.arange(len(phases) + 1, dtype=float)
         cum = stacked(est)
         for k, name in enumerate(ALLOCATED_COMPONENTS):
@@ -114,8 +115,11 @@ class MemoryTimelineView(QWidget):
         self._show_measured(phases)
         top = max(cap, float(cum[-1].max()), self._measured_max())
         item = self.plot.getPlotItem()
-        set_view(item, (0, len(phases)), (0, top * 1.1))
-        item.getAxis("bottom").setTicks([stage_ticks(phases)])
+        set_view_if_changed(item, (0, len(phases)), (0, nice_ceiling(top * 1.08)))  # snapped: the axis rarely changes
+        ticks = stage_ticks(phases)
+        if ticks != self._ticks:  # new ticks re-generate the axis
+            self._ticks = ticks
+            item.getAxis("bottom").setTicks([ticks])
         note = " · dashed: measured by the probe" if self.measured else ""
         self.caption.setText(f"Allocated memory through one step: peak {mem.peak_allocated_bytes / GIB:.2f} GiB "
                              f"at {mem.peak_phase}; NVML adds allocator slack and the CUDA context{note}")
