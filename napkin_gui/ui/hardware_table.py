@@ -182,6 +182,8 @@ class HardwareTable(QWidget):
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.verticalHeader().hide()
+        # single-line cells: a word-wrapped cell is laid out with QTextLayout on every paint
+        self.view.setWordWrap(False)
         self.view.verticalHeader().setDefaultSectionSize(22)
         # fixed widths: ResizeToContents measures every cell on every update (~60 ms)
         header = self.view.horizontalHeader()
