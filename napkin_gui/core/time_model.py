@@ -136,35 +136,47 @@ def step_phases(plan: Plan, work: StepWork, gpu: GpuSpec, eff: TimeEfficiency,
     return (fwd, bwd), opt
 
 
-def _scaled(ph: PhaseSeconds, k: float) -> PhaseSeconds:
-    return PhaseSeconds(ph.compute * k, ph.memory * k, ph.host * k, ph.link * k)
-
-
-def _bound(phases: tuple[PhaseSeconds, ...]) -> tuple[str, dict[str, float]]:
-    totals = {"compute": sum(p.compute for p in phases), "memory": sum(p.memory for p in phases),
-              "overhead": sum(p.host for p in phases), "pcie": sum(p.link for p in phases)}
+def _bound(fwd: PhaseSeconds, bwd: PhaseSeconds, opt: PhaseSeconds, ga: int) -> tuple[str, dict[str, float]]:
+    """What an optimizer step (ga micro-batches and one update) spends its seconds on, and
+    the kind that bounds it."""
+    totals = {"compute": ga * (fwd.compute + bwd.compute) + opt.compute,
+              "memory": ga * (fwd.memory + bwd.memory) + opt.memory,
+              "overhead": ga * (fwd.host + bwd.host) + opt.host,
+              "pcie": ga * (fwd.link + bwd.link) + opt.link}
     device = totals["compute"] + totals["memory"]
     if totals["overhead"] > device + totals["pcie"]:
         return "overhead", totals
-    return max(("compute", "memory", "pcie"), key=lambda k: totals[k]), totals
+    return max(("compute", "memory", "pcie"), key=totals.__getitem__), totals
+
+
+def _term_formulas(plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork) -> tuple[str, str, str, str]:
+    """The text behind each time term, memoised: the hardware table formats the same few
+    texts 152 times (by card identity, like device_seconds)."""
+    key = (id(gpu), id(eff), plan.compute_dtype, plan.sharding, plan.n_gpus, work.executed_flops)
+    hit = _FORMULAS.get(key)
+    if hit is not None and hit[0] is gpu and hit[1] is eff:
+        return hit[2]
+    rate = matmul_flops_per_second(gpu, eff, plan.compute_dtype) / 1e12
+    bw = bandwidth_bytes_per_second(gpu, eff) / 1e9
+    texts = (f"{work.executed_flops:.3g} FLOP matmul + attention at {rate:.0f} TFLOP/s x "
+             f"{eff.matmul_efficiency:.2f} (attention x {eff.attention_efficiency:.2f})",
+             f"elementwise, loss, dequant, optimizer bytes at {bw:.0f} GB/s x {eff.elementwise_efficiency:.2f}",
+             "host: Python, autograd and kernel launches (overlaps the device)",
+             f"GPU-GPU collectives ({plan.sharding}, {plan.n_gpus} GPUs) and CPU offload traffic")
+    if len(_FORMULAS) >= 1024:
+        _FORMULAS.clear()
+    _FORMULAS[key] = (gpu, eff, texts)
+    return texts
+
+
+_FORMULAS: dict[tuple, tuple[GpuSpec, TimeEfficiency, tuple[str, str, str, str]]] = {}
 
 
 def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork) -> tuple[TimeTerm, ...]:
     """Per-micro-batch seconds of each kind of work (they overlap: their sum exceeds the step)."""
     ga = plan.grad_accum
-    rate = matmul_flops_per_second(gpu, eff, plan.compute_dtype) / 1e12
-    bw = bandwidth_bytes_per_second(gpu, eff) / 1e9
-    return (
-        TimeTerm("compute", totals["compute"] / ga,
-                 f"{work.executed_flops:.3g} FLOP matmul + attention at {rate:.0f} TFLOP/s x "
-                 f"{eff.matmul_efficiency:.2f} (attention x {eff.attention_efficiency:.2f})"),
-        TimeTerm("memory", totals["memory"] / ga,
-                 f"elementwise, loss, dequant, optimizer bytes at {bw:.0f} GB/s x {eff.elementwise_efficiency:.2f}"),
-        TimeTerm("overhead", totals["overhead"] / ga,
-                 "host: Python, autograd and kernel launches (overlaps the device)"),
-        TimeTerm("pcie", totals["pcie"] / ga,
-                 f"GPU-GPU collectives ({plan.sharding}, {plan.n_gpus} GPUs) and CPU offload traffic"),
-    )
+    return tuple(TimeTerm(name, totals[name] / ga, text)
+                 for name, text in zip(("compute", "memory", "overhead", "pcie"), _term_formulas(plan, gpu, eff, work)))
 
 
 def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, memory: MemoryEstimate,
@@ -180,7 +192,7 @@ def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, 
     total = plan.grad_accum * micro + update
     per_gpu = work.tokens * plan.grad_accum / total
     ga = plan.grad_accum
-    bound, totals = _bound((_scaled(fwd, ga), _scaled(bwd, ga), opt))
+    bound, totals = _bound(fwd, bwd, opt, ga)
     peak = (gpu.fp16_tflops if plan.compute_dtype == "fp16" else
             gpu.fp32_tflops if plan.compute_dtype == "fp32" else gpu.bf16_tflops) * 1e12
     return TimeEstimate(
