@@ -138,7 +138,7 @@ def test_raise_batch_until_oom(window, qtbot):
     # the curve's OOM zone starts where the core says batch sizes stop fitting
     sweep_plot = window.time_view.plots[("step", "batch_size")]
     assert sweep_plot.oom_zone.isVisible()
-    start, _ = sweep_plot.oom_zone.getRegion()
+    start, _ = sweep_plot.oom_region()
     assert 10 ** start <= plan.batch_size
 
 
