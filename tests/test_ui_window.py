@@ -250,6 +250,11 @@ def test_hardware_table_rows_match_core(window, qtbot):
     assert table.model.rows == rows
     assert table.model.rowCount() == len(rows)
     cheapest = [r for r in rows if r.cheapest]
+    # the rows in view are written at once, the others once edits pause
+    first, last = table.visible_rows()
+    assert 0 < last - first + 1 < len(rows)
+    assert table.model.stale_rows == len(rows) - (last - first + 1)
+    qtbot.waitUntil(lambda: table.model.stale_rows == 0, timeout=2000)
     assert cheapest and "cheapest" in table.model.data(
         table.model.index(table.model.shown.index(cheapest[0]), 0))
     # every cell shows its row's text, greyed when the row does not fit
@@ -268,6 +273,13 @@ def test_hardware_table_rows_match_core(window, qtbot):
         for group in ([r for r in shown if r.fits], [r for r in shown if not r.fits]):
             steps = [r.step_seconds for r in group]
             assert steps == sorted(steps, reverse=order == Qt.SortOrder.DescendingOrder)
+    # rows scrolled into view are written before they are painted, not on the idle timer
+    assert table.model.stale_rows > 0
+    table.view.scrollToBottom()
+    first, last = table.visible_rows()
+    assert last == len(rows) - 1
+    for i in (first, last):
+        assert [table.model.data(table.model.index(i, c)) for c in range(12)] == table.model.row_text(table.source_row(i))
     fastest = next(r for r in rows if r.fastest)
     table_row = next(i for i in range(table.model.rowCount()) if table.source_row(i) == fastest)
     index = table.model.index(table_row, 0)

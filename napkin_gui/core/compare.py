@@ -19,6 +19,7 @@ from .model_source import resolve_model
 from .model_spec import ModelSpec
 from .plan import Plan, check_combination
 from .result import MemoryEstimate, TimeEstimate
+from .step_work import step_work
 from .time_model import time_estimate
 
 COUNTS = (1, 2, 4, 8)
@@ -132,11 +133,12 @@ def compare_hardware(plan: Plan, counts: tuple[int, ...] = COUNTS,
     spec = resolve_model(plan.model)
     state = model_state(spec, plan)
     variants = _Variants(plan, spec, state)
+    work = step_work(spec, plan, state.trainable_params)  # one GPU's micro-batch: the same in every row
     rows = []
     for gpu in gpus if gpus is not None else gpu_catalog():
         for n in counts:
             variant = _choose(plan, gpu, n, variants)
-            time = time_estimate(variant.plan, spec, gpu, state, variant.memory)  # reads no plan.gpu
+            time = time_estimate(variant.plan, spec, gpu, state, variant.memory, work=work)  # reads no plan.gpu
             rows.append(_row(gpu, variant, time))
     return _mark(rows)
 

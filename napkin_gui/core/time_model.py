@@ -180,10 +180,13 @@ def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficien
 
 
 def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, memory: MemoryEstimate,
-                  eff: TimeEfficiency | None = None) -> TimeEstimate:
-    """Seconds per micro-batch and per optimizer step, tokens/s, bound, FLOPs and MFU."""
+                  eff: TimeEfficiency | None = None, work: StepWork | None = None) -> TimeEstimate:
+    """Seconds per micro-batch and per optimizer step, tokens/s, bound, FLOPs and MFU.
+
+    work: the plan's step_work, when the caller already has it (compare prices one StepWork
+    on every card and GPU count: step_work ignores both)."""
     eff = eff or time_efficiency()
-    work = step_work(spec, plan, state.trainable_params)
+    work = work or step_work(spec, plan, state.trainable_params)
     comm = comm_seconds(plan, gpu, eff, state.weights_bytes + state.adapter_bytes, state.gradient_bytes,
                         state.trainable_params, spec.num_layers)
     (fwd, bwd), opt = step_phases(plan, work, gpu, eff, comm)

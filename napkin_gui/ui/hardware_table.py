@@ -5,7 +5,8 @@ highlighted, rows that do not fit are greyed, and rows that fit always sort firs
 Double-clicking a row emits row_chosen(row) and the window makes its card, count and
 sharding the plan's.
 
-The model is a QStandardItemModel whose items are made once and re-texted on each edit:
+The model is a QStandardItemModel whose items are made once and re-texted on each edit
+(the rows in view at once, the others when the event loop is idle):
 cells live in C++, so painting calls no Python (a Python QAbstractTableModel answered ~3,600
 data() calls per repaint, ~25 ms), and sorting is a Python sort of 152 rows, not a
 QSortFilterProxyModel calling a Python lessThan ~900 times.
@@ -13,9 +14,10 @@ QSortFilterProxyModel calling a Python lessThan ~900 times.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, Qt, Signal
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
 
@@ -40,6 +42,8 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
 )
 HEADERS = tuple(c[0] for c in COLUMNS)
 COLUMN_WIDTHS = (240, 48, 64, 72, 80, 44, 72, 70, 92, 64, 70, 62)
+# rows out of view are written once edits pause this long (a drag re-sorts them every step)
+REST_DELAY_MS = 50
 DEFAULT_SORT = (HEADERS.index("$ / M tokens"), Qt.SortOrder.AscendingOrder)  # cheapest per token first
 
 
@@ -96,6 +100,11 @@ class HardwareModel(QStandardItemModel):
         self.sort_column, self.sort_order = DEFAULT_SORT
         self._items: list[list[QStandardItem]] = []
         self._styles: list[tuple[bool, bool, bool] | None] = []  # (fits, cheapest, fastest) shown per row
+        self._stale: list[bool] = []  # table rows whose items still hold an older text
+        # the rows a view shows, (first, last); the table widget sets it to its viewport's
+        self.visible_rows: Callable[[], tuple[int, int]] = lambda: (0, len(self.shown) - 1)
+        self._rest_timer = QTimer(self, singleShot=True, interval=REST_DELAY_MS)
+        self._rest_timer.timeout.connect(self._write_rest)
         bold = QFont()
         bold.setBold(True)
         self._bold, self._plain = bold, QFont()
@@ -139,12 +148,30 @@ class HardwareModel(QStandardItemModel):
         self._styles = [None] * n
 
     def _show(self) -> None:
-        """Write the rows into the items in sort order; one dataChanged for the whole table."""
+        """Sort the rows, write the ones the view shows now, and the rest on an idle timer."""
         self._ensure_rows(len(self.rows))
         self.shown = sorted_for_column(self.rows, self.sort_column, self.sort_order)
-        self.blockSignals(True)  # ~1,800 setText calls; the views hear one dataChanged below
+        self._stale = [True] * len(self.shown)
+        first, last = self.visible_rows()
+        self.write_rows(first, last)
+        if any(self._stale):
+            self._rest_timer.start()
+
+    def write_rows(self, first: int, last: int) -> None:
+        """Write table rows first..last (clipped) if they are stale; one dataChanged for them.
+
+        A full table is ~1,800 setText calls (~2 ms); the view shows ~25 of its 152 rows, so
+        an edit writes those before it is painted and the rest once edits pause.
+        """
+        first, last = max(first, 0), min(last, len(self.shown) - 1)
+        stale = [i for i in range(first, last + 1) if self._stale[i]]
+        if not stale:
+            return
+        self.blockSignals(True)  # the views hear one dataChanged below
         try:
-            for position, (row, items) in enumerate(zip(self.shown, self._items)):
+            for position in stale:
+                row, items = self.shown[position], self._items[position]
+                self._stale[position] = False
                 tip = f"{row.gpu_name} x{row.n_gpus} ({row.sharding}), {row.bound}-bound; double-click to use it"
                 for item, text in zip(items, self.row_text(row)):
                     item.setText(text)
@@ -155,8 +182,15 @@ class HardwareModel(QStandardItemModel):
                     self._style_row(items, *style)
         finally:
             self.blockSignals(False)
-        if self.shown:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self.shown) - 1, len(COLUMNS) - 1))
+        self.dataChanged.emit(self.index(stale[0], 0), self.index(stale[-1], len(COLUMNS) - 1))
+
+    def _write_rest(self) -> None:
+        self.write_rows(0, len(self.shown) - 1)
+
+    @property
+    def stale_rows(self) -> int:
+        """Table rows not yet written for the current rows (out of view, waiting for idle)."""
+        return sum(self._stale)
 
     def _style_row(self, items: list[QStandardItem], fits: bool, cheapest: bool, fastest: bool) -> None:
         background = self._cheapest_bg if cheapest else self._fastest_bg if fastest else self._none
@@ -194,6 +228,9 @@ class HardwareTable(QWidget):
                 header.resizeSection(column, width)
         self.view.sortByColumn(*DEFAULT_SORT)  # after setSortingEnabled, which sorts by column 0
         self.view.doubleClicked.connect(self._on_view_double_clicked)
+        self.model.visible_rows = self.visible_rows
+        # rows scrolled into view are written before they are painted
+        self.view.verticalScrollBar().valueChanged.connect(self._write_visible)
         self.view.setToolTip("Double-click a row to use that GPU and count in the plan.")
         self.caption = QLabel("Every catalog GPU at 1, 2, 4 and 8 GPUs (FSDP where a copy per GPU does not fit), "
                               "rows that fit first. Green: cheapest per token; blue: fastest. "
@@ -206,6 +243,23 @@ class HardwareTable(QWidget):
 
     def show_rows(self, rows: tuple[Any, ...]) -> None:
         self.model.set_rows(rows)
+
+    def visible_rows(self) -> tuple[int, int]:
+        """(first, last) table row in the viewport; every row while the table is hidden."""
+        n = self.model.rowCount()
+        if not self.view.isVisible():
+            return 0, n - 1
+        view = self.view
+        first = view.rowAt(0)
+        last = view.rowAt(view.viewport().height() - 1)
+        return (max(first, 0), n - 1 if last < 0 else last)
+
+    def _write_visible(self) -> None:
+        self.model.write_rows(*self.visible_rows())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._write_visible()
 
     def source_row(self, table_row: int) -> Any:
         """The compare row shown at a (sorted) table row."""
