@@ -7,11 +7,10 @@ Counted per decoder block from the ModelSpec and the plan; identical blocks once
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import NamedTuple
 
 from . import flops as fl
 from . import traffic as tr
-from .memory.activations import linear_role
+from .memory.activations import linear_roles, role_input_bytes
 from .memory.lora import lora_target_linears
 from .memory.precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
 from .model_spec import DecoderLayer, ModelSpec, block_repeats
@@ -31,14 +30,11 @@ MODEL_MODULES = 6
 DEQUANT_LAUNCHES = 3
 
 
-class MatmulGroup(NamedTuple):
-    """`launches` matmuls of one shape: FLOPs and bytes (inputs + weight + output) each.
-    (A named tuple: a step's work makes ~150 of them, several times faster than a dataclass.)"""
-
-    dtype: str
-    flops: float
-    bytes: float
-    launches: float
+# A phase's matmuls, folded by shape: (dtype, FLOPs, bytes of inputs + weight + output) of one
+# matmul -> how many times it is launched. A step has ~150 matmuls but ~20 distinct shapes;
+# folding them as they are added (not as a list merged at the end) keeps a step's work to
+# a few hundred dict updates.
+MatmulShape = tuple[str, float, float]
 
 
 @dataclass(slots=True)
@@ -46,7 +42,7 @@ class PhaseWork:
     """What one phase asks of the device (FLOPs, bytes) and of the host (launches, calls)."""
 
     name: str
-    matmuls: list[MatmulGroup] = field(default_factory=list)
+    matmuls: dict[MatmulShape, float] = field(default_factory=dict)  # shape -> launches
     attention_flops: float = 0.0      # flash / memory-efficient attention kernels
     elementwise_bytes: float = 0.0    # norms, activations, casts, LoRA, loss, optimizer
     dequant_bytes: float = 0.0        # NF4 -> bf16 weight dequantization
@@ -60,7 +56,9 @@ class PhaseWork:
     device_memo: dict = field(default_factory=dict, compare=False, repr=False)
 
     def add(self, other: PhaseWork, times: float = 1.0) -> None:
-        self.matmuls += [MatmulGroup(m.dtype, m.flops, m.bytes, m.launches * times) for m in other.matmuls]
+        matmuls = self.matmuls
+        for shape, launches in other.matmuls.items():
+            matmuls[shape] = matmuls.get(shape, 0.0) + launches * times
         for name in ("attention_flops", "elementwise_bytes", "dequant_bytes", "launches",
                      "autograd_launches", "modules", "quant_calls", "checkpoints"):
             setattr(self, name, getattr(self, name) + times * getattr(other, name))
@@ -80,25 +78,30 @@ class StepWork:
     trainable_tensors: int
 
 
+def _add_matmul(phase: PhaseWork, shape: MatmulShape, launches: float) -> None:
+    phase.matmuls[shape] = phase.matmuls.get(shape, 0.0) + launches
+
+
 def _mm(phase: PhaseWork, dtype: str, m: float, k: int, n: int, elem: int, launches: float) -> None:
     """A [m, k] x [k, n] matmul launched `launches` times."""
-    phase.matmuls.append(MatmulGroup(dtype, 2.0 * m * k * n, elem * (m * k + k * n + m * n), launches))
+    _add_matmul(phase, (dtype, 2.0 * m * k * n, elem * (m * k + k * n + m * n)), launches)
 
 
-def _input_bytes(layer: DecoderLayer, index: int, dt) -> int:
-    role = linear_role(layer, index)
-    return {"attn_in": dt.stream, "attn_latent": dt.linear_out, "attn_out": dt.attn,
-            "mlp_in": dt.stream, "mlp_out": dt.linear_out, "router": dt.stream}[role]
+def linear_input_bytes(layer: DecoderLayer, dt) -> tuple[int, ...]:
+    """Element size of each linear's input, in the block's order."""
+    by_role = role_input_bytes(dt)
+    return tuple(by_role[role] for role in linear_roles(layer))
 
 
-def _linears(layer: DecoderLayer, plan: Plan, dt, tokens: int, fwd: PhaseWork, bwd: PhaseWork) -> None:
+def _linears(layer: DecoderLayer, plan: Plan, dt, inputs: tuple[int, ...], tokens: int, fwd: PhaseWork,
+             bwd: PhaseWork) -> None:
     """Base linears: matmuls (+ weight grads in full FT), autocast and 4-bit casts, dequant."""
     mm_dtype = plan.compute_dtype
     elem = 4 if mm_dtype == "fp32" else 2
     full, qlora = plan.method == "full", plan.method == "qlora"
     for i, lin in enumerate(layer.linears):
         m = tokens * lin.active / lin.count
-        ib = _input_bytes(layer, i, dt)
+        ib = inputs[i]
         for phase in (fwd, bwd) if not full else (fwd, bwd, bwd):
             _mm(phase, mm_dtype, m, lin.d_in, lin.d_out, elem, lin.count)
         fwd.launches += lin.count
@@ -128,7 +131,8 @@ def _linears(layer: DecoderLayer, plan: Plan, dt, tokens: int, fwd: PhaseWork, b
         bwd.elementwise_bytes += 6 * sum(lin.count * lin.d_in * lin.d_out for lin in layer.linears)
 
 
-def _lora(layer: DecoderLayer, plan: Plan, dt, tokens: int, fwd: PhaseWork, bwd: PhaseWork) -> None:
+def _lora(layer: DecoderLayer, plan: Plan, dt, inputs: tuple[int, ...], tokens: int, fwd: PhaseWork,
+          bwd: PhaseWork) -> None:
     """peft LoRA on each targeted linear: two small matmuls and the elementwise path around them."""
     if not plan.is_lora:
         return
@@ -136,9 +140,11 @@ def _lora(layer: DecoderLayer, plan: Plan, dt, tokens: int, fwd: PhaseWork, bwd:
     mm_dtype = plan.compute_dtype if dt.autocast else "fp32"
     elem = 2 if dt.autocast else 4
     dropout = plan.lora_dropout > 0
-    for lin in lora_target_linears(layer, plan.lora_targets):
-        i = layer.linears.index(lin)
-        ib, ob = _input_bytes(layer, i, dt), dt.linear_out
+    targets = lora_target_linears(layer, plan.lora_targets)
+    for i, lin in enumerate(layer.linears):
+        if not any(lin is target for target in targets):
+            continue
+        ib, ob = inputs[i], dt.linear_out
         m = tokens * lin.active / lin.count
         _mm(fwd, mm_dtype, m, lin.d_in, r, elem, lin.count)
         _mm(fwd, mm_dtype, m, r, lin.d_out, elem, lin.count)
@@ -182,28 +188,27 @@ def _attention(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, fwd: PhaseW
     mm_dtype = "fp32" if ab == 4 else plan.compute_dtype
     scores = b * h * s * s
     for d in (spec.head_dim, v_dim):   # q @ k^T, then probs @ v: [b*h, s, d] x [b*h, d, s]
-        group = MatmulGroup(mm_dtype, 2.0 * scores * d, ab * (scores + 2 * b * h * s * d), 1)
-        fwd.matmuls.append(group)
-        bwd.matmuls.append(group._replace(launches=2))
+        shape = (mm_dtype, 2.0 * scores * d, ab * (scores + 2 * b * h * s * d))
+        _add_matmul(fwd, shape, 1)
+        _add_matmul(bwd, shape, 2)
     fwd.elementwise_bytes += scores * tr.score_bytes(ab, kernel)
     bwd.elementwise_bytes += scores * tr.score_bytes(ab, kernel)
     fwd.launches += 5
     bwd.autograd_launches += 8
 
 
-def _input_grad_sums(layer: DecoderLayer, plan: Plan, dt) -> float:
+def _input_grad_sums(layer: DecoderLayer, plan: Plan, inputs: tuple[int, ...]) -> float:
     """Bytes per token of summing input gradients: a tensor read by k ops (q/k/v, gate/up, each
     LoRA branch) gets k gradients, added pairwise (read, read, write each)."""
     readers: dict[str, list] = {}
     targets = set(id(lin) for lin in lora_target_linears(layer, plan.lora_targets)) if plan.is_lora else set()
-    for i, lin in enumerate(layer.linears):
-        role = linear_role(layer, i)
-        entry = readers.setdefault(role, [0, lin.d_in, _input_bytes(layer, i, dt)])
+    for lin, role, ib in zip(layer.linears, linear_roles(layer), inputs):
+        entry = readers.setdefault(role, [0, lin.d_in, ib])
         entry[0] += lin.active * (1 + (id(lin) in targets))
     return sum(max(0, k - 1) * 3 * ib * width for k, width, ib in readers.values())
 
 
-def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, fwd: PhaseWork,
+def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, inputs: tuple[int, ...], fwd: PhaseWork,
                        bwd: PhaseWork) -> None:
     """Norms, rotary embedding, MLP activation, residual adds, dropout, MoE dispatch."""
     extras = config_extras(spec)
@@ -233,7 +238,7 @@ def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, fwd
         top_k = max((lin.active for lin in layer.linears if lin.count > 1), default=1)
         per_token += 8 * dt.stream * hidden * top_k     # gather tokens, weight, scatter-add back
         launches += 6 + 5 * layer.num_experts
-    grad_sums = _input_grad_sums(layer, plan, dt)
+    grad_sums = _input_grad_sums(layer, plan, inputs)
     fwd.elementwise_bytes += per_token * tokens
     bwd.elementwise_bytes += per_token * tr.BACKWARD_TRAFFIC_RATIO * tokens + grad_sums * tokens
     fwd.launches += launches
@@ -246,10 +251,11 @@ def block_work(layer: DecoderLayer, spec: ModelSpec, plan: Plan) -> tuple[PhaseW
     dt = activation_dtypes(plan, spec)
     tokens = plan.batch_size * plan.seq_len
     fwd, bwd = PhaseWork("forward"), PhaseWork("backward")
-    _linears(layer, plan, dt, tokens, fwd, bwd)
-    _lora(layer, plan, dt, tokens, fwd, bwd)
+    inputs = linear_input_bytes(layer, dt)
+    _linears(layer, plan, dt, inputs, tokens, fwd, bwd)
+    _lora(layer, plan, dt, inputs, tokens, fwd, bwd)
     _attention(layer, spec, plan, dt, fwd, bwd)
-    _block_elementwise(layer, spec, plan, dt, fwd, bwd)
+    _block_elementwise(layer, spec, plan, dt, inputs, fwd, bwd)
     return fwd, bwd
 
 
@@ -313,17 +319,7 @@ def optimizer_work(plan: Plan, trainable_params: int, tensors: int, state_bytes:
 
 
 def _matmul_flops(phase: PhaseWork) -> float:
-    return sum(m.flops * m.launches for m in phase.matmuls) + phase.attention_flops
-
-
-def merged(phase: PhaseWork) -> PhaseWork:
-    """The phase with matmuls of one shape folded into one group (fewer groups to price)."""
-    launches: dict[tuple[str, float, float], float] = {}
-    for mm in phase.matmuls:
-        key = (mm.dtype, mm.flops, mm.bytes)
-        launches[key] = launches.get(key, 0.0) + mm.launches
-    phase.matmuls = [MatmulGroup(d, f, b, n) for (d, f, b), n in launches.items()]
-    return phase
+    return sum(flops * launches for (_, flops, _), launches in phase.matmuls.items()) + phase.attention_flops
 
 
 # Plan fields that do not change one GPU's micro-batch work: every card, GPU count, sharding
@@ -357,7 +353,7 @@ def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     extras = config_extras(spec)
     model = fl.model_flops(spec, plan.batch_size, plan.seq_len, plan.method == "full",
                            plan.lora_r if plan.is_lora else 0, plan.lora_targets, extras.v_head_dim)
-    return StepWork(forward=merged(fwd), backward=merged(bwd),
+    return StepWork(forward=fwd, backward=bwd,
                     optimizer=optimizer_work(plan, trainable_params, tensors, state_bytes),
                     tokens=plan.batch_size * plan.seq_len,
                     executed_flops=_matmul_flops(fwd) + _matmul_flops(bwd), model_flops=model,

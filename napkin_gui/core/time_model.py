@@ -71,11 +71,11 @@ def _device_seconds(phase: PhaseWork, gpu: GpuSpec, eff: TimeEfficiency, compute
     bw = bandwidth_bytes_per_second(gpu, eff)
     compute = memory = 0.0
     rates: dict[str, float] = {}
-    for mm in phase.matmuls:
-        rate = rates.get(mm.dtype) or rates.setdefault(mm.dtype, matmul_flops_per_second(gpu, eff, mm.dtype))
-        flops_s = mm.flops / (rate * eff.matmul_efficiency)
-        bytes_s = mm.bytes / bw
-        t = mm.launches * (max(flops_s, bytes_s) + eff.matmul_launch_seconds)
+    for (dtype, flops, nbytes), launches in phase.matmuls.items():
+        rate = rates.get(dtype) or rates.setdefault(dtype, matmul_flops_per_second(gpu, eff, dtype))
+        flops_s = flops / (rate * eff.matmul_efficiency)
+        bytes_s = nbytes / bw
+        t = launches * (max(flops_s, bytes_s) + eff.matmul_launch_seconds)
         if flops_s >= bytes_s:
             compute += t
         else:

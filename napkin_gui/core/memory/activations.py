@@ -52,6 +52,29 @@ def linear_role(layer: DecoderLayer, index: int) -> str:
     return "mlp_in"
 
 
+def role_input_bytes(dt: ActivationDtypes) -> dict[str, int]:
+    """Element size of the tensor a linear of each role reads: the residual stream (after a
+    norm), attention's output, or the previous linear's output (MLA latents, down_proj)."""
+    return {"attn_in": dt.stream, "attn_latent": dt.linear_out, "attn_out": dt.attn,
+            "mlp_in": dt.stream, "mlp_out": dt.linear_out, "router": dt.stream}
+
+
+_ROLES: dict[int, tuple[DecoderLayer, tuple[str, ...]]] = {}
+
+
+def linear_roles(layer: DecoderLayer) -> tuple[str, ...]:
+    """linear_role of every linear of the block, memoised by the block's identity (a spec and
+    its blocks are frozen; each estimate asks ~40 times per block)."""
+    hit = _ROLES.get(id(layer))
+    if hit is not None and hit[0] is layer:
+        return hit[1]
+    roles = tuple(linear_role(layer, i) for i in range(len(layer.linears)))
+    if len(_ROLES) >= 1024:
+        _ROLES.clear()
+    _ROLES[id(layer)] = (layer, roles)
+    return roles
+
+
 def norm_saved_bytes(width: int, dt: ActivationDtypes, rms: bool = True) -> int:
     """RMSNorm upcasts x to fp32 and saves it for pow/mul (4 B); a trainable weight also saves
     the normalized tensor (stream dtype). LayerNorm saves its input (fp32 under autocast)."""
@@ -161,13 +184,13 @@ def layer_saved_bytes_per_token(layer: DecoderLayer, hidden: int, num_heads: int
     lora_targets: indices of this block's linears that carry adapters.
     dropout_masks: hidden-sized dropouts after attention / MLP (bool mask each, GPT-2 style).
     """
-    input_bytes = {"attn_in": dt.stream, "attn_latent": dt.linear_out, "attn_out": dt.attn,
-                   "mlp_in": dt.stream, "mlp_out": dt.linear_out, "router": dt.stream}
+    input_bytes = role_input_bytes(dt)
     total = layer.norms * norm_saved_bytes(hidden, dt, rms) if layer.norms else 0
     total += base_linear_input_bytes(layer, dt, input_bytes)
     lora_roles: set[str] = set()
+    roles = linear_roles(layer)
     for i in sorted(lora_targets):
-        role = linear_role(layer, i)
+        role = roles[i]
         total += lora_saved_bytes(layer.linears[i], input_bytes[role], dt, input_shared=role in lora_roles)
         lora_roles.add(role)
     total += attention_saved_bytes_per_token(num_heads, num_kv_heads, head_dim, v_head_dim,
