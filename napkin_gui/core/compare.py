@@ -18,9 +18,9 @@ from .memory.summary import capacity_bytes, device_used_bytes, fits_on, memory_e
 from .model_source import resolve_model
 from .model_spec import ModelSpec
 from .plan import Plan, check_combination
-from .result import MemoryEstimate, TimeEstimate
+from .result import MemoryEstimate
 from .step_work import step_work
-from .time_model import time_estimate
+from .time_model import StepTime, step_time
 
 COUNTS = (1, 2, 4, 8)
 
@@ -99,10 +99,10 @@ def _choose(plan: Plan, gpu: GpuSpec, n: int, variants: _Variants) -> _Variant:
     return variants.get(n, "fsdp", gpu) or named
 
 
-def _row(gpu: GpuSpec, variant: _Variant, time: TimeEstimate) -> HardwareRow:
+def _row(gpu: GpuSpec, variant: _Variant, time: StepTime) -> HardwareRow:
     """One table row: the variant's plan on n of this card."""
     plan, reserved = variant.plan, variant.reserved_on(gpu)
-    tps = time.tokens_per_second_total
+    tps = time.tokens_per_second * plan.n_gpus
     total = total_estimate(plan, tps, gpu.price_usd_per_hour)
     per_million = gpu.price_usd_per_hour * plan.n_gpus / (tps * 3600) * 1e6 if tps > 0 else float("inf")
     return HardwareRow(
@@ -138,7 +138,7 @@ def compare_hardware(plan: Plan, counts: tuple[int, ...] = COUNTS,
     for gpu in gpus if gpus is not None else gpu_catalog():
         for n in counts:
             variant = _choose(plan, gpu, n, variants)
-            time = time_estimate(variant.plan, spec, gpu, state, variant.memory, work=work)  # reads no plan.gpu
+            time = step_time(variant.plan, spec, gpu, state, work=work)  # reads no plan.gpu
             rows.append(_row(gpu, variant, time))
     return _mark(rows)
 

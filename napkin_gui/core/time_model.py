@@ -11,7 +11,8 @@ Efficiencies are data: resources/time_efficiency.json, fitted by bench/fit_time.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from .comm import CommSeconds, comm_seconds
 from .gpu_spec import GpuSpec
@@ -179,9 +180,21 @@ def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficien
                  for name, text in zip(("compute", "memory", "overhead", "pcie"), _term_formulas(plan, gpu, eff, work)))
 
 
-def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, memory: MemoryEstimate,
-                  eff: TimeEfficiency | None = None, work: StepWork | None = None) -> TimeEstimate:
-    """Seconds per micro-batch and per optimizer step, tokens/s, bound, FLOPs and MFU.
+class StepTime(NamedTuple):
+    """One step priced on one card: what the hardware table's rows need, without the texts
+    and terms of a full TimeEstimate."""
+
+    step_seconds: float             # one micro-batch
+    optimizer_step_seconds: float   # grad_accum micro-batches and the update
+    tokens_per_second: float        # per GPU
+    bound: str
+    totals: dict[str, float]        # seconds of an optimizer step by kind (compute, memory, ...)
+    work: StepWork
+
+
+def step_time(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, eff: TimeEfficiency | None = None,
+              work: StepWork | None = None) -> StepTime:
+    """Seconds per micro-batch and per optimizer step, tokens/s per GPU and the bound.
 
     work: the plan's step_work, when the caller already has it (compare prices one StepWork
     on every card and GPU count: step_work ignores both)."""
@@ -193,13 +206,20 @@ def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, 
     micro = overlapped_seconds((fwd, bwd), eff)
     update = overlapped_seconds((opt,), eff)
     total = plan.grad_accum * micro + update
-    per_gpu = work.tokens * plan.grad_accum / total
-    ga = plan.grad_accum
-    bound, totals = _bound(fwd, bwd, opt, ga)
+    bound, totals = _bound(fwd, bwd, opt, plan.grad_accum)
+    return StepTime(total / plan.grad_accum, total, work.tokens * plan.grad_accum / total, bound, totals, work)
+
+
+def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, memory: MemoryEstimate,
+                  eff: TimeEfficiency | None = None) -> TimeEstimate:
+    """Seconds per micro-batch and per optimizer step, tokens/s, bound, FLOPs and MFU."""
+    eff = eff or time_efficiency()
+    t = step_time(plan, spec, gpu, state, eff)
+    total, per_gpu, work = t.optimizer_step_seconds, t.tokens_per_second, t.work
     peak = (gpu.fp16_tflops if plan.compute_dtype == "fp16" else
             gpu.fp32_tflops if plan.compute_dtype == "fp32" else gpu.bf16_tflops) * 1e12
     return TimeEstimate(
-        step_seconds=total / plan.grad_accum, optimizer_step_seconds=total,
-        tokens_per_second=per_gpu, tokens_per_second_total=per_gpu * plan.n_gpus, bound=bound,
-        terms=_terms(totals, plan, gpu, eff, work), flops_per_step=work.executed_flops * plan.grad_accum,
+        step_seconds=t.step_seconds, optimizer_step_seconds=total,
+        tokens_per_second=per_gpu, tokens_per_second_total=per_gpu * plan.n_gpus, bound=t.bound,
+        terms=_terms(t.totals, plan, gpu, eff, work), flops_per_step=work.executed_flops * plan.grad_accum,
         mfu=work.model_flops * plan.grad_accum / total / peak)
