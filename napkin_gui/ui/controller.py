@@ -190,7 +190,7 @@ class PlanController(QObject):
         if self.error or self.estimate is None:
             return
         self._sweeps_stale = False
-        self.sweeps_changed.emit(plan_sweeps(self._plan, self.estimate, self.estimates.get_or_none))
+        self.sweeps_changed.emit(plan_sweeps(self._plan, self.estimate, self.estimates.get_point))
 
     def _recompute_hardware(self) -> None:
         if self.error or self.estimate is None:

@@ -1,11 +1,12 @@
-"""core.estimate memoised by (plan, calibration): Plan is a frozen, hashable dataclass."""
+"""core.estimate (and core.estimate_point for curve points) memoised by (plan, calibration):
+Plan is a frozen, hashable dataclass."""
 from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Any
 
 from ..core.errors import PlanError
-from ..core.estimate import estimate
+from ..core.estimate import StepPoint, estimate, estimate_point
 from ..core.plan import Plan, check_combination
 from ..core.result import Estimate
 
@@ -19,6 +20,8 @@ class EstimateCache:
         self.maxsize = maxsize
         self.calibration: Any = None
         self._items: OrderedDict[tuple[Plan, Any], Estimate | PlanError] = OrderedDict()
+        # curve points priced with core.estimate_point (no Estimate needed: 16 per edit)
+        self._points: OrderedDict[tuple[Plan, Any], StepPoint | None] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -46,12 +49,29 @@ class EstimateCache:
             raise found
         return found
 
-    def get_or_none(self, plan: Plan) -> Estimate | None:
-        """The Estimate, or None when core rejects the plan."""
+    def get_point(self, plan: Plan) -> StepPoint | None:
+        """Step seconds, tokens/s and fits of plan (None when core rejects it), from its
+        Estimate when that is cached, else from core.estimate_point (the same figures)."""
+        key = (plan, self.calibration)
+        found = self._items.get(key)
+        if found is not None:
+            return None if isinstance(found, PlanError) else StepPoint(
+                found.time.step_seconds, found.time.tokens_per_second, found.memory.fits)
         try:
-            return self.get(plan)
-        except PlanError:
-            return None
+            point = self._points[key]
+            self._points.move_to_end(key)
+            self.hits += 1
+        except KeyError:
+            self.misses += 1
+            try:
+                point = estimate_point(check_combination(plan), calibration=self.calibration)
+            except PlanError:
+                point = None
+            self._points[key] = point
+            if len(self._points) > self.maxsize:
+                self._points.popitem(last=False)
+        return point
 
     def clear(self) -> None:
         self._items.clear()
+        self._points.clear()

@@ -28,6 +28,9 @@ def style_plot(item: pg.PlotItem, grid_x: bool, grid_y: bool, left_width: int = 
         axis.setZValue(-1000)  # grid lines under the data, not across the bars
         axis.setPen(pg.mkPen(palette.AXIS))
         axis.setTextPen(pg.mkPen(palette.FOREGROUND))
+        # no SI prefix (labels carry their own units): pyqtgraph would re-render the axis
+        # label's HTML (QGraphicsTextItem.setHtml) on every range change
+        axis.enableAutoSIPrefix(False)
     item.getAxis("left").setWidth(left_width)
     item.enableAutoRange(False)
     item.setMouseEnabled(False, False)

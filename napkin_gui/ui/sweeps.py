@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..core.plan import Plan
+from ..core.estimate import StepPoint
 from ..core.result import Estimate
 
 # Powers of two keep the grid small (8 points, each one core.estimate call) and evenly
@@ -55,21 +56,22 @@ def grid_values(grid: tuple[int, ...], current: int) -> tuple[int, ...]:
 
 
 def sweep(plan: Plan, field: str, grid: tuple[int, ...],
-          estimate_fn: Callable[[Plan], Estimate | None]) -> Sweep:
-    """Step seconds, tokens/s and fits of plan with `field` set to each grid value."""
+          point_fn: Callable[[Plan], StepPoint | None]) -> Sweep:
+    """Step seconds, tokens/s and fits of plan with `field` set to each grid value
+    (point_fn: core.estimate_point, memoised, or None where core rejects the plan)."""
     current = getattr(plan, field)
     values = grid_values(grid, current)
     step, tps, fits = [], [], []
     for value in values:
-        est = estimate_fn(dataclasses.replace(plan, **{field: value}))
-        step.append(est.time.step_seconds if est else math.nan)
-        tps.append(est.time.tokens_per_second if est else math.nan)
-        fits.append(bool(est and est.memory.fits))
+        point = point_fn(dataclasses.replace(plan, **{field: value}))
+        step.append(point.step_seconds if point else math.nan)
+        tps.append(point.tokens_per_second if point else math.nan)
+        fits.append(bool(point and point.fits))
     return Sweep(field, values, tuple(step), tuple(tps), tuple(fits), current, grid)
 
 
-def plan_sweeps(plan: Plan, est: Estimate, estimate_fn: Callable[[Plan], Estimate | None]) -> Sweeps:
+def plan_sweeps(plan: Plan, est: Estimate, point_fn: Callable[[Plan], StepPoint | None]) -> Sweeps:
     """Both curves of the Time view for one plan."""
-    return Sweeps(batch=sweep(plan, "batch_size", BATCH_GRID, estimate_fn),
-                  seq=sweep(plan, "seq_len", SEQ_GRID, estimate_fn),
+    return Sweeps(batch=sweep(plan, "batch_size", BATCH_GRID, point_fn),
+                  seq=sweep(plan, "seq_len", SEQ_GRID, point_fn),
                   bound=est.time.bound)

@@ -1,6 +1,8 @@
 """Wire the memory mechanisms into one MemoryEstimate: peak, reserved, NVML view, fits."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ..gpu_spec import GpuSpec
 from ..model_spec import ModelSpec
 from ..plan import Plan
@@ -9,7 +11,7 @@ from .allocator import allocator_slack_bytes
 from .logits import logits_loss_peak_bytes
 from .model_state import ModelState
 from .precision import logits_element_bytes
-from .sharding import gpu_state
+from .sharding import GpuState, gpu_state
 from .timeline import BlockMemory, block_memories, phase_names, step_timeline
 
 GIB = 2**30
@@ -46,25 +48,42 @@ def _largest_transient(plan: Plan, spec: ModelSpec, blocks: tuple[BlockMemory, .
     return max(loss, recompute + work)
 
 
-def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState) -> MemoryEstimate:
-    """Peak allocated / reserved / NVML-used bytes of one GPU for a steady training step."""
+class StepPeak(NamedTuple):
+    """The allocated-memory timeline of a steady step and where it peaks."""
+
+    gpu_state: GpuState
+    blocks: tuple[BlockMemory, ...]
+    rows: tuple[tuple[int, ...], ...]   # step_timeline: bytes by component after each phase
+    peak: int                           # index of the first phase that reaches the maximum
+    allocated_bytes: int                # allocated at the peak
+    reserved_bytes: int                 # + the caching allocator's slack
+
+
+def step_peak(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState) -> StepPeak:
+    """Peak allocated and reserved bytes of one GPU in a steady step."""
     gs = gpu_state(state, plan)
     blocks = block_memories(spec, plan)
-    names = phase_names(len(blocks))
     rows = step_timeline(spec, plan, gs, gpu.cublas_workspace_bytes, blocks)
     totals = [sum(row) for row in rows]
     peak = totals.index(max(totals))  # the first phase that reaches the peak
     slack = allocator_slack_bytes(_largest_transient(plan, spec, blocks))
-    reserved = totals[peak] + slack
-    formulas = _formulas(plan, spec, state, blocks)
+    return StepPeak(gs, blocks, rows, peak, totals[peak], totals[peak] + slack)
+
+
+def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState) -> MemoryEstimate:
+    """Peak allocated / reserved / NVML-used bytes of one GPU for a steady training step."""
+    step = step_peak(plan, spec, gpu, state)
+    gs, rows, peak, reserved = step.gpu_state, step.rows, step.peak, step.reserved_bytes
+    names = phase_names(len(step.blocks))
+    formulas = _formulas(plan, spec, state, step.blocks)
     at_peak = dict(zip(ALLOCATED_COMPONENTS, rows[peak]))
-    at_peak["allocator_slack"] = slack
+    at_peak["allocator_slack"] = reserved - step.allocated_bytes
     at_peak["cuda_context"] = gpu.cuda_context_bytes
     components = tuple(MemoryComponent(name, int(at_peak.get(name, 0)), formulas[name]) for name in COMPONENTS)
     capacity = capacity_bytes(gpu)
     return MemoryEstimate(
         components=components,
-        peak_allocated_bytes=totals[peak],
+        peak_allocated_bytes=step.allocated_bytes,
         peak_reserved_bytes=reserved,
         device_used_bytes=device_used_bytes(reserved, gpu, gs.managed_bytes),
         capacity_bytes=capacity,
