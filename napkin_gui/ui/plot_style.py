@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
-from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QWidget
 
 from . import palette
 
@@ -31,6 +31,10 @@ def style_plot(item: pg.PlotItem, grid_x: bool, grid_y: bool, left_width: int = 
         # no SI prefix (labels carry their own units): pyqtgraph would re-render the axis
         # label's HTML (QGraphicsTextItem.setHtml) on every range change
         axis.enableAutoSIPrefix(False)
+        # the axis (ticks, labels and its grid lines) kept as a pixmap: a repaint where the
+        # range stayed blits it instead of replaying its QPicture (~0.4 ms per edit for the
+        # four time plots); a new range or size invalidates it (AxisItem calls update())
+        axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
     item.getAxis("left").setWidth(left_width)
     item.enableAutoRange(False)
     item.setMouseEnabled(False, False)
