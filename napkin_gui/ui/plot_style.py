@@ -35,6 +35,8 @@ def style_plot(item: pg.PlotItem, grid_x: bool, grid_y: bool, left_width: int = 
         # range stayed blits it instead of replaying its QPicture (~0.4 ms per edit for the
         # four time plots); a new range or size invalidates it (AxisItem calls update())
         axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+    for name in ("top", "right"):  # hidden, but linked to the view: each range change reaches them
+        item.getAxis(name).enableAutoSIPrefix(False)
     item.getAxis("left").setWidth(left_width)
     item.enableAutoRange(False)
     item.setMouseEnabled(False, False)
