@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"napkin-gui: {error}", file=sys.stderr)
                 return 2
     shot = bool(args.screenshot)
-    window = MainWindow(restore_session=not args.plan and not shot, persist=not shot)
+    window = MainWindow(restore_session=not args.plan and not shot, persist=not shot, background=not shot)
     if args.plan and not error:
         window.open_path(args.plan, ask=False)
     if shot:

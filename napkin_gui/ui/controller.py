@@ -2,9 +2,13 @@
 
 Editors call set_plan(replace(plan, ...)); plan_changed fires at once (editors re-sync
 under QSignalBlocker), then one 0-ms single-shot timer coalesces a burst of edits into a
-single recompute that emits estimate_changed and sweeps_changed. The hardware table
-(only while it is visible) and the advice are slower: each follows on its own 0-ms timer,
-after the bars and curves have been painted.
+single recompute that emits estimate_changed, then sweeps_changed. The hardware table
+(only while it is visible) follows on its own 0-ms timer, after the bars and curves; the
+advice once edits pause for ADVICE_DELAY_MS.
+
+With a BackgroundEstimator (use_background; the app has one) the curves and the advice are
+computed in its child process while this thread paints the bars, and emitted when they
+arrive; without one, or until the child is ready, they are computed here.
 """
 from __future__ import annotations
 
@@ -18,9 +22,13 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 from ..core.errors import PlanError
 from ..core.plan import Plan, check_combination
 from .estimate_cache import EstimateCache
-from .sweeps import plan_sweeps
+from .sweeps import Sweeps, plan_sweeps
 
 MERGE_SECONDS = 1.5  # edits of one field closer than this undo as one step (slider drags)
+# The advice (core.advise: a few dozen estimates, ~10 ms) waits until edits pause this long:
+# during a slider drag it would otherwise hold up the next edit's curves and table, here or
+# in the background process.
+ADVICE_DELAY_MS = 150
 
 
 def changed_fields(old: Plan, new: Plan) -> tuple[str, ...]:
@@ -81,13 +89,16 @@ class PlanController(QObject):
         self._sweeps_stale = self._hardware_stale = False
         self._hardware_cache: dict[Plan, Any] = {}
         self._advice_cache: dict[tuple[Plan, Any], Any] = {}
+        self._sweeps_cache: dict[tuple[Plan, Any], Sweeps] = {}
+        self.background: Any = None               # a BackgroundEstimator, or None
+        self._jobs: dict[int, tuple[str, Any]] = {}  # background job -> (kind, cache key)
         self._timer = QTimer(self, singleShot=True, interval=0)
         self._timer.timeout.connect(self.recompute)
-        # the table (compare_hardware: ~150 estimates) and advice follow the views, each on
-        # its own 0-ms timer, so bars and curves are painted before they start
+        # the table (compare_hardware: ~150 estimates) follows the views on its own 0-ms
+        # timer, so bars and curves are painted before it starts; the advice waits for a pause
         self._hardware_timer = QTimer(self, singleShot=True, interval=0)
         self._hardware_timer.timeout.connect(self._recompute_hardware)
-        self._advice_timer = QTimer(self, singleShot=True, interval=0)
+        self._advice_timer = QTimer(self, singleShot=True, interval=ADVICE_DELAY_MS)
         self._advice_timer.timeout.connect(self._recompute_advice)
 
     # ------------------------------------------------------------------ plan in
@@ -125,8 +136,14 @@ class PlanController(QObject):
         """Recompute once the current burst of events is handled."""
         self._timer.start()
 
+    def use_background(self, estimator: Any) -> None:
+        """Compute curves and advice in estimator's child process from now on."""
+        self.background = estimator
+        estimator.result_ready.connect(self._on_background_result)
+
     def flush(self, hardware: bool = True, advice: bool = True) -> None:
-        """Run pending work now instead of on the timers (tests, screenshots, the benchmark)."""
+        """Run pending work now instead of on the timers, and wait for the background jobs
+        it started (tests, screenshots)."""
         if self._timer.isActive():
             self._timer.stop()
             self.recompute()
@@ -135,6 +152,20 @@ class PlanController(QObject):
             if wanted and timer.isActive():
                 timer.stop()
                 run()
+        kinds = {"sweeps"} | ({"advice"} if advice else set())
+        while self.background is not None:
+            waiting = [job for job, (kind, _) in self._jobs.items() if kind in kinds]
+            if not waiting:
+                break
+            self.background.wait(waiting[0])
+            self._jobs.pop(waiting[0], None)  # answered (a stale one included)
+
+    def busy(self, hardware: bool = True, advice: bool = False) -> bool:
+        """Whether some figure of the current plan is still to be computed or delivered."""
+        kinds = {"sweeps"} | ({"advice"} if advice else set())
+        return (self._timer.isActive() or (hardware and self._hardware_timer.isActive())
+                or (advice and self._advice_timer.isActive())
+                or any(kind in kinds for kind, _ in self._jobs.values()))
 
     def hold(self) -> None:
         """Benchmark: keep the pending table / advice from running in the next processEvents."""
@@ -152,6 +183,7 @@ class PlanController(QObject):
         self.estimates.clear()
         self._hardware_cache.clear()
         self._advice_cache.clear()
+        self._sweeps_cache.clear()
 
     # ---------------------------------------------------------------- figures out
     def recompute(self) -> None:
@@ -186,11 +218,54 @@ class PlanController(QObject):
         if hardware and self._hardware_stale:
             self._hardware_timer.start()
 
-    def _recompute_sweeps(self) -> None:
+    def _submit(self, kind: str, key: Any, plan: Plan, calibration: Any = None) -> bool:
+        """Hand a job to the background process; False when this thread must compute it."""
+        if self.background is None:
+            return False
+        if any(k == kind and pending_key == key for k, pending_key in self._jobs.values()):
+            return True  # already on its way
+        job = self.background.submit(kind, plan, calibration)
+        if job is None:
+            return False
+        self._jobs[job] = (kind, key)
+        return True
+
+    def _on_background_result(self, job: int, status: str, payload: Any) -> None:
+        kind, key = self._jobs.pop(job, (None, None))
+        if kind is None or status == "stale":
+            return
+        current = key == (self._plan, self.calibration)
+        if status == "error" or (kind == "sweeps" and status != "ok"):
+            # the child failed, or could not price what this process can (a model only this
+            # process resolved): compute it here if it is still wanted
+            if current:
+                (self._recompute_sweeps if kind == "sweeps" else self._recompute_advice)(here=True)
+            return
+        if kind == "sweeps":
+            self._remember(self._sweeps_cache, key, payload)
+            if current and not self.error:
+                self.sweeps_changed.emit(payload)
+        else:
+            self._remember(self._advice_cache, key, payload if status == "ok" else ())
+            if current:
+                self.advice_changed.emit(self._advice_cache[key])
+
+    @staticmethod
+    def _remember(cache: dict, key: Any, value: Any) -> None:
+        if len(cache) > 256:
+            cache.clear()
+        cache[key] = value
+
+    def _recompute_sweeps(self, here: bool = False) -> None:
         if self.error or self.estimate is None:
             return
         self._sweeps_stale = False
-        self.sweeps_changed.emit(plan_sweeps(self._plan, self.estimate, self.estimates.get_point))
+        key = (self._plan, self.calibration)
+        if key not in self._sweeps_cache:
+            if not here and self._submit("sweeps", key, self._plan, self.calibration):
+                return
+            self._remember(self._sweeps_cache, key, plan_sweeps(self._plan, self.estimate, self.estimates.get_point))
+        self.sweeps_changed.emit(self._sweeps_cache[key])
 
     def _recompute_hardware(self) -> None:
         if self.error or self.estimate is None:
@@ -214,15 +289,15 @@ class PlanController(QObject):
                 rows = tuple(compare_hardware(plan, counts=self.hardware_counts))
             except PlanError:
                 rows = ()
-            if len(self._hardware_cache) > 256:
-                self._hardware_cache.clear()
-            self._hardware_cache[key] = rows
+            self._remember(self._hardware_cache, key, rows)
         return self._hardware_cache[key]
 
-    def _recompute_advice(self) -> None:
+    def _recompute_advice(self, here: bool = False) -> None:
         plan = self._plan
         key = (plan, self.calibration)
         if key not in self._advice_cache:
+            if not here and self._submit("advice", key, plan):
+                return
             try:
                 from ..core.advise import advise
             except ImportError:
@@ -231,7 +306,5 @@ class PlanController(QObject):
                 items = tuple(advise(plan))
             except PlanError:
                 items = ()
-            if len(self._advice_cache) > 256:
-                self._advice_cache.clear()
-            self._advice_cache[key] = items
+            self._remember(self._advice_cache, key, items)
         self.advice_changed.emit(self._advice_cache[key])

@@ -40,13 +40,18 @@ class MainWindow(QMainWindow):
     """The napkin window."""
 
     def __init__(self, plan: Plan | None = None, restore_session: bool = True, poll_nvml: bool = True,
-                 persist: bool = True) -> None:
+                 persist: bool = True, background: bool = False) -> None:
         super().__init__()
         pg.setConfigOptions(background=palette.BACKGROUND, foreground=palette.FOREGROUND, antialias=True)
         self.settings = app_settings()
         self.persist = persist  # False: leave the stored session and recent files alone (screenshots)
         self.path: Path | None = None
         self.controller = PlanController(plan or DEFAULT_PLAN, self)
+        self.background = None
+        if background:  # curves and advice on the other core (ui/background.py)
+            from .background import BackgroundEstimator
+            self.background = BackgroundEstimator(self)
+            self.controller.use_background(self.background)
         self._build_views()
         self._build_actions()
         self._connect()
@@ -332,6 +337,8 @@ class MainWindow(QMainWindow):
         self.probe_runner.cancel()
         if self.poller is not None:
             self.poller.stop()
+        if self.background is not None:
+            self.background.close()
         event.accept()
 
     # ------------------------------------------------------------------ slots

@@ -1,0 +1,52 @@
+"""The background process's side of ui/background.py: run curve and advice jobs sent
+through a pipe. Imports no Qt, so the spawned child starts with the core alone."""
+from __future__ import annotations
+
+from typing import Any
+
+KINDS = ("sweeps", "advice")  # in the order the child runs them
+READY = "ready"
+
+
+def run_job(kind: str, plan: Any, calibration: Any, estimates: Any) -> Any:
+    """What the window would compute for one job (estimates: an EstimateCache)."""
+    estimates.set_calibration(calibration)
+    if kind == "sweeps":
+        from .sweeps import plan_sweeps
+        return plan_sweeps(plan, estimates.get(plan), estimates.get_point)
+    if kind == "advice":
+        from ..core.advise import advise
+        return tuple(advise(plan))
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+def serve(conn: Any) -> None:
+    """The child's loop: of each kind only the newest job is run, curves before advice."""
+    from ..core.errors import PlanError
+    from .estimate_cache import EstimateCache
+    estimates = EstimateCache()
+    conn.send((READY, "ok", None))
+    waiting: dict[str, tuple] = {}  # kind -> its newest job
+    while True:
+        try:
+            while not waiting or conn.poll():  # block only when idle; take all that was sent
+                message = conn.recv()
+                if message is None:
+                    return
+                older = waiting.get(message[1])
+                if older is not None:
+                    conn.send((older[0], "stale", None))
+                waiting[message[1]] = message
+        except (EOFError, OSError):
+            return
+        job, kind, plan, calibration = waiting.pop(next(k for k in KINDS if k in waiting))
+        try:
+            result = ("ok", run_job(kind, plan, calibration, estimates))
+        except PlanError as err:
+            result = ("plan-error", str(err))
+        except Exception as err:  # noqa: BLE001 - reported to the window, which computes it itself
+            result = ("error", f"{type(err).__name__}: {err}")
+        try:
+            conn.send((job, *result))
+        except (EOFError, OSError):
+            return
