@@ -80,28 +80,28 @@ class BackgroundEstimator(QObject):
 
     def wait(self, job: int, timeout_seconds: float = 30.0) -> None:
         """Block until job's result has been emitted (results of other jobs are emitted too)."""
-        while job in self._pending and not self.failed:
-            try:
-                if not self._conn.poll(timeout_seconds):
-                    self._fail(f"background estimates gave no answer in {timeout_seconds:.0f} s")
-                    return
-            except (OSError, EOFError) as err:
-                self._fail(f"background estimates stopped: {err}")
-                return
-            self._receive_one()
+        while job in self._pending and self._receive_within(timeout_seconds, "gave no answer"):
+            pass
 
     def wait_ready(self, timeout_seconds: float = 30.0) -> bool:
         """Block until the child said it is ready (tests, the benchmark); False if it failed."""
-        while not self.ready and not self.failed:
-            try:
-                if not self._conn.poll(timeout_seconds):
-                    self._fail(f"background estimates did not start in {timeout_seconds:.0f} s")
-                    break
-            except (OSError, EOFError) as err:
-                self._fail(f"background estimates stopped: {err}")
-                break
-            self._receive_one()
+        while not self.ready and self._receive_within(timeout_seconds, "did not start"):
+            pass
         return self.available
+
+    def _receive_within(self, timeout_seconds: float, silence: str) -> bool:
+        """Receive one message, waiting up to timeout_seconds; False (and failed) if none came."""
+        if self.failed:
+            return False
+        try:
+            if not self._conn.poll(timeout_seconds):
+                self._fail(f"background estimates {silence} in {timeout_seconds:.0f} s")
+                return False
+        except (OSError, EOFError) as err:
+            self._fail(f"background estimates stopped: {err}")
+            return False
+        self._receive_one()
+        return not self.failed
 
     def _receive_available(self) -> None:
         try:

@@ -3,6 +3,7 @@ Plan is a frozen, hashable dataclass."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from ..core.errors import PlanError
@@ -21,7 +22,7 @@ class EstimateCache:
         self.calibration: Any = None
         self._items: OrderedDict[tuple[Plan, Any], Estimate | PlanError] = OrderedDict()
         # curve points priced with core.estimate_point (no Estimate needed: 16 per edit)
-        self._points: OrderedDict[tuple[Plan, Any], StepPoint | None] = OrderedDict()
+        self._points: OrderedDict[tuple[Plan, Any], StepPoint | PlanError] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -31,20 +32,7 @@ class EstimateCache:
 
     def get(self, plan: Plan) -> Estimate:
         """The Estimate of plan; raises the PlanError core raised for it."""
-        key = (plan, self.calibration)
-        try:
-            found = self._items[key]
-            self._items.move_to_end(key)
-            self.hits += 1
-        except KeyError:
-            self.misses += 1
-            try:
-                found = estimate(check_combination(plan), calibration=self.calibration)
-            except PlanError as err:
-                found = err
-            self._items[key] = found
-            if len(self._items) > self.maxsize:
-                self._items.popitem(last=False)
+        found = self._lookup(self._items, plan, estimate)
         if isinstance(found, PlanError):
             raise found
         return found
@@ -52,25 +40,31 @@ class EstimateCache:
     def get_point(self, plan: Plan) -> StepPoint | None:
         """Step seconds, tokens/s and fits of plan (None when core rejects it), from its
         Estimate when that is cached, else from core.estimate_point (the same figures)."""
-        key = (plan, self.calibration)
-        found = self._items.get(key)
+        found = self._items.get((plan, self.calibration))
         if found is not None:
             return None if isinstance(found, PlanError) else StepPoint(
                 found.time.step_seconds, found.time.tokens_per_second, found.memory.fits)
+        point = self._lookup(self._points, plan, estimate_point)
+        return None if isinstance(point, PlanError) else point
+
+    def _lookup(self, items: OrderedDict, plan: Plan, compute: Callable[..., Any]) -> Any:
+        """items[(plan, calibration)], computed by compute(plan, calibration=...) on a miss
+        (a PlanError is kept as the value); least recently used entries are dropped."""
+        key = (plan, self.calibration)
         try:
-            point = self._points[key]
-            self._points.move_to_end(key)
+            found = items[key]
+            items.move_to_end(key)
             self.hits += 1
         except KeyError:
             self.misses += 1
             try:
-                point = estimate_point(check_combination(plan), calibration=self.calibration)
-            except PlanError:
-                point = None
-            self._points[key] = point
-            if len(self._points) > self.maxsize:
-                self._points.popitem(last=False)
-        return point
+                found = compute(check_combination(plan), calibration=self.calibration)
+            except PlanError as err:
+                found = err
+            items[key] = found
+            if len(items) > self.maxsize:
+                items.popitem(last=False)
+        return found
 
     def clear(self) -> None:
         self._items.clear()
