@@ -69,7 +69,7 @@ app.exec()
 
 def python_speed_ms() -> float:
     """A fixed pure-Python loop (median of 3), printed beside the latencies: this shared
-    2-core machine runs it in ~210 ms when quiet and up to ~2x that when its host is busy,
+    2-core machine runs it in ~85 ms when quiet and up to ~2x that when its host is busy,
     and every figure here moves with it."""
     times = []
     for _ in range(3):
@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--sync", action="store_true",
                         help="compute the curves and advice in the window's thread (no background process)")
     args = parser.parse_args()
-    print(f"machine speed: reference loop {python_speed_ms():.0f} ms (~210 ms when the machine is quiet)")
+    print(f"machine speed: reference loop {python_speed_ms():.0f} ms (~85 ms when the machine is quiet)")
     if args.startup:
         startup_seconds(args.startup)
 
