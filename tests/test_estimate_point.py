@@ -58,7 +58,7 @@ def test_cache_points_agree_with_estimates_and_reject_like_core():
 def test_sweeps_show_what_estimate_says():
     cache = EstimateCache()
     plan = Plan(model="llama-3.1-8b", batch_size=4, seq_len=2048)
-    sweeps = plan_sweeps(plan, cache.get(plan), cache.get_point)
+    sweeps = plan_sweeps(plan, cache.get_point)
     for sweep in (sweeps.batch, sweeps.seq):
         for value, step, tps, fits in zip(sweep.values, sweep.step_seconds, sweep.tokens_per_second, sweep.fits):
             est = estimate(dataclasses.replace(plan, **{sweep.field: value}))

@@ -24,30 +24,29 @@ PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu
 
 def sweeps_here(plan: Plan):
     cache = EstimateCache()
-    return plan_sweeps(plan, cache.get(plan), cache.get_point)
+    return plan_sweeps(plan, cache.get_point)
 
 
 def test_serve_runs_the_newest_job_of_each_kind_curves_first():
     here, there = multiprocessing.Pipe()
     newer = dataclasses.replace(PLAN, batch_size=8)
     # all sent before the loop starts: it takes everything waiting before it chooses
-    here.send((1, "advice", PLAN, None))
+    here.send((1, "advice", dataclasses.replace(PLAN, model="no-such-model"), None))
     here.send((2, "sweeps", PLAN, None))
     here.send((3, "sweeps", newer, None))
-    here.send((4, "sweeps", dataclasses.replace(PLAN, model="no-such-model"), None))
     worker = threading.Thread(target=serve, args=(there,), daemon=True)
     worker.start()
-    replies = [here.recv() for _ in range(5)]
+    replies = [here.recv() for _ in range(4)]
     here.send(None)
     worker.join(timeout=10)
     assert not worker.is_alive()
     assert replies[0] == (READY, "ok", None)
     by_job = {job: (status, payload) for job, status, payload in replies[1:]}
-    assert by_job[2] == ("stale", None) and by_job[3] == ("stale", None)  # replaced before they ran
-    assert by_job[4][0] == "plan-error" and "no-such-model" in by_job[4][1]
-    assert by_job[1] == ("ok", tuple(advise(PLAN)))
+    assert by_job[2] == ("stale", None)  # replaced before it ran
+    assert by_job[3] == ("ok", sweeps_here(newer))
+    assert by_job[1][0] == "plan-error" and "no-such-model" in by_job[1][1]
     order = [job for job, status, _ in replies[1:] if status != "stale"]
-    assert order == [4, 1]  # the curves before the advice that was sent first
+    assert order == [3, 1]  # the curves before the advice that was sent first
 
 
 def test_serve_answers_jobs_it_computes_like_the_window():

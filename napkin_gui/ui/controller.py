@@ -264,7 +264,7 @@ class PlanController(QObject):
         if key not in self._sweeps_cache:
             if not here and self._submit("sweeps", key, self._plan, self.calibration):
                 return
-            self._remember(self._sweeps_cache, key, plan_sweeps(self._plan, self.estimate, self.estimates.get_point))
+            self._remember(self._sweeps_cache, key, plan_sweeps(self._plan, self.estimates.get_point))
         self.sweeps_changed.emit(self._sweeps_cache[key])
 
     def _recompute_hardware(self) -> None:

@@ -1,4 +1,4 @@
-"""Curves for the Time view: core.estimate evaluated over a small grid of one plan field."""
+"""Curves for the Time view: core.estimate_point evaluated over a small grid of one plan field."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,9 +8,8 @@ from typing import Callable
 
 from ..core.plan import Plan
 from ..core.estimate import StepPoint
-from ..core.result import Estimate
 
-# Powers of two keep the grid small (8 points, each one core.estimate call) and evenly
+# Powers of two keep the grid small (8 points, each one core.estimate_point call) and evenly
 # spaced on a log axis; the plan's own value is added when it is not on the grid.
 BATCH_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
 SEQ_GRID = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
@@ -47,7 +46,6 @@ class Sweep:
 class Sweeps:
     batch: Sweep
     seq: Sweep
-    bound: str
 
 
 def grid_values(grid: tuple[int, ...], current: int) -> tuple[int, ...]:
@@ -70,8 +68,7 @@ def sweep(plan: Plan, field: str, grid: tuple[int, ...],
     return Sweep(field, values, tuple(step), tuple(tps), tuple(fits), current, grid)
 
 
-def plan_sweeps(plan: Plan, est: Estimate, point_fn: Callable[[Plan], StepPoint | None]) -> Sweeps:
+def plan_sweeps(plan: Plan, point_fn: Callable[[Plan], StepPoint | None]) -> Sweeps:
     """Both curves of the Time view for one plan."""
     return Sweeps(batch=sweep(plan, "batch_size", BATCH_GRID, point_fn),
-                  seq=sweep(plan, "seq_len", SEQ_GRID, point_fn),
-                  bound=est.time.bound)
+                  seq=sweep(plan, "seq_len", SEQ_GRID, point_fn))
