@@ -189,6 +189,11 @@ class PlanController(QObject):
     def recompute(self) -> None:
         """Estimate the plan and push it, its curves and the hardware rows to the views."""
         plan = self._plan
+        key = (plan, self.calibration)
+        if self.sweeps_wanted and key not in self._sweeps_cache:
+            # the curves' job goes out first: the child prices them while this thread
+            # estimates the plan and updates the bars (a result for an invalid plan is dropped)
+            self._submit("sweeps", key, plan, self.calibration)
         try:
             est = self.estimates.get(check_combination(plan))
         except PlanError as err:
