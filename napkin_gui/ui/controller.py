@@ -167,18 +167,6 @@ class PlanController(QObject):
                 or (advice and self._advice_timer.isActive())
                 or any(kind in kinds for kind, _ in self._jobs.values()))
 
-    def hold(self) -> None:
-        """Benchmark: keep the pending table / advice from running in the next processEvents."""
-        for timer in (self._hardware_timer, self._advice_timer):
-            timer.setProperty("held", timer.isActive())
-            timer.stop()
-
-    def release(self) -> None:
-        for timer in (self._hardware_timer, self._advice_timer):
-            if timer.property("held"):
-                timer.start()
-                timer.setProperty("held", False)
-
     def clear_caches(self) -> None:
         self.estimates.clear()
         self._hardware_cache.clear()
