@@ -108,12 +108,18 @@ class FakeEstimator(QObject):
         pass
 
 
-def test_controller_shows_background_curves_only_for_the_current_plan(qtbot):
+def controller_with_fake(signal: str):
+    """A PlanController on PLAN using a FakeEstimator, and the list of what `signal` emits."""
     c = PlanController(PLAN)
     fake = FakeEstimator()
     c.use_background(fake)
     shown = []
-    c.sweeps_changed.connect(shown.append)
+    getattr(c, signal).connect(shown.append)
+    return c, fake, shown
+
+
+def test_controller_shows_background_curves_only_for_the_current_plan(qtbot):
+    c, fake, shown = controller_with_fake("sweeps_changed")
     c.schedule()
     qtbot.waitUntil(lambda: len(fake.jobs) == 1)  # the recompute runs on the event loop
     first = fake.jobs[-1]
@@ -132,22 +138,14 @@ def test_controller_shows_background_curves_only_for_the_current_plan(qtbot):
 
 @pytest.mark.parametrize("status", ["error", "plan-error"])
 def test_controller_computes_curves_itself_when_the_child_cannot(qtbot, status):
-    c = PlanController(PLAN)
-    fake = FakeEstimator()
-    c.use_background(fake)
-    shown = []
-    c.sweeps_changed.connect(shown.append)
+    c, fake, shown = controller_with_fake("sweeps_changed")
     c.recompute()
     fake.result_ready.emit(fake.jobs[-1][0], status, "no")
     assert shown == [sweeps_here(PLAN)]
 
 
 def test_controller_advice_from_the_child_or_here(qtbot):
-    c = PlanController(PLAN)
-    fake = FakeEstimator()
-    c.use_background(fake)
-    shown = []
-    c.advice_changed.connect(shown.append)
+    c, fake, shown = controller_with_fake("advice_changed")
 
     def advice_jobs():
         return [job for job, kind, _ in fake.jobs if kind == "advice"]
