@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QPen
-from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsItem, QGraphicsRectItem, QGraphicsSimpleTextItem,
-                               QLabel, QVBoxLayout, QWidget)
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem,
+                               QGraphicsSimpleTextItem, QLabel, QVBoxLayout, QWidget)
 
 from ..core.result import Estimate
 from . import palette
@@ -33,6 +33,14 @@ def bound_text(est: Estimate) -> str:
 def _short(value: int) -> str:
     """1, 64, 2k, 32k: tick labels for batch sizes and sequence lengths."""
     return f"{value // 1024}k" if value >= 1024 and value % 1024 == 0 else str(value)
+
+
+class _SmoothPath(QGraphicsPathItem):
+    """A path drawn antialiased (the plot draws its grid and zones without antialiasing)."""
+
+    def paint(self, painter: QPainter, option, widget=None) -> None:  # Qt override
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        super().paint(painter, option, widget)
 
 
 class _CurvePlot:
@@ -58,7 +66,13 @@ class _CurvePlot:
         self.oom_label.setBrush(pg.mkBrush(palette.OOM))
         self.oom_label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
         item.addItem(self.oom_label, ignoreBounds=True)
-        self.curve = item.plot(pen=pg.mkPen(palette.CURVE, width=2), connect="finite")
+        # the curve too: a QGraphicsPathItem in log10 view coordinates, built from 9 points
+        # per edit (a PlotDataItem re-derives its display data and bounds in Python, ~0.2 ms
+        # per set and per paint)
+        self.curve = _SmoothPath()
+        self.curve.setPen(pg.mkPen(palette.CURVE, width=2))
+        item.addItem(self.curve, ignoreBounds=True)
+        self.data: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
         radius = 5.5
         self.current = QGraphicsEllipseItem(-radius, -radius, 2 * radius, 2 * radius)
         self.current.setBrush(pg.mkBrush(palette.CURRENT_POINT))
@@ -66,6 +80,23 @@ class _CurvePlot:
         self.current.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
         self.current.setZValue(10)
         item.addItem(self.current, ignoreBounds=True)
+
+    def _path(self, xs: np.ndarray, ys: np.ndarray) -> QPainterPath:
+        """Lines through the finite points in view coordinates (log10 x, log10 y on a log
+        axis); a rejected plan (nan) breaks the line."""
+        path = QPainterPath()
+        pen_down = False
+        for x, y in zip(xs, ys):
+            if not (math.isfinite(y) and (y > 0 or not self.log_y)):
+                pen_down = False
+                continue
+            point = QPointF(math.log10(x), math.log10(y) if self.log_y else y)
+            if pen_down:
+                path.lineTo(point)
+            else:
+                path.moveTo(point)
+                pen_down = True
+        return path
 
     def oom_region(self) -> tuple[float, float]:
         """(start, end) of the OOM zone on the (log10) x axis."""
@@ -79,7 +110,8 @@ class _CurvePlot:
             self.item.getAxis("bottom").setTicks([[(math.log10(v), _short(v)) for v in ticks], []])
         xs = np.array(sweep.values, dtype=float)
         y = np.array(ys, dtype=float)
-        self.curve.setData(xs, y)
+        self.data = (xs, y)
+        self.curve.setPath(self._path(xs, y))
         i = sweep.current_index
         self.current.setVisible(bool(np.isfinite(y[i]) and y[i] > 0))
         if self.current.isVisible():
@@ -136,8 +168,7 @@ class TimeCurveView(QWidget):
 
     def curve_data(self, metric: str, field: str) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) the curve holds, before log scaling: metric 'step' (ms) or 'tps'."""
-        curve = self.plots[(metric, field)].curve
-        return curve.xData, curve.yData
+        return self.plots[(metric, field)].data
 
     def current_point(self, metric: str, field: str) -> tuple[float, float]:
         """The marked point in data units (log axes undone)."""
