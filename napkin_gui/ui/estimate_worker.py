@@ -22,9 +22,18 @@ def run_job(kind: str, plan: Any, calibration: Any, estimates: Any) -> Any:
 
 def serve(conn: Any) -> None:
     """The child's loop: of each kind only the newest job is run, curves before advice."""
+    import gc
+
     from ..core.errors import PlanError
+    from ..core.gpu_catalog import gpu_catalog
+    from ..core.time_efficiency import time_efficiency
     from .estimate_cache import EstimateCache
     estimates = EstimateCache()
+    gpu_catalog(), time_efficiency()  # read once, before the freeze below
+    # as in the window (ui/gc_tuning.py): what exists now never becomes garbage, so full
+    # collections need not walk it
+    gc.collect()
+    gc.freeze()
     conn.send((READY, "ok", None))
     waiting: dict[str, tuple] = {}  # kind -> its newest job
     while True:
