@@ -6,7 +6,7 @@ Double-clicking a row emits row_chosen(row) and the window makes its card, count
 sharding the plan's.
 
 The model is a QStandardItemModel whose items are made once and re-texted on each edit
-(the rows in view at once, the others when the event loop is idle):
+(the rows in view at once, the others once edits pause for REST_DELAY_MS):
 cells live in C++, so painting calls no Python (a Python QAbstractTableModel answered ~3,600
 data() calls per repaint, ~25 ms), and sorting is a Python sort of 152 rows, not a
 QSortFilterProxyModel calling a Python lessThan ~900 times.
