@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QTo
 
 from ..core.result import COMPONENT_LABELS, COMPONENTS, Estimate
 from . import palette
-from .plot_style import QuietHost, fixed_label, nice_ceiling, quiet, set_view_if_changed, style_plot
+from .plot_style import QuietHost, fixed_label, nice_ceiling, quiet, recalling_axes, set_view_if_changed, style_plot
 
 GIB = 2**30
 ROW_NOW, ROW_PINNED = 1.0, 0.0
@@ -81,7 +81,7 @@ class MemoryBarView(QWidget):
         self.pin_button.setToolTip("Keep the current plan's bar for a before / after comparison (Ctrl+P).")
         self.pin_button.toggled.connect(self._on_pin_button_toggled)
         self.legend = fixed_label(QLabel(legend_html(), self), lines=2)
-        self.plot = pg.PlotWidget(self)
+        self.plot = pg.PlotWidget(self, axisItems=recalling_axes())
         self.plot.setMinimumHeight(140)
         item = self.plot.getPlotItem()
         style_plot(item, grid_x=True, grid_y=False)

@@ -7,11 +7,80 @@ translucent foreground: alpha-blended lines made one repaint of the timeline plo
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QWidget
 
 from . import palette
+
+
+class RecallingAxis(pg.AxisItem):
+    """An AxisItem that keeps the pictures of the last ranges it drew and replays one when
+    its view returns to that range.
+
+    pyqtgraph re-generates an axis (tick values, every label's text and rectangle, grid
+    lines: AxisItem.generateDrawSpecs, in Python) whenever its range changes. The ranges
+    here snap to a few nice values (nice_ceiling, nice_log_range), so an edit mostly moves an
+    axis to a range it has shown before: measured ~1 ms of paint per axis per such edit, up
+    to ~5 ms per edit on the Time tab's eight axes.
+
+    A picture is keyed by what it is drawn from: the range, the axis's size, the grid's
+    extent (the linked view's rectangle) and a generation that every other setter bumps
+    (pens, fonts, ticks, log mode, ...).
+    """
+
+    PICTURES = 32  # per axis, least recently used dropped
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._pictures: OrderedDict[tuple, object] = OrderedDict()
+        self._generation = 0
+        super().__init__(*args, **kwargs)
+
+    def _picture_key(self) -> tuple:
+        view = self.linkedView()
+        size = self.geometry()
+        grid = None
+        if view is not None and self.grid is not False:
+            r = view.mapRectToItem(self, view.boundingRect())
+            grid = (r.x(), r.y(), r.width(), r.height())
+        return (tuple(self.range), size.width(), size.height(), grid, self._generation)
+
+    def paint(self, p, opt, widget) -> None:  # Qt override
+        if self.picture is None:
+            key = self._picture_key()
+            picture = self._pictures.get(key)
+            if picture is None:
+                super().paint(p, opt, widget)  # generates self.picture and plays it
+                self._pictures[key] = self.picture
+                if len(self._pictures) > self.PICTURES:
+                    self._pictures.popitem(last=False)
+                return
+            self._pictures.move_to_end(key)
+            self.picture = picture
+        self.picture.play(p)
+
+
+def _forgetting(name: str):
+    """AxisItem.<name>, after which no kept picture is replayed (it drew with the old setting)."""
+    method = getattr(pg.AxisItem, name)
+
+    def setter(self, *args, **kwargs):
+        self._generation = getattr(self, "_generation", 0) + 1  # (setters run inside __init__ too)
+        return method(self, *args, **kwargs)
+    setter.__name__ = name
+    setter.__doc__ = method.__doc__
+    return setter
+
+
+for _name in ("setPen", "setTextPen", "setTickPen", "setStyle", "setTickFont", "setTickSpacing", "setTickDensity",
+              "setGrid", "setScale", "enableAutoSIPrefix", "setTicks", "setLogMode", "linkToView"):
+    setattr(RecallingAxis, _name, _forgetting(_name))
+
+
+def recalling_axes() -> dict[str, RecallingAxis]:
+    """axisItems= for a PlotItem / PlotWidget / addPlot: the two axes the plots show."""
+    return {name: RecallingAxis(name) for name in ("left", "bottom")}
 
 
 def style_plot(item: pg.PlotItem, grid_x: bool, grid_y: bool, left_width: int = 62) -> None:

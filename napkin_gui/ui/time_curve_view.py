@@ -17,7 +17,8 @@ from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsItem, QGraphicsPat
 
 from ..core.result import Estimate
 from . import palette
-from .plot_style import fixed_label, nice_ceiling, nice_log_range, quiet, set_view_if_changed, style_plot
+from .plot_style import (fixed_label, nice_ceiling, nice_log_range, quiet, recalling_axes, set_view_if_changed,
+                         style_plot)
 from .sweeps import Sweep, Sweeps
 
 
@@ -151,7 +152,7 @@ class TimeCurveView(QWidget):
         for row, (metric, label, log_y) in enumerate((("step", "ms per micro-batch", True),
                                                        ("tps", "tokens/s per GPU", False))):
             for col, (field, x_label) in enumerate((("batch_size", "batch size"), ("seq_len", "sequence length"))):
-                item = self.graphics.addPlot(row=row, col=col)
+                item = self.graphics.addPlot(row=row, col=col, axisItems=recalling_axes())
                 self.plots[(metric, field)] = _CurvePlot(item, label, x_label, log_y)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)

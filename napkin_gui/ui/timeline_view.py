@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QLabel, QToolTip, QVBoxLayout, QWidget
 
 from ..core.result import ALLOCATED_COMPONENTS, COMPONENT_LABELS, Estimate
 from . import palette
-from .plot_style import fixed_label, nice_ceiling, quiet, set_view_if_changed, style_plot
+from .plot_style import fixed_label, nice_ceiling, quiet, recalling_axes, set_view_if_changed, style_plot
 
 GIB = 2**30
 
@@ -51,7 +51,7 @@ class MemoryTimelineView(QWidget):
         self.measured: tuple[tuple[str, int], ...] = ()
         self._ticks: list[tuple[float, str]] = []
         self.caption = fixed_label(QLabel(self), lines=1)
-        self.plot = pg.PlotWidget(self)
+        self.plot = pg.PlotWidget(self, axisItems=recalling_axes())
         item = self.plot.getPlotItem()
         style_plot(item, grid_x=False, grid_y=True)
         item.setLabel("left", "allocated GiB per GPU")

@@ -1,0 +1,55 @@
+"""RecallingAxis: an axis replays the picture of a range it drew before, and never one drawn
+with an older setting."""
+from __future__ import annotations
+
+import pyqtgraph as pg
+
+from napkin_gui.ui.plot_style import recalling_axes, set_view, style_plot
+
+
+def _plot(qtbot):
+    widget = pg.PlotWidget(axisItems=recalling_axes())
+    qtbot.addWidget(widget)
+    widget.resize(400, 300)
+    widget.show()
+    style_plot(widget.getPlotItem(), grid_x=True, grid_y=True)
+    axis = widget.getPlotItem().getAxis("left")
+    drawn = []
+    generate = axis.generateDrawSpecs
+    axis.generateDrawSpecs = lambda p: drawn.append(tuple(axis.range)) or generate(p)
+    return widget, axis, drawn
+
+
+def _show(widget, y_range):
+    set_view(widget.getPlotItem(), (0.0, 10.0), y_range)
+    return widget.grab().toImage()
+
+
+def test_a_range_shown_before_is_replayed_not_regenerated(qtbot):
+    widget, axis, drawn = _plot(qtbot)
+    first = _show(widget, (0.0, 100.0))
+    _show(widget, (0.0, 250.0))
+    assert drawn[-2:] == [(0.0, 100.0), (0.0, 250.0)]
+    count = len(drawn)
+    again = _show(widget, (0.0, 100.0))
+    assert len(drawn) == count          # replayed
+    assert again == first               # the same pixels as when it was generated
+
+
+def test_a_new_setting_regenerates_every_range(qtbot):
+    widget, axis, drawn = _plot(qtbot)
+    _show(widget, (0.0, 100.0))
+    axis.setTicks([[(0.0, "zero"), (50.0, "half"), (100.0, "full")]])
+    count = len(drawn)
+    with_ticks = _show(widget, (0.0, 100.0))
+    assert len(drawn) == count + 1      # ticks changed: drawn anew, not the old picture
+    axis.setTicks(None)
+    without = _show(widget, (0.0, 100.0))
+    assert without != with_ticks
+
+
+def test_the_axis_keeps_a_bounded_number_of_pictures(qtbot):
+    widget, axis, _ = _plot(qtbot)
+    for top in range(1, axis.PICTURES + 10):
+        _show(widget, (0.0, float(top)))
+    assert len(axis._pictures) == axis.PICTURES
