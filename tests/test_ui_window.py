@@ -8,12 +8,14 @@ import sys
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QMessageBox
 
 from napkin_gui.core.compare import compare_hardware
 from napkin_gui.core.estimate import estimate
 from napkin_gui.core.plan import Plan
 from napkin_gui.core.result import COMPONENTS
+from napkin_gui.ui import palette
 from napkin_gui.ui.main_window import MainWindow
 from napkin_gui.ui.memory_bar_view import ROW_NOW, ROW_PINNED
 from napkin_gui.ui.sweeps import BATCH_GRID, SEQ_GRID, grid_values
@@ -242,6 +244,17 @@ def test_pin_before_after(window):
     assert all(width == 0 for _, _, width in window.memory_view.segments(ROW_PINNED))
 
 
+def assert_highlight(table, i: int, row) -> None:
+    """Table row i is green / blue and bold for the cheapest / fastest row, plain otherwise."""
+    background = table.model.data(table.model.index(i, 3), Qt.ItemDataRole.BackgroundRole)
+    font = table.model.data(table.model.index(i, 3), Qt.ItemDataRole.FontRole)
+    if row.cheapest or row.fastest:
+        color = palette.CHEAPEST_BG if row.cheapest else palette.FASTEST_BG
+        assert background.color() == QColor(color) and font.bold()
+    else:  # plain: no role set, painted with the view's defaults
+        assert background is None and font is None
+
+
 def test_hardware_table_rows_match_core(window, qtbot):
     window.tabs.setCurrentWidget(window.hardware_table)
     settle(window)
@@ -262,6 +275,7 @@ def test_hardware_table_rows_match_core(window, qtbot):
         assert [table.model.data(table.model.index(i, c)) for c in range(12)] == table.model.row_text(row)
         grey = table.model.data(table.model.index(i, 3), Qt.ItemDataRole.ForegroundRole)
         assert (grey is not None and grey.style() != Qt.BrushStyle.NoBrush) == (not row.fits)
+        assert_highlight(table, i, row)
     # sorted by cost per token, rows that fit first: the first row is the cheapest
     assert table.source_row(0) == cheapest[0]
     # sort by step time (both ways), then double-click the fastest fitting row
@@ -273,6 +287,9 @@ def test_hardware_table_rows_match_core(window, qtbot):
         for group in ([r for r in shown if r.fits], [r for r in shown if not r.fits]):
             steps = [r.step_seconds for r in group]
             assert steps == sorted(steps, reverse=order == Qt.SortOrder.DescendingOrder)
+        first, last = table.visible_rows()  # re-sorted rows in view: the old highlights are gone
+        for i in range(first, last + 1):
+            assert_highlight(table, i, table.source_row(i))
     # rows scrolled into view are written before they are painted, not on the idle timer
     assert table.model.stale_rows > 0
     table.view.scrollToBottom()

