@@ -19,7 +19,7 @@ from typing import Any
 
 from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemModel
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QItemDelegate, QLabel, QTableView, QVBoxLayout, QWidget
 
 from . import palette
 from .plot_style import fixed_label
@@ -216,6 +216,11 @@ class HardwareTable(QWidget):
         self.view.verticalHeader().hide()
         # single-line cells: a word-wrapped cell is laid out with QTextLayout on every paint
         self.view.setWordWrap(False)
+        # the classic delegate paints the same cells (text, alignment, brushes, bold) ~20%
+        # faster than QStyledItemDelegate, which goes through the style for every cell
+        # (full repaint of 34 rows: 5.0 -> 4.0 ms, best of 12 interleaved runs, offscreen);
+        # the table has no style sheet that only the styled delegate would honour
+        self.view.setItemDelegate(QItemDelegate(self.view))
         self.view.verticalHeader().setDefaultSectionSize(22)
         # fixed widths: ResizeToContents measures every cell on every update (~60 ms)
         header = self.view.horizontalHeader()
