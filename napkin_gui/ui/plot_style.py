@@ -33,18 +33,19 @@ class RecallingAxis(pg.AxisItem):
     PICTURES = 32  # per axis, least recently used dropped
 
     def __init__(self, *args, **kwargs) -> None:
+        # set before AxisItem.__init__, which already calls the setters wrapped below
         self._pictures: OrderedDict[tuple, object] = OrderedDict()
         self._generation = 0
         super().__init__(*args, **kwargs)
 
     def _picture_key(self) -> tuple:
         view = self.linkedView()
-        size = self.geometry()
+        rect = self.geometry()
         grid = None
         if view is not None and self.grid is not False:
             r = view.mapRectToItem(self, view.boundingRect())
             grid = (r.x(), r.y(), r.width(), r.height())
-        return (tuple(self.range), size.width(), size.height(), grid, self._generation)
+        return (tuple(self.range), rect.width(), rect.height(), grid, self._generation)
 
     def paint(self, p, opt, widget) -> None:  # Qt override
         if self.picture is None:
@@ -66,7 +67,7 @@ def _forgetting(name: str):
     method = getattr(pg.AxisItem, name)
 
     def setter(self, *args, **kwargs):
-        self._generation = getattr(self, "_generation", 0) + 1  # (setters run inside __init__ too)
+        self._generation += 1
         return method(self, *args, **kwargs)
     setter.__name__ = name
     setter.__doc__ = method.__doc__
@@ -166,9 +167,9 @@ def set_view(item: pg.PlotItem, x_range: tuple[float, float], y_range: tuple[flo
     vb.updateMatrix()
 
 
-# Axis ranges snap to these steps, so most edits leave a plot's range (and its axes'
-# cached tick pictures) as they were: a new range re-generates every tick label of the
-# axis (~1 ms per axis per repaint under the software rasterizer).
+# Axis ranges snap to these steps, so most edits leave a plot's range as it was or move it
+# to one its axes drew before (RecallingAxis replays that picture): a range never seen
+# re-generates every tick label of the axis (~1 ms per axis per repaint, software rasterizer).
 NICE_MANTISSAS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 
 
