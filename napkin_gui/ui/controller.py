@@ -152,7 +152,7 @@ class PlanController(QObject):
             if wanted and timer.isActive():
                 timer.stop()
                 run()
-        kinds = {"sweeps"} | ({"advice"} if advice else set())
+        kinds = self._waited_kinds(advice)
         while self.background is not None:
             waiting = [job for job, (kind, _) in self._jobs.items() if kind in kinds]
             if not waiting:
@@ -162,10 +162,16 @@ class PlanController(QObject):
 
     def busy(self, hardware: bool = True, advice: bool = False) -> bool:
         """Whether some figure of the current plan is still to be computed or delivered."""
-        kinds = {"sweeps"} | ({"advice"} if advice else set())
+        kinds = self._waited_kinds(advice)
         return (self._timer.isActive() or (hardware and self._hardware_timer.isActive())
                 or (advice and self._advice_timer.isActive())
                 or any(kind in kinds for kind, _ in self._jobs.values()))
+
+    @staticmethod
+    def _waited_kinds(advice: bool) -> set[str]:
+        """The background jobs flush() waits for and busy() reports: the curves, and the advice
+        when asked."""
+        return {"sweeps", "advice"} if advice else {"sweeps"}
 
     def clear_caches(self) -> None:
         self.estimates.clear()
