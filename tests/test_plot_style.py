@@ -53,3 +53,26 @@ def test_the_axis_keeps_a_bounded_number_of_pictures(qtbot):
     for top in range(1, axis.PICTURES + 10):
         _show(widget, (0.0, float(top)))
     assert len(axis._pictures) == axis.PICTURES
+
+
+def test_labels_are_a_pixmap_of_their_strip_and_grid_lines_cross_the_plot(qtbot):
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QColor
+
+    from napkin_gui.ui import palette
+    widget, axis, _ = _plot(qtbot)
+    image = _show(widget, (0.0, 100.0))
+    origin, labels = axis._labels
+    # the tick labels only: as wide as the axis strip, not the plot its grid spans
+    assert labels is not None and labels.width() <= axis.geometry().width() + 1
+    assert labels.height() < widget.getPlotItem().getViewBox().height()
+    # horizontal grid lines are drawn across the view, in the grid colour
+    view = widget.getPlotItem().getViewBox()
+    top = widget.mapFromScene(view.mapViewToScene(QPointF(5.0, 100.0)))
+    bottom = widget.mapFromScene(view.mapViewToScene(QPointF(5.0, 0.0)))
+    grid_rows = [y for y in range(top.y(), bottom.y()) if QColor(image.pixel(top.x(), y)).name() == palette.GRID]
+    assert len(grid_rows) >= 3
+    # and the labels are painted: text pixels in the strip left of the view, beside a line
+    strip = {QColor(image.pixel(x, y)).name() for x in range(0, int(axis.geometry().width()) - 8)
+             for y in range(grid_rows[1] - 6, grid_rows[1] + 7)}
+    assert len(strip) > 3  # background plus anti-aliased glyph shades

@@ -10,14 +10,16 @@ import math
 from collections import OrderedDict
 
 import pyqtgraph as pg
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QPainter, QPen, QPicture, QPixmap
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QWidget
 
 from . import palette
 
 
 class RecallingAxis(pg.AxisItem):
-    """An AxisItem that keeps the pictures of the last ranges it drew and replays one when
-    its view returns to that range.
+    """An AxisItem that keeps the drawings of the last ranges it drew and replays one when
+    its view returns to that range; its tick labels are kept as a small pixmap.
 
     pyqtgraph re-generates an axis (tick values, every label's text and rectangle, grid
     lines: AxisItem.generateDrawSpecs, in Python) whenever its range changes. The ranges
@@ -25,41 +27,87 @@ class RecallingAxis(pg.AxisItem):
     axis to a range it has shown before: measured ~1 ms of paint per axis per such edit, up
     to ~5 ms per edit on the Time tab's eight axes.
 
-    A picture is keyed by what it is drawn from: the range, the axis's size, the grid's
-    extent (the linked view's rectangle) and a generation that every other setter bumps
-    (pens, fonts, ticks, log mode, ...).
+    A drawing is two parts: the lines (axis, ticks and the grid across the plot) as a
+    QPicture, replayed on each paint (a few drawLine calls), and the tick labels rendered
+    once into a pixmap the size of the labels, blitted on each paint. Replaying the labels
+    would lay out and rasterise their text on every paint, and a cache of the whole item
+    (DeviceCoordinateCache) would blend a plot-sized pixmap, grid included, per axis.
+
+    A drawing is keyed by what it is drawn from: the range, the axis's size, the grid's
+    extent (the linked view's rectangle), the device pixel ratio and a generation that every
+    other setter bumps (pens, fonts, ticks, log mode, ...).
     """
 
-    PICTURES = 32  # per axis, least recently used dropped
+    PICTURES = 32  # drawings per axis, least recently used dropped
 
     def __init__(self, *args, **kwargs) -> None:
         # set before AxisItem.__init__, which already calls the setters wrapped below
-        self._pictures: OrderedDict[tuple, object] = OrderedDict()
+        self._pictures: OrderedDict[tuple, tuple[QPicture, QPointF | None, QPixmap | None]] = OrderedDict()
+        self._labels: tuple[QPointF | None, QPixmap | None] = (None, None)
         self._generation = 0
         super().__init__(*args, **kwargs)
 
-    def _picture_key(self) -> tuple:
+    def _picture_key(self, ratio: float) -> tuple:
         view = self.linkedView()
         rect = self.geometry()
         grid = None
         if view is not None and self.grid is not False:
             r = view.mapRectToItem(self, view.boundingRect())
             grid = (r.x(), r.y(), r.width(), r.height())
-        return (tuple(self.range), rect.width(), rect.height(), grid, self._generation)
+        return (tuple(self.range), rect.width(), rect.height(), grid, ratio, self._generation)
+
+    def _draw(self, ratio: float) -> tuple[QPicture, QPointF | None, QPixmap | None]:
+        """The lines as a picture and the labels as a pixmap (with its top-left corner),
+        drawn by pyqtgraph's own generateDrawSpecs / drawPicture."""
+        lines = QPicture()
+        painter = QPainter(lines)
+        try:
+            if self.style["tickFont"]:
+                painter.setFont(self.style["tickFont"])
+            specs = self.generateDrawSpecs(painter)
+            if specs is None:
+                return lines, None, None
+            axis_spec, tick_specs, text_specs = specs
+            self.drawPicture(painter, axis_spec, tick_specs, [])
+        finally:
+            painter.end()
+        if not text_specs:
+            return lines, None, None
+        area = QRectF()
+        for rect, _, _ in text_specs:
+            area = area.united(rect)
+        area = area.intersected(self.boundingRect()).toAlignedRect()
+        if area.isEmpty():
+            return lines, None, None
+        pixmap = QPixmap(math.ceil(area.width() * ratio), math.ceil(area.height() * ratio))
+        pixmap.setDevicePixelRatio(ratio)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        try:
+            painter.translate(-area.x(), -area.y())
+            hidden = (QPen(Qt.PenStyle.NoPen), axis_spec[1], axis_spec[1])  # the line is in `lines`
+            self.drawPicture(painter, hidden, [], text_specs)
+        finally:
+            painter.end()
+        return lines, QPointF(area.topLeft()), pixmap
 
     def paint(self, p, opt, widget) -> None:  # Qt override
         if self.picture is None:
-            key = self._picture_key()
-            picture = self._pictures.get(key)
-            if picture is None:
-                super().paint(p, opt, widget)  # generates self.picture and plays it
-                self._pictures[key] = self.picture
+            ratio = p.device().devicePixelRatioF()
+            key = self._picture_key(ratio)
+            drawing = self._pictures.get(key)
+            if drawing is None:
+                drawing = self._pictures[key] = self._draw(ratio)
                 if len(self._pictures) > self.PICTURES:
                     self._pictures.popitem(last=False)
-                return
-            self._pictures.move_to_end(key)
-            self.picture = picture
+            else:
+                self._pictures.move_to_end(key)
+            self.picture, origin, pixmap = drawing
+            self._labels = (origin, pixmap)
         self.picture.play(p)
+        origin, pixmap = self._labels
+        if pixmap is not None:
+            p.drawPixmap(origin, pixmap)
 
 
 def _forgetting(name: str):
@@ -101,10 +149,8 @@ def style_plot(item: pg.PlotItem, grid_x: bool, grid_y: bool, left_width: int = 
         # no SI prefix (labels carry their own units): pyqtgraph would re-render the axis
         # label's HTML (QGraphicsTextItem.setHtml) on every range change
         axis.enableAutoSIPrefix(False)
-        # the axis (ticks, labels and its grid lines) kept as a pixmap: a repaint where the
-        # range stayed blits it instead of replaying its QPicture (~0.4 ms per edit for the
-        # four time plots); a new range or size invalidates it (AxisItem calls update())
-        axis.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        # the axis title (a QGraphicsTextItem, a rich-text layout on every paint) as a pixmap
+        axis.label.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
     for name in ("top", "right"):  # hidden, but linked to the view: each range change reaches them
         item.getAxis(name).enableAutoSIPrefix(False)
     item.getAxis("left").setWidth(left_width)
