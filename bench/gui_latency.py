@@ -121,7 +121,8 @@ def main() -> int:
     os.environ.setdefault("NAPKIN_CONFIG_DIR", str(Path(os.environ.get("TMPDIR", "/tmp")) / "napkin-bench-config"))
     app = QApplication.instance() or QApplication([])
     base = Plan(model=args.model, batch_size=4, grad_ckpt=True, dataset_tokens=100e6)
-    window = MainWindow(base, restore_session=False, poll_nvml=False, persist=False, background=not args.sync)
+    # persist as the app does (the session is stored in the temporary config folder set above)
+    window = MainWindow(base, restore_session=False, poll_nvml=False, persist=True, background=not args.sync)
     window.resize(1600, 1000)
     window.show()
     c = window.controller

@@ -96,6 +96,20 @@ def test_last_session_is_restored(qtbot, tmp_path):
     assert again.dirty  # the edit was never saved
 
 
+def test_session_is_stored_once_edits_pause(qtbot):
+    w = make_window(qtbot)
+
+    def stored_batch_size():
+        text = app_settings().value("session/plan", "")
+        return json.loads(text)["batch_size"] if text else None
+
+    before = stored_batch_size()
+    for value in (3, 5, 7):  # a drag: not written on every step
+        w.editor.batch_size.spin.setValue(value)
+    assert stored_batch_size() == before
+    qtbot.waitUntil(lambda: stored_batch_size() == 7, timeout=5000)
+
+
 def test_keyboard_undo_redo(qtbot):
     w = make_window(qtbot)
     w.editor.combos["attention"].setCurrentText("eager")

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyqtgraph as pg
 import shiboken6
-from PySide6.QtCore import QByteArray, QEvent, QObject, Qt
+from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (QAbstractSpinBox, QComboBox, QFileDialog, QLineEdit, QMainWindow, QMessageBox, QScrollArea, QSplitter, QTabWidget,
                                QWidget)
@@ -34,6 +34,10 @@ from .timeline_view import MemoryTimelineView
 
 DEFAULT_PLAN = Plan(model="llama-3.1-8b", batch_size=4, grad_ckpt=True, dataset_tokens=100e6)
 FILE_FILTER = f"napkin plans (*{PLAN_SUFFIX});;JSON (*.json)"
+# The session (plan, path, dirty) is stored once edits pause this long, and on close: each
+# QSettings.setValue makes Qt rewrite the settings file at the next turn of the event loop
+# (~1 ms, measured offscreen), which a slider drag would otherwise pay on every step.
+SESSION_SAVE_DELAY_MS = 1000
 
 
 class MainWindow(QMainWindow):
@@ -46,6 +50,8 @@ class MainWindow(QMainWindow):
         self.settings = app_settings()
         self.persist = persist  # False: leave the stored session and recent files alone (screenshots)
         self.path: Path | None = None
+        self._session_timer = QTimer(self, singleShot=True, interval=SESSION_SAVE_DELAY_MS)
+        self._session_timer.timeout.connect(self._save_session)
         self.controller = PlanController(plan or DEFAULT_PLAN, self)
         self.background = None
         if background:  # curves and advice on the other core (ui/background.py)
@@ -297,6 +303,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ session
     def _save_session(self) -> None:
+        self._session_timer.stop()
         if not self.persist:
             return
         s = self.settings
@@ -350,7 +357,7 @@ class MainWindow(QMainWindow):
 
     def _on_controller_plan_changed(self, _plan: Plan) -> None:
         if shiboken6.isValid(self):
-            self._save_session()
+            self._session_timer.start()  # saved once edits pause (SESSION_SAVE_DELAY_MS)
 
     def _on_controller_advice_changed(self, items: tuple) -> None:
         self.advice_panel.show_advice(items, self.controller.plan)
