@@ -125,7 +125,10 @@ def test_controller_shows_background_curves_only_for_the_current_plan(qtbot):
     first = fake.jobs[-1]
     assert first[1:] == ("sweeps", PLAN) and c.busy(hardware=False)
     c.set_plan(dataclasses.replace(PLAN, batch_size=4))
-    qtbot.waitUntil(lambda: len(fake.jobs) == 2)
+    assert len(fake.jobs) == 2  # sent with the edit, before the recompute
+    with qtbot.waitSignal(c.recomputed):
+        pass
+    assert len(fake.jobs) == 2  # which does not send it again
     second = fake.jobs[-1]
     fake.result_ready.emit(first[0], "ok", sweeps_here(PLAN))  # late: the plan moved on
     assert shown == []

@@ -129,6 +129,9 @@ class PlanController(QObject):
 
     def _apply(self, plan: Plan) -> None:
         self._plan = plan
+        # the curves' job goes out before the editors re-sync and the recompute timer fires
+        # (~1 ms): the child is on the critical path of the Time tab
+        self._send_sweeps()
         self.plan_changed.emit(plan)
         self.schedule()
 
@@ -183,11 +186,7 @@ class PlanController(QObject):
     def recompute(self) -> None:
         """Estimate the plan and push it, its curves and the hardware rows to the views."""
         plan = self._plan
-        key = (plan, self.calibration)
-        if self.sweeps_wanted and key not in self._sweeps_cache:
-            # the curves' job goes out first: the child prices them while this thread
-            # estimates the plan and updates the bars (a result for an invalid plan is dropped)
-            self._submit("sweeps", key, plan, self.calibration)
+        self._send_sweeps()  # unless it went out with the edit (a new calibration, a shown tab)
         try:
             est = self.estimates.get(check_combination(plan))
         except PlanError as err:
@@ -216,6 +215,14 @@ class PlanController(QObject):
             self._recompute_sweeps()
         if hardware and self._hardware_stale:
             self._hardware_timer.start()
+
+    def _send_sweeps(self) -> None:
+        """Hand the current plan's curves to the background process, if they are wanted and
+        not known: the child prices them while this thread estimates the plan and updates the
+        bars (a result for an invalid plan is dropped)."""
+        key = (self._plan, self.calibration)
+        if self.sweeps_wanted and key not in self._sweeps_cache:
+            self._submit("sweeps", key, self._plan, self.calibration)
 
     def _submit(self, kind: str, key: Any, plan: Plan, calibration: Any = None) -> bool:
         """Hand a job to the background process; False when this thread must compute it."""
