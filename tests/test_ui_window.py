@@ -315,6 +315,28 @@ def test_hardware_table_follows_edits(window):
     assert window.hardware_table.model.rows == compare_hardware(window.controller.plan, counts=(1, 2, 4, 8))
 
 
+def test_hardware_table_repaints_the_cells_an_edit_changed_in_runs(window, qtbot):
+    window.tabs.setCurrentWidget(window.hardware_table)
+    settle(window)
+    model = window.hardware_table.model
+    first, last = window.hardware_table.visible_rows()
+    before = [[model.data(model.index(i, c)) for c in range(12)] for i in range(first, last + 1)]
+    announced = []
+    model.dataChanged.connect(lambda a, b: announced.append((a.row(), a.column(), b.row(), b.column())))
+    window.editor.batch_size.spin.setValue(PLAN.batch_size + 3)
+    settle(window)
+    after = [[model.data(model.index(i, c)) for c in range(12)] for i in range(first, last + 1)]
+    assert after == [model.row_text(row) for row in model.shown[first:last + 1]]
+    changed = {(first + i, c) for i, (old, new) in enumerate(zip(before, after)) for c in range(12) if old[c] != new[c]}
+    assert changed  # batch size moves step time, tokens/s and cost
+    covered = {(r, c) for r0, c0, r1, c1 in announced for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)}
+    assert changed <= covered
+    assert all(r0 == r1 for r0, _, r1, _ in announced)  # a row's runs, never the whole range
+    assert len(announced) < len(changed) / 2  # runs of columns, not a signal per cell
+    tip = model.data(model.index(first, 0), Qt.ItemDataRole.ToolTipRole)
+    assert model.shown[first].gpu_name in tip and f"{model.shown[first].bound}-bound" in tip
+
+
 def test_advice_click_applies_plan(window):
     window.editor.batch_size.spin.setValue(64)
     settle(window)
