@@ -15,7 +15,7 @@ nccl-tests doc/PERFORMANCE.md). What moves per step, by strategy:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .gpu_spec import GpuSpec
 from .plan import Plan
@@ -24,9 +24,24 @@ from .time_efficiency import TimeEfficiency
 NVLINK_LIKE = ("nvlink", "infinity-fabric")
 
 
-@dataclass(frozen=True, slots=True)
-class CommSeconds:
-    """Seconds of link traffic per GPU, by where it can hide behind compute."""
+class LinkTraffic(NamedTuple):
+    """What one GPU moves under a plan's GPU count, sharding and offload, before a card's link
+    rates price it: floats for one plan, or float64 arrays with one element per row
+    (compare_hardware: rows differ in GPU count and sharding)."""
+
+    forward_bytes: float           # GPU-GPU per micro-batch, overlapping the forward
+    backward_bytes: float          # GPU-GPU per micro-batch, overlapping the backward
+    step_bytes: float              # GPU-GPU per optimizer step
+    collective_calls: float        # per micro-batch, each paying the ring latency
+    offload_step_bytes: float      # host link per optimizer step: gradients down, parameters up
+    offload_update_params: float   # parameters the CPU updates per optimizer step
+    offload_phase_bytes: float     # host link per forward and per backward: offloaded weights
+    shards: float                  # GPUs that split the optimizer state and its update (1 unsharded)
+
+
+class CommSeconds(NamedTuple):
+    """Seconds of link traffic per GPU, by where it can hide behind compute (floats, or arrays
+    like LinkTraffic's; a NamedTuple like time_model.PhaseSeconds: made on every step_time)."""
 
     forward: float        # per micro-batch, overlaps the forward
     backward: float       # per micro-batch, overlaps the backward
@@ -64,32 +79,39 @@ def _collectives(plan: Plan, weights_bytes: int, grad_bytes: int, trainable_byte
     return 0.0, 2 * f * grad_bytes / plan.grad_accum, 0.0, layers
 
 
-def comm_seconds(plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, weights_bytes: int, grad_bytes: int,
-                 trainable_params: int, layers: int) -> CommSeconds:
-    """Link seconds per GPU for one micro-batch (forward, backward) and per optimizer step.
+def link_traffic(plan: Plan, weights_bytes: int, grad_bytes: int, trainable_params: int,
+                 layers: int) -> LinkTraffic:
+    """Bytes per GPU over the interconnect and the host link for one micro-batch and one step.
 
     weights_bytes: the whole model's weights as stored (NF4 for QLoRA) + adapters;
     grad_bytes: all trainable gradients; trainable_params: for the offloaded update.
     """
-    link = interconnect_bytes_per_second(gpu, eff)
-    host = host_bytes_per_second(gpu, eff)
-    per_param = grad_bytes / max(trainable_params, 1)
-    trainable_bytes = grad_bytes
-    fwd_b, bwd_b, step_b, calls = _collectives(plan, weights_bytes, grad_bytes, trainable_bytes, layers)
-    latency = calls * eff.collective_latency_seconds
-    fwd, bwd, step = fwd_b / link, bwd_b / link + latency, step_b / link
-    collective = fwd + bwd + step
-    host_s = 0.0
+    fwd, bwd, step, calls = _collectives(plan, weights_bytes, grad_bytes, grad_bytes, layers)
     n = plan.n_gpus if plan.sharding != "none" else 1
+    step_bytes = update_params = phase_bytes = 0.0
     if plan.offload != "none":
-        shard_params = trainable_params / n
+        update_params = trainable_params / n
+        per_param = grad_bytes / max(trainable_params, 1)
         # grads down, updated params up (16-bit copies of fp32 masters), CPU Adam in between
-        moved = shard_params * per_param + shard_params * min(per_param, 2)
-        step_host = moved / host + shard_params / eff.cpu_adam_params_per_second
-        step += step_host
-        host_s += step_host
+        step_bytes = update_params * per_param + update_params * min(per_param, 2)
     if plan.offload == "optimizer+params":
-        unit = weights_bytes / n / host
-        fwd, bwd = fwd + unit, bwd + unit
-        host_s += 2 * unit
-    return CommSeconds(forward=fwd, backward=bwd, step=step, host_link=host_s, collective=collective)
+        phase_bytes = weights_bytes / n
+    return LinkTraffic(fwd, bwd, step, calls, step_bytes, update_params, phase_bytes, n)
+
+
+def comm_seconds(traffic: LinkTraffic, link_bytes_per_second: float, host_bytes_per_second: float,
+                 eff: TimeEfficiency) -> CommSeconds:
+    """Link seconds per GPU for one micro-batch (forward, backward) and per optimizer step.
+
+    Plain arithmetic, no branch: floats price one plan on one card, arrays every row of
+    compare_hardware at once (rates from interconnect_bytes_per_second / host_bytes_per_second).
+    """
+    link, host = link_bytes_per_second, host_bytes_per_second
+    latency = traffic.collective_calls * eff.collective_latency_seconds
+    fwd, bwd = traffic.forward_bytes / link, traffic.backward_bytes / link + latency
+    step = traffic.step_bytes / link
+    collective = fwd + bwd + step
+    step_host = traffic.offload_step_bytes / host + traffic.offload_update_params / eff.cpu_adam_params_per_second
+    phase_host = traffic.offload_phase_bytes / host
+    return CommSeconds(forward=fwd + phase_host, backward=bwd + phase_host, step=step + step_host,
+                       host_link=step_host + 2 * phase_host, collective=collective)

@@ -2,7 +2,7 @@
 
 Reuses the estimate's pieces: the model is resolved and its state counted once; memory is
 estimated once per (GPU count, sharding) and moved to each card's cuBLAS workspace; time is
-priced per (card, GPU count), each card's device seconds once for all its counts. With more than one GPU and no sharding in the plan a
+priced for all rows at once (_step_times). With more than one GPU and no sharding in the plan a
 row assumes data parallel (DDP) when the model fits each card, else FSDP FULL_SHARD.
 """
 from __future__ import annotations
@@ -19,8 +19,9 @@ from .model_source import resolve_model
 from .model_spec import ModelSpec
 from .plan import Plan, check_combination
 from .result import MemoryEstimate
-from .step_work import step_work
-from .time_model import StepTime, step_time
+from .step_work import StepWork, step_work
+from .time_efficiency import time_efficiency
+from .time_model import card_rates, plan_traffic, priced_step
 
 COUNTS = (1, 2, 4, 8)
 
@@ -99,20 +100,54 @@ def _choose(plan: Plan, gpu: GpuSpec, n: int, variants: _Variants) -> _Variant:
     return variants.get(n, "fsdp", gpu) or named
 
 
-def _row(gpu: GpuSpec, variant: _Variant, time: StepTime) -> HardwareRow:
-    """One table row: the variant's plan on n of this card."""
+def _distinct(items: list) -> tuple[list, list[int]]:
+    """The distinct items (by identity) in first-seen order, and each item's index among them."""
+    first: dict[int, int] = {}
+    index = [first.setdefault(id(item), len(first)) for item in items]
+    return list({id(item): item for item in items}.values()), index
+
+
+def _columns(records: list[tuple], index: list[int]) -> tuple:
+    """One record of the records' type whose fields are float64 arrays, one element per row:
+    row r holds records[index[r]]."""
+    import numpy
+    table = numpy.array(list(zip(*records)), dtype=float)  # [field, record]
+    return type(records[0])._make(table[:, numpy.array(index)])  # [field, row]
+
+
+def _step_times(plan: Plan, spec: ModelSpec, state: ModelState, work: StepWork,
+                chosen: list[tuple[GpuSpec, _Variant]]) -> tuple[list[float], list[float], list[str]]:
+    """Step seconds, tokens/s per GPU and bound of every (card, variant) row.
+
+    Why arrays: the desktop app reprices the table's 152 rows (38 cards x 4 counts) on each edit
+    of the plan, and step_time in floats costs ~14 us a row, 2.1 of compare's 3.4 ms (measured on
+    the 2-core dev host). So time_model's formulas run once here over numpy arrays (priced_step):
+    each row's card comes as CardRates, its GPU count and sharding as LinkTraffic, each priced in
+    floats once per card / variant and gathered by row. Values equal step_time's, bounds exactly,
+    seconds to ~1e-15 relative (numpy's SIMD pow may round differently from Python's **)."""
+    eff = time_efficiency()
+    cards, card_of_row = _distinct([gpu for gpu, _ in chosen])
+    variants, variant_of_row = _distinct([variant for _, variant in chosen])
+    card = _columns([card_rates(work, gpu, eff, plan.compute_dtype) for gpu in cards], card_of_row)
+    traffic = _columns([plan_traffic(variant.plan, spec, state) for variant in variants], variant_of_row)
+    time = priced_step(plan, work, card, traffic, eff)
+    return time.step_seconds.tolist(), time.tokens_per_second.tolist(), time.bound.tolist()
+
+
+def _row(gpu: GpuSpec, variant: _Variant, step_seconds: float, tokens_per_second: float, bound: str) -> HardwareRow:
+    """One table row: the variant's plan on n of this card, its step priced (tokens/s per GPU)."""
     plan, reserved = variant.plan, variant.reserved_on(gpu)
-    tps = time.tokens_per_second * plan.n_gpus
+    tps = tokens_per_second * plan.n_gpus
     total = total_estimate(plan, tps, gpu.price_usd_per_hour)
     per_million = gpu.price_usd_per_hour * plan.n_gpus / (tps * 3600) * 1e6 if tps > 0 else float("inf")
     return HardwareRow(
         gpu_id=gpu.id, gpu_name=gpu.name, n_gpus=plan.n_gpus, sharding=plan.sharding, fits=fits_on(reserved, gpu),
         peak_allocated_bytes=variant.memory.peak_allocated_bytes + reserved - variant.memory.peak_reserved_bytes,
         device_used_bytes=device_used_bytes(reserved, gpu, variant.memory.managed_bytes),
-        capacity_bytes=capacity_bytes(gpu), step_seconds=time.step_seconds, tokens_per_second=tps,
+        capacity_bytes=capacity_bytes(gpu), step_seconds=step_seconds, tokens_per_second=tps,
         usd_per_million_tokens=per_million, hours=total.hours if total else None,
         cost_usd=total.cost_usd if total else None, price_usd_per_hour=gpu.price_usd_per_hour,
-        bound=time.bound)
+        bound=bound)
 
 
 def _mark(rows: list[HardwareRow]) -> tuple[HardwareRow, ...]:
@@ -134,13 +169,12 @@ def compare_hardware(plan: Plan, counts: tuple[int, ...] = COUNTS,
     state = model_state(spec, plan)
     variants = _Variants(plan, spec, state)
     work = step_work(spec, plan, state.trainable_params)  # one GPU's micro-batch: the same in every row
-    rows = []
-    for gpu in gpus if gpus is not None else gpu_catalog():
-        for n in counts:
-            variant = _choose(plan, gpu, n, variants)
-            time = step_time(variant.plan, spec, gpu, state, work=work)  # reads no plan.gpu
-            rows.append(_row(gpu, variant, time))
-    return _mark(rows)
+    chosen = [(gpu, _choose(plan, gpu, n, variants)) for gpu in (gpus if gpus is not None else gpu_catalog())
+              for n in counts]
+    if not chosen:  # no card or no count asked for
+        return ()
+    times = _step_times(plan, spec, state, work, chosen)
+    return _mark([_row(gpu, variant, *time) for (gpu, variant), time in zip(chosen, zip(*times))])
 
 
 def sorted_rows(rows: tuple[HardwareRow, ...], by: str = "cost") -> tuple[HardwareRow, ...]:

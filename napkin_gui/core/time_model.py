@@ -8,13 +8,19 @@ The host (Python, autograd, kernel launches) runs ahead of the device; a phase t
 maximum of the two, which is why batch 1 and batch 4 at 512 tokens cost nearly the same.
 Link traffic (sharding, offload; core/comm.py) overlaps its phase's device work in part.
 Efficiencies are data: resources/time_efficiency.json, fitted by bench/fit_time.py.
+
+The formulas from comm_seconds to the bound take Python floats (one plan on one card: estimate,
+advise, validate) or numpy float64 arrays with one element per row: compare_hardware prices a
+plan on every card x GPU count (152 rows) on each edit of the desktop app, ~14 us a row in
+floats. Only larger / smaller / where / first_largest tell the two apart, and they import
+numpy only when arrays come, so estimate and the CLI never load it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from .comm import CommSeconds, comm_seconds
+from .comm import (CommSeconds, LinkTraffic, comm_seconds, host_bytes_per_second, interconnect_bytes_per_second,
+                   link_traffic)
 from .gpu_spec import GpuSpec
 from .memory.model_state import ModelState
 from .model_spec import ModelSpec
@@ -23,10 +29,49 @@ from .result import MemoryEstimate, TimeEstimate, TimeTerm
 from .step_work import PhaseWork, StepWork, step_work
 from .time_efficiency import TimeEfficiency, time_efficiency
 
+if TYPE_CHECKING:  # annotations only: numpy is imported where arrays come
+    from numpy import ndarray
 
-@dataclass(frozen=True, slots=True)
-class PhaseSeconds:
-    """One phase priced: device compute / memory seconds, host seconds, link seconds."""
+
+def larger(a: float | ndarray, b: float | ndarray) -> float | ndarray:
+    """max(a, b) for floats (the same tie rule); elementwise for numpy arrays."""
+    if type(a) is float and type(b) is float:
+        return b if b > a else a
+    import numpy
+    return numpy.maximum(a, b)
+
+
+def smaller(a: float | ndarray, b: float | ndarray) -> float | ndarray:
+    """min(a, b) for floats (the same tie rule); elementwise for numpy arrays."""
+    if type(a) is float and type(b) is float:
+        return b if b < a else a
+    import numpy
+    return numpy.minimum(a, b)
+
+
+def where(condition: bool | ndarray, a: float | str, b: float | str | ndarray) -> float | str | ndarray:
+    """a if condition else b; elementwise for a numpy array of conditions."""
+    if type(condition) is bool:
+        return a if condition else b
+    import numpy
+    return numpy.where(condition, a, b)
+
+
+def first_largest(values: dict[str, float | ndarray], names: tuple[str, ...]) -> str | ndarray:
+    """The first of names with the largest value, as max(names, key=values.get) picks it; per
+    row (an array of names) when the values are numpy arrays. The first value decides: a float
+    means all are floats; else the values, arrays or floats, are broadcast to rows."""
+    if type(values[names[0]]) is float:
+        return max(names, key=values.__getitem__)
+    import numpy
+    columns = numpy.stack(numpy.broadcast_arrays(*(values[name] for name in names)))  # [name, row]
+    return numpy.array(names)[numpy.argmax(columns, axis=0)]  # argmax: the first largest, like max
+
+
+class PhaseSeconds(NamedTuple):
+    """One phase priced: device compute / memory seconds, host seconds, link seconds (floats,
+    or arrays with one element per row). A NamedTuple: step_time makes three, each ~0.2 us
+    where a frozen dataclass takes ~0.5."""
 
     compute: float
     memory: float
@@ -88,6 +133,28 @@ def _device_seconds(phase: PhaseWork, gpu: GpuSpec, eff: TimeEfficiency, compute
     return compute, memory
 
 
+class CardRates(NamedTuple):
+    """A card as step time prices a StepWork on it: the device seconds of each phase and the
+    link rates. Floats for one card; arrays with one element per row in compare_hardware."""
+
+    forward_compute_seconds: float
+    forward_memory_seconds: float
+    backward_compute_seconds: float
+    backward_memory_seconds: float
+    optimizer_compute_seconds: float
+    optimizer_memory_seconds: float
+    interconnect_bytes_per_second: float
+    host_bytes_per_second: float
+
+
+def card_rates(work: StepWork, gpu: GpuSpec, eff: TimeEfficiency, compute_dtype: str) -> CardRates:
+    """The work's device seconds on gpu (memoised, device_seconds) and the card's link rates."""
+    return CardRates(*device_seconds(work.forward, gpu, eff, compute_dtype),
+                     *device_seconds(work.backward, gpu, eff, compute_dtype),
+                     *device_seconds(work.optimizer, gpu, eff, compute_dtype),
+                     interconnect_bytes_per_second(gpu, eff), host_bytes_per_second(gpu, eff))
+
+
 def host_seconds(phase: PhaseWork, eff: TimeEfficiency) -> float:
     """Python and dispatch time of one phase on the CPU."""
     return (phase.launches * eff.host_launch_seconds
@@ -97,12 +164,11 @@ def host_seconds(phase: PhaseWork, eff: TimeEfficiency) -> float:
             + phase.checkpoints * eff.host_checkpoint_seconds)
 
 
-def smooth_max(a: float, b: float, p: float) -> float:
-    """(a^p + b^p)^(1/p): the larger of a and b, rounded up where they are close."""
-    hi = max(a, b)
-    if hi <= 0.0:
-        return 0.0
-    return hi * ((a / hi) ** p + (b / hi) ** p) ** (1.0 / p)
+def smooth_max(a: float | ndarray, b: float | ndarray, p: float) -> float | ndarray:
+    """(a^p + b^p)^(1/p): the larger of a and b (both >= 0), rounded up where they are close."""
+    hi = larger(a, b)
+    unit = where(hi > 0.0, hi, 1.0)  # where a = b = 0 the ratios are 0 and so is the result
+    return hi * ((a / unit) ** p + (b / unit) ** p) ** (1.0 / p)
 
 
 def overlapped_seconds(phases: tuple[PhaseSeconds, ...], eff: TimeEfficiency) -> float:
@@ -110,30 +176,27 @@ def overlapped_seconds(phases: tuple[PhaseSeconds, ...], eff: TimeEfficiency) ->
     so the device finishes a phase no earlier than its own work nor than the host's."""
     host_done = device_done = 0.0
     for ph in phases:
-        device = ph.device + ph.link - eff.comm_overlap * min(ph.device, ph.link)
+        device = ph.device + ph.link - eff.comm_overlap * smaller(ph.device, ph.link)
         device_done = smooth_max(device_done + device, host_done + smooth_max(ph.host, device, eff.overlap_exponent),
                                  eff.overlap_exponent)
         host_done += ph.host
     return device_done
 
 
-def _phase(work: PhaseWork, gpu: GpuSpec, eff: TimeEfficiency, dtype: str, link: float = 0.0,
-           scale: float = 1.0) -> PhaseSeconds:
-    compute, memory = device_seconds(work, gpu, eff, dtype)
-    return PhaseSeconds(compute * scale, memory * scale, host_seconds(work, eff), link)
+def step_phases(plan: Plan, work: StepWork, card: CardRates, eff: TimeEfficiency, comm: CommSeconds,
+                shards: float) -> tuple[tuple[PhaseSeconds, PhaseSeconds], PhaseSeconds]:
+    """((forward, backward) of a micro-batch, optimizer update) priced on the card.
 
-
-def step_phases(plan: Plan, work: StepWork, gpu: GpuSpec, eff: TimeEfficiency,
-                comm: CommSeconds) -> tuple[tuple[PhaseSeconds, PhaseSeconds], PhaseSeconds]:
-    """((forward, backward) of a micro-batch, optimizer update) priced on the card."""
-    dtype = plan.compute_dtype
-    fwd = _phase(work.forward, gpu, eff, dtype, comm.forward)
-    bwd = _phase(work.backward, gpu, eff, dtype, comm.backward)
-    sharded = plan.sharding != "none" and plan.n_gpus > 1
+    Reads only plan.offload: GPU count and sharding come in as shards (LinkTraffic.shards)."""
+    fwd = PhaseSeconds(card.forward_compute_seconds, card.forward_memory_seconds,
+                       host_seconds(work.forward, eff), comm.forward)
+    bwd = PhaseSeconds(card.backward_compute_seconds, card.backward_memory_seconds,
+                       host_seconds(work.backward, eff), comm.backward)
     if plan.offload != "none":   # the update runs on the CPU: its time is in comm.step
-        opt = PhaseSeconds(0.0, 0.0, 0.0, comm.step)
-    else:
-        opt = _phase(work.optimizer, gpu, eff, dtype, comm.step, 1.0 / plan.n_gpus if sharded else 1.0)
+        return (fwd, bwd), PhaseSeconds(0.0, 0.0, 0.0, comm.step)
+    scale = 1.0 / shards  # each GPU updates its shard of the optimizer state
+    opt = PhaseSeconds(card.optimizer_compute_seconds * scale, card.optimizer_memory_seconds * scale,
+                       host_seconds(work.optimizer, eff), comm.step)
     return (fwd, bwd), opt
 
 
@@ -145,9 +208,8 @@ def _bound(fwd: PhaseSeconds, bwd: PhaseSeconds, opt: PhaseSeconds, ga: int) -> 
               "overhead": ga * (fwd.host + bwd.host) + opt.host,
               "pcie": ga * (fwd.link + bwd.link) + opt.link}
     device = totals["compute"] + totals["memory"]
-    if totals["overhead"] > device + totals["pcie"]:
-        return "overhead", totals
-    return max(("compute", "memory", "pcie"), key=totals.__getitem__), totals
+    return where(totals["overhead"] > device + totals["pcie"], "overhead",
+                 first_largest(totals, ("compute", "memory", "pcie"))), totals
 
 
 def _term_formulas(plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork) -> tuple[str, str, str, str]:
@@ -182,7 +244,7 @@ def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficien
 
 class StepTime(NamedTuple):
     """One step priced on one card: what the hardware table's rows need, without the texts
-    and terms of a full TimeEstimate."""
+    and terms of a full TimeEstimate (from priced_step on arrays: each field one per row)."""
 
     step_seconds: float             # one micro-batch
     optimizer_step_seconds: float   # grad_accum micro-batches and the update
@@ -192,17 +254,29 @@ class StepTime(NamedTuple):
     work: StepWork
 
 
-def step_time(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, eff: TimeEfficiency | None = None,
-              work: StepWork | None = None) -> StepTime:
-    """Seconds per micro-batch and per optimizer step, tokens/s per GPU and the bound.
-
-    work: the plan's step_work, when the caller already has it (compare prices one StepWork
-    on every card and GPU count: step_work ignores both)."""
-    eff = eff or time_efficiency()
-    work = work or step_work(spec, plan, state.trainable_params)
-    comm = comm_seconds(plan, gpu, eff, state.weights_bytes + state.adapter_bytes, state.gradient_bytes,
+def plan_traffic(plan: Plan, spec: ModelSpec, state: ModelState) -> LinkTraffic:
+    """The plan's link traffic per GPU (comm.link_traffic) from its model and state."""
+    return link_traffic(plan, state.weights_bytes + state.adapter_bytes, state.gradient_bytes,
                         state.trainable_params, spec.num_layers)
-    (fwd, bwd), opt = step_phases(plan, work, gpu, eff, comm)
+
+
+def step_time(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState,
+              eff: TimeEfficiency | None = None) -> StepTime:
+    """Seconds per micro-batch and per optimizer step, tokens/s per GPU and the bound."""
+    eff = eff or time_efficiency()
+    work = step_work(spec, plan, state.trainable_params)
+    card = card_rates(work, gpu, eff, plan.compute_dtype)
+    return priced_step(plan, work, card, plan_traffic(plan, spec, state), eff)
+
+
+def priced_step(plan: Plan, work: StepWork, card: CardRates, traffic: LinkTraffic,
+                eff: TimeEfficiency) -> StepTime:
+    """step_time of work on the card(s) under the traffic. Floats price one row; arrays with one
+    element per row price compare_hardware's rows at once: there rows differ in card (CardRates)
+    and in GPU count and sharding (LinkTraffic), never in what plan gives here (grad_accum,
+    offload)."""
+    comm = comm_seconds(traffic, card.interconnect_bytes_per_second, card.host_bytes_per_second, eff)
+    (fwd, bwd), opt = step_phases(plan, work, card, eff, comm, traffic.shards)
     micro = overlapped_seconds((fwd, bwd), eff)
     update = overlapped_seconds((opt,), eff)
     total = plan.grad_accum * micro + update
