@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from napkin_gui.cli import main
 from napkin_gui.core.advise import advise, largest_batch_that_fits
 from napkin_gui.core.estimate import estimate
-from napkin_gui.core.plan import Plan, save_plan
+from napkin_gui.core.plan import Plan, load_plan, save_plan
 
 TOO_BIG = Plan(model="llama-3.1-8b", method="full", batch_size=4, seq_len=2048, gpu="rtx-4090")
 FITS = Plan(model="llama-3.1-8b", method="lora", batch_size=4, seq_len=2048, grad_ckpt=True)
@@ -29,6 +30,21 @@ def test_each_advice_is_what_the_estimate_says(plan):
         assert item.time_delta_fraction == pytest.approx(expected)
         assert item.reason.startswith(item.title)
         assert "GiB" in item.reason and ("% time" in item.reason or "% tokens/s" in item.reason)
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).parents[1] / "resources" / "examples").glob("*.napkin.json")),
+                         ids=lambda p: p.name)
+def test_every_example_plan_gets_advice_also_out_of_memory(example):
+    """The 70B QLoRA example offloads its parameters under FSDP: its one-card alternatives
+    must keep the sharding that offload needs, not fail the whole advice."""
+    plan = load_plan(example)
+    for changed in (plan, replace(plan, batch_size=plan.batch_size * 6)):
+        items = advise(changed)
+        assert items, changed
+        assert all(estimate(item.plan) for item in items)
+    if plan.offload == "optimizer+params":
+        cards = [i for i in advise(plan) if "card that fits" in i.title]
+        assert cards and all(i.plan.sharding == plan.sharding and i.plan.n_gpus == 1 for i in cards)
 
 
 def test_not_fitting_plan_gets_fixes_first_cheapest_in_time():

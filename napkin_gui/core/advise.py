@@ -147,14 +147,17 @@ def _scale_edits(p: Plan) -> list[tuple[str, Plan, str]]:
     if p.n_gpus == 1:
         for n in SHARD_COUNTS:
             edits.append((f"FSDP over {n} GPUs", replace(p, n_gpus=n, sharding="fsdp"), ""))
-    rows = [r for r in compare_hardware(replace(p, n_gpus=1, sharding="none"), counts=(1,)) if r.fits]
+    # one card of each kind, unsharded unless the plan offloads its parameters: that runs under
+    # FSDP / ZeRO-3 even on one GPU (check_combination)
+    single = replace(p, n_gpus=1, sharding=p.sharding if p.offload == "optimizer+params" else "none")
+    rows = [r for r in compare_hardware(single, counts=(1,)) if r.fits]
     current = find_gpu(p.gpu).id
     if rows:
         cheap = min(rows, key=lambda r: r.usd_per_million_tokens)
         fast = max(rows, key=lambda r: r.tokens_per_second)
         for label, row in (("cheapest card that fits", cheap), ("fastest card that fits", fast)):
             if row.gpu_id != current or p.n_gpus != 1:
-                edits.append((f"{label}: {row.gpu_name}", replace(p, gpu=row.gpu_id, n_gpus=1, sharding="none"),
+                edits.append((f"{label}: {row.gpu_name}", replace(single, gpu=row.gpu_id),
                               f"${row.usd_per_million_tokens:.2f} per M tokens"))
     best = largest_batch_that_fits(p)
     if best > p.batch_size:
