@@ -41,7 +41,7 @@ COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("$/h", lambda r: r.price_usd_per_hour * r.n_gpus, "Hourly price of the group."),
 )
 HEADERS = tuple(c[0] for c in COLUMNS)
-COLUMN_WIDTHS = (240, 48, 64, 72, 80, 44, 72, 70, 92, 64, 70, 62)
+COLUMN_WIDTHS = (240, 48, 62, 80, 80, 44, 72, 70, 92, 58, 70, 62)
 # rows out of view are written once edits pause this long (a drag re-sorts them every step)
 REST_DELAY_MS = 50
 DEFAULT_SORT = (HEADERS.index("$ / M tokens"), Qt.SortOrder.AscendingOrder)  # cheapest per token first
