@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QMessageBox
 from napkin_gui.core.compare import compare_hardware
 from napkin_gui.core.estimate import estimate
 from napkin_gui.core.plan import Plan
-from napkin_gui.core.result import COMPONENTS
+from napkin_gui.core.result import ALLOCATED_COMPONENTS, COMPONENTS
 from napkin_gui.ui import palette
 from napkin_gui.ui.main_window import MainWindow
 from napkin_gui.ui.memory_bar_view import ROW_NOW, ROW_PINNED
@@ -65,7 +65,16 @@ def assert_views_show(w, plan):
     shown = w.tabs.currentIndex()
     w.tabs.setCurrentWidget(w.timeline_view)
     totals = [p.allocated_bytes / GIB for p in est.memory.timeline]
-    assert np.allclose(w.timeline_view.total_curve.yData, totals)
+    view = w.timeline_view
+    assert np.allclose(view.drawn[-1], totals)
+    total = view.total_curve.path()  # a step outline: each phase's total held across the phase
+    assert np.allclose([total.elementAt(i).y for i in range(total.elementCount())], np.repeat(totals, 2))
+    assert [total.elementAt(i).x for i in (0, total.elementCount() - 1)] == [0.0, len(totals)]
+    first = ALLOCATED_COMPONENTS[0]  # the bottom band: that component alone, filled down to zero
+    band = view.bands[first].path()
+    heights = [dict(p.by_component)[first] / GIB for p in est.memory.timeline]
+    ys = [band.elementAt(i).y for i in range(band.elementCount())]
+    assert np.allclose(ys[1:2 * len(heights) + 1], np.repeat(heights, 2)) and ys[0] == ys[-2] == 0.0
     assert max(totals) == pytest.approx(est.memory.peak_allocated_bytes / GIB)
     phases = [p.phase for p in est.memory.timeline]
     assert w.timeline_view.peak_line.value() == phases.index(est.memory.peak_phase) + 0.5
