@@ -59,7 +59,7 @@ def with_values(base: TimeEfficiency, values: dict[str, float]) -> TimeEfficienc
 
 
 def log_errors(cases: list[tuple], eff: TimeEfficiency) -> list[float]:
-    return [math.log(time_estimate(plan, spec, gpu, state, None, eff).step_seconds / measured)
+    return [math.log(time_estimate(plan, spec, gpu, state, eff).step_seconds / measured)
             for plan, spec, gpu, state, measured, _ in cases]
 
 

@@ -131,8 +131,8 @@ def test_sharding_over_pcie_is_slower_per_gpu_than_over_nvlink():
         plan = Plan(model="llama-3.1-8b", method=method, batch_size=2, seq_len=2048, grad_ckpt=True,
                     n_gpus=8, sharding="fsdp")
         state = model_state(spec, plan)
-        fast = time_estimate(plan, spec, h100, state, None).tokens_per_second
-        slow = time_estimate(plan, spec, pcie, state, None).tokens_per_second
+        fast = time_estimate(plan, spec, h100, state).tokens_per_second
+        slow = time_estimate(plan, spec, pcie, state).tokens_per_second
         assert slow < fast
     a100 = Plan(model="llama-3.1-8b", method="full", batch_size=2, seq_len=2048, grad_ckpt=True,
                 n_gpus=8, sharding="fsdp", gpu="a100-80gb-sxm")

@@ -43,7 +43,7 @@ def estimate(plan: Plan, calibration: CalibrationProfile | None = None) -> Estim
     gpu, label = _card(plan, calibration)
     state = model_state(spec, plan)
     memory = memory_estimate(plan, spec, gpu, state)
-    time = time_estimate(plan, spec, gpu, state, memory)
+    time = time_estimate(plan, spec, gpu, state)
     total = total_estimate(plan, time.tokens_per_second_total, gpu.price_usd_per_hour)
     return Estimate(plan=plan, model=spec, gpu=gpu, total_params=state.total_params,
                     trainable_params=state.trainable_params, memory=memory, time=time, total=total,

@@ -25,7 +25,7 @@ from .gpu_spec import GpuSpec
 from .memory.model_state import ModelState
 from .model_spec import ModelSpec
 from .plan import Plan
-from .result import MemoryEstimate, TimeEstimate, TimeTerm
+from .result import TimeEstimate, TimeTerm
 from .step_work import PhaseWork, StepWork, step_work
 from .time_efficiency import TimeEfficiency, time_efficiency
 
@@ -284,7 +284,7 @@ def priced_step(plan: Plan, work: StepWork, card: CardRates, traffic: LinkTraffi
     return StepTime(total / plan.grad_accum, total, work.tokens * plan.grad_accum / total, bound, totals, work)
 
 
-def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState, memory: MemoryEstimate,
+def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState,
                   eff: TimeEfficiency | None = None) -> TimeEstimate:
     """Seconds per micro-batch and per optimizer step, tokens/s, bound, FLOPs and MFU."""
     eff = eff or time_efficiency()
