@@ -85,7 +85,6 @@ class MemoryTimelineView(QWidget):
         self.total_curve = QGraphicsPathItem()
         self.total_curve.setPen(pg.mkPen(palette.FOREGROUND, width=1.5))
         item.addItem(self.total_curve, ignoreBounds=True)
-        self.drawn: np.ndarray = np.zeros((len(ALLOCATED_COMPONENTS), 0))  # stacked(est) as drawn
         self.measured_curve = pg.PlotDataItem(pen=pg.mkPen(palette.MEASURED, width=2.5, style=Qt.PenStyle.DashLine),
                                               name="measured")
         self.measured_curve.setZValue(5)
@@ -127,7 +126,6 @@ class MemoryTimelineView(QWidget):
         for k, name in enumerate(ALLOCATED_COMPONENTS):
             self.bands[name].setPath(step_path(edges, cum[k], filled=True))
         self.total_curve.setPath(step_path(edges, cum[-1], filled=False))
-        self.drawn = cum
         peak_index = phases.index(mem.peak_phase) if mem.peak_phase in phases else int(np.argmax(cum[-1]))
         self.peak_line.setValue(peak_index + 0.5)
         self.peak_line.label.setFormat(f"peak: {mem.peak_phase}")
