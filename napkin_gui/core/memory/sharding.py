@@ -53,14 +53,26 @@ def gpu_state(state: ModelState, plan: Plan) -> GpuState:
     states = _split(state.optimizer_state_bytes, n) if shard_grads else state.optimizer_state_bytes
     temp = _split(state.optimizer_temp_bytes, n) if shard_grads else state.optimizer_temp_bytes
     biggest_layer = max(state.per_layer_weight_bytes, default=0)
-    gather = FSDP_GATHERED_UNITS * biggest_layer if shard_params and n > 1 else 0
-    if plan.sharding == "fsdp" and n > 1:
+    # Units are brought onto the card one at a time whenever the card does not hold them whole:
+    # sharded over n > 1 GPUs, or parked on the host (CPU offload) even on one GPU. With one
+    # rank FSDP1 clamps FULL_SHARD to NO_SHARD (torch/distributed/fsdp/_init_utils.py
+    # _init_core_state: "FSDP is switching to use NO_SHARD ... since the world size
+    # is 1"), yet FlatParamHandle.pre_unshard still copies each offloaded flat parameter to the
+    # device (_flat_param.py: "elif self._offload_params and self.flat_param.device !=
+    # self.device: self.flat_param_to(self.device, non_blocking=True)") for the unit's forward
+    # and again for its backward: the gathered layers live on the card whatever the GPU count.
+    streamed = shard_params and (n > 1 or plan.offload == "optimizer+params")
+    gather = FSDP_GATHERED_UNITS * biggest_layer if streamed else 0
+    if plan.sharding == "fsdp" and streamed:
         # the root unit (embeddings, final norm, lm_head) stays gathered from its forward to its
         # backward: torch/distributed/fsdp/_runtime_utils.py _post_forward_reshard, "Do not free
-        # the root's parameters in the post-forward for FULL_SHARD"
+        # the root's parameters in the post-forward for FULL_SHARD"; under NO_SHARD + offload
+        # the root's device copy is what autograd saved for lm_head's input gradient.
         gather += max(0, state.weights_bytes - sum(state.per_layer_weight_bytes))
     bucket = 0
-    if shard_grads and n > 1:
+    # a unit's unsharded gradients wait on the card for their reduce-scatter (n > 1) or, on one
+    # GPU under offload, for their copy to the host (FSDP1 _post_backward_hook -> _offload_grad)
+    if shard_grads and (n > 1 or plan.offload != "none"):
         biggest_grads = max(state.per_layer_gradient_bytes, default=0)
         if plan.sharding == "zero2":
             bytes_per_grad = state.gradient_bytes / max(state.trainable_params, 1)
