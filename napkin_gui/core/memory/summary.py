@@ -59,10 +59,12 @@ class StepPeak(NamedTuple):
     reserved_bytes: int                 # + the caching allocator's slack
 
 
-def step_peak(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState) -> StepPeak:
-    """Peak allocated and reserved bytes of one GPU in a steady step."""
+def step_peak(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState,
+              blocks: tuple[BlockMemory, ...] | None = None) -> StepPeak:
+    """Peak allocated and reserved bytes of one GPU in a steady step. blocks: block_memories
+    of the plan when the caller has them (the search shares them over GPU counts and shardings)."""
     gs = gpu_state(state, plan)
-    blocks = block_memories(spec, plan)
+    blocks = block_memories(spec, plan) if blocks is None else blocks
     rows = step_timeline(spec, plan, gs, gpu.cublas_workspace_bytes, blocks)
     totals = [sum(row) for row in rows]
     peak = totals.index(max(totals))  # the first phase that reaches the peak

@@ -1,0 +1,345 @@
+"""Plan search: the fastest, cheapest and roomiest plans that train what the user's plan trains.
+
+The space (core/search_space.py): recipes (method, sequence length, AdamW variant,
+checkpointing, ...) x layouts (GPU count, sharding, offload) x splits of the per-GPU batch
+into micro-batch x accumulation x catalog cards. Three steps keep it fast:
+
+1. Memory, pruned by a monotone bound. A step's memory depends on the card only through its
+   cuBLAS workspaces (alive in every phase, core/memory/timeline.py), so one step_peak per
+   (recipe, layout, split) gives every card's reserved bytes by a shift (as compare.py does).
+   Splits go from the smallest micro-batch up: a micro-batch that does not fit a card leaves
+   that card out for every larger one (activations, logits and transients grow with the
+   micro-batch; at equal accumulation the rest does not change). The one split without
+   accumulation (grad_accum 1: gradients are not held across micro-batches) is always tried.
+2. Time of the survivors only, priced over numpy arrays with time_model.priced_step, the
+   path compare_hardware uses: one call per (recipe, split, offload), rows = cards x shardings.
+3. The Pareto front over (tokens/s, cost per token, memory headroom) and the best per
+   objective. What the search returns (SearchEntry) comes from core.estimate of the plan
+   itself, so every figure it shows is napkin estimate's.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Iterable
+
+from .compare import _columns
+from .errors import PlanError
+from .estimate import estimate
+from .gpu_catalog import find_gpu, gpu_catalog
+from .gpu_spec import GpuSpec
+from .memory.model_state import model_state
+from .memory.summary import capacity_bytes, step_peak
+from .memory.timeline import block_memories
+from .model_source import resolve_model
+from .plan import PLAN_FIELDS, Plan, check_combination, plan_to_dict
+from .search_space import Layout, Recipe, global_batch, layouts, recipes, splits
+from .step_work import step_work
+from .time_efficiency import time_efficiency
+from .time_model import card_rates, plan_traffic, priced_step
+
+if TYPE_CHECKING:
+    from numpy import ndarray
+
+    from .calibration import CalibrationProfile
+
+OBJECTIVES = ("fastest", "cheapest")
+DEFAULT_MAX_GPUS = 8
+# figures closer than this (relative) count as equal when ranking and building the front:
+# the array path prices to ~1e-15 of step_time (compare._step_times)
+TIE = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class SearchEntry:
+    """One plan as napkin estimate sees it (the contract's ENTRY), with what changed."""
+
+    plan: Plan
+    fits: bool
+    step_seconds: float
+    tokens_per_second: float          # all GPUs together
+    hours: float | None
+    cost_usd: float | None
+    device_used_bytes: int
+    capacity_bytes: int
+    usd_per_hour: float               # all GPUs together
+    changes: tuple[str, ...]
+
+    @property
+    def headroom_bytes(self) -> int:
+        return self.capacity_bytes - self.device_used_bytes
+
+    @property
+    def usd_per_million_tokens(self) -> float:
+        return self.usd_per_hour / (self.tokens_per_second * 3600) * 1e6 if self.tokens_per_second > 0 else float("inf")
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    """A recipe at one layout and split, its step's memory on the reference card."""
+
+    plan: Plan                  # on the reference card
+    recipe: int                 # index into the search's recipes
+    reserved_bytes: int         # peak reserved on the reference card
+    managed_bytes: int
+    changes: int                # plan fields (but the card) that differ from the user's plan
+
+
+class SearchTable:
+    """Every fitting (config, card) row priced: numpy columns, one element per row."""
+
+    def __init__(self, base: Plan, cards: tuple[GpuSpec, ...], configs: list[_Config],
+                 config_of_row: ndarray, card_of_row: ndarray, tokens_per_second: ndarray,
+                 step_seconds: ndarray, calibration: CalibrationProfile | None, tried: int) -> None:
+        import numpy
+        self.base, self.cards, self.configs, self.calibration = base, cards, configs, calibration
+        self.config_of_row, self.card_of_row = config_of_row, card_of_row
+        self.tokens_per_second, self.step_seconds = tokens_per_second, step_seconds
+        column = lambda f: numpy.array([f(c) for c in configs], dtype=float)  # noqa: E731  one per config
+        self.n_gpus = column(lambda c: c.plan.n_gpus)[config_of_row]
+        workspace = numpy.array([g.cublas_workspace_bytes - cards[0].cublas_workspace_bytes for g in cards], dtype=float)
+        context = numpy.array([g.cuda_context_bytes for g in cards], dtype=float)
+        self.device_used_bytes = (column(lambda c: c.reserved_bytes + c.managed_bytes)[config_of_row]
+                                  + workspace[card_of_row] + context[card_of_row])
+        base_card = find_gpu(base.gpu).id
+        self.changes = (column(lambda c: c.changes)[config_of_row]
+                        + numpy.array([g.id != base_card for g in cards], dtype=float)[card_of_row])
+        price = numpy.array([g.price_usd_per_hour for g in cards])[card_of_row] * self.n_gpus
+        with numpy.errstate(divide="ignore"):
+            self.usd_per_token = numpy.where(tokens_per_second > 0, price / 3600 / tokens_per_second, numpy.inf)
+        self.headroom_bytes = numpy.array([capacity_bytes(g) for g in cards], dtype=float)[card_of_row] - self.device_used_bytes
+        self.configs_in_space = tried   # (recipe, layout, split) configs, before pruning
+        self.tried = tried * len(cards)   # (config, card) pairs the space holds
+
+    def __len__(self) -> int:
+        return len(self.tokens_per_second)
+
+    def plan(self, row: int) -> Plan:
+        return replace(self.configs[int(self.config_of_row[row])].plan, gpu=self.cards[int(self.card_of_row[row])].id)
+
+    def rows(self, gpus: Iterable[str] | None = None, max_gpus: int | None = None) -> ndarray:
+        """Indices of rows on the given cards (ids) with at most max_gpus GPUs."""
+        import numpy
+        keep = numpy.ones(len(self), dtype=bool)
+        if gpus is not None:
+            wanted = {find_gpu(g).id for g in gpus}
+            keep &= numpy.isin(self.card_of_row, [i for i, g in enumerate(self.cards) if g.id in wanted])
+        if max_gpus is not None:
+            keep &= self.n_gpus <= max_gpus
+        return numpy.flatnonzero(keep)
+
+    def ranked(self, objective: str, rows: ndarray) -> ndarray:
+        """rows best first: fastest by tokens/s (then cost), cheapest by cost per token (then
+        tokens/s); figures within TIE rank by the next key, then by fewer changes to the plan."""
+        import numpy
+        if objective not in OBJECTIVES:
+            raise PlanError(f"objective: {objective!r} is not allowed; use one of {', '.join(OBJECTIVES)}")
+        tps, usd = _rounded(self.tokens_per_second[rows]), _rounded(self.usd_per_token[rows])
+        first, second = (-tps, usd) if objective == "fastest" else (usd, -tps)
+        return rows[numpy.lexsort((rows, self.changes[rows], second, first))]
+
+    def front(self, rows: ndarray | None = None) -> ndarray:
+        """Rows no other row beats on tokens/s, cost per token and headroom at once (as good on
+        all three, better on one, beyond TIE); of rows equal on all three the one with fewest
+        changes; fastest first."""
+        import numpy
+        rows = numpy.arange(len(self)) if rows is None else rows
+        points = numpy.stack([_rounded(self.tokens_per_second[rows]), -_rounded(self.usd_per_token[rows]),
+                              _rounded(self.headroom_bytes[rows])], axis=1)   # [row, objective], larger is better
+        # lexicographic, best first: no row can beat one before it
+        by = numpy.lexsort((rows, self.changes[rows], -points[:, 2], -points[:, 1], -points[:, 0]))
+        order, points = rows[by], points[by]
+        return order[_unbeaten(points)]
+
+    def entry(self, row: int) -> SearchEntry:
+        """The row's plan estimated by core.estimate (the figures napkin estimate prints)."""
+        return plan_entry(self.plan(row), self.base, self.calibration)
+
+
+def _unbeaten(points: ndarray, chunk: int = 256) -> ndarray:
+    """Indices of the points (rows in lexicographic order, best first; larger is better) that
+    no earlier point equals or beats on every column. Chunks of points are first checked
+    against the front so far at once; the few that survive, one by one."""
+    import numpy
+    front = numpy.zeros((0, points.shape[1]))
+    kept: list[int] = []
+    for start in range(0, len(points), chunk):
+        block = points[start:start + chunk]
+        beaten = (numpy.all(front[None, :, :] >= block[:, None, :], axis=2).any(axis=1) if len(front)
+                  else numpy.zeros(len(block), dtype=bool))
+        for i in numpy.flatnonzero(~beaten).tolist():
+            if len(front) and numpy.all(front >= block[i], axis=1).any():
+                continue
+            front = numpy.vstack([front, block[i]])
+            kept.append(start + i)
+    return numpy.array(kept, dtype=int)
+
+
+def _rounded(values: ndarray) -> ndarray:
+    """Values rounded to TIE relative, so that figures equal to ~1e-15 compare equal."""
+    import numpy
+    finite = numpy.isfinite(values) & (values != 0)
+    safe = numpy.where(finite, values, 1.0)
+    scale = 10.0 ** numpy.floor(numpy.log10(numpy.abs(safe)))
+    return numpy.where(finite, numpy.round(safe / scale / TIE) * TIE * scale, values)
+
+
+def _value(value) -> str:
+    return value if isinstance(value, str) else json.dumps(list(value) if isinstance(value, tuple) else value)
+
+
+def plan_changes(base: Plan, plan: Plan) -> tuple[str, ...]:
+    """'field: old -> new' for every field that differs (the card by catalog id)."""
+    old, new = plan_to_dict(base), plan_to_dict(plan)
+    old["gpu"] = find_gpu(base.gpu).id
+    return tuple(f"{name}: {_value(old[name])} -> {_value(new[name])}" for name in new if old[name] != new[name])
+
+
+def _changed_fields(base: Plan, plan: Plan) -> int:
+    return sum(getattr(base, f) != getattr(plan, f) for f in PLAN_FIELDS if f != "gpu")
+
+
+def plan_entry(plan: Plan, base: Plan, calibration: CalibrationProfile | None = None) -> SearchEntry:
+    """The contract's ENTRY of one plan, every figure from core.estimate."""
+    est = estimate(plan, calibration=calibration)
+    return SearchEntry(plan=plan, fits=est.memory.fits, step_seconds=est.time.step_seconds,
+                       tokens_per_second=est.time.tokens_per_second_total,
+                       hours=est.total.hours if est.total else None,
+                       cost_usd=est.total.cost_usd if est.total else None,
+                       device_used_bytes=est.memory.device_used_bytes, capacity_bytes=est.memory.capacity_bytes,
+                       usd_per_hour=est.gpu.price_usd_per_hour * plan.n_gpus, changes=plan_changes(base, plan))
+
+
+def search_cards(gpus: Iterable[str] | None = None, calibration: CalibrationProfile | None = None) -> tuple[GpuSpec, ...]:
+    """The catalog cards (or those named), each calibrated where the profile was measured on it."""
+    cards = gpu_catalog() if gpus is None else tuple(dict.fromkeys(find_gpu(g) for g in gpus))
+    if calibration is None:
+        return cards
+    from .calibration import apply_calibration
+    return tuple(apply_calibration(g, calibration) for g in cards)
+
+
+def search_table(plan: Plan, gpus: Iterable[str] | None = None, max_gpus: int = DEFAULT_MAX_GPUS,
+                 allow: frozenset[str] = frozenset(), calibration: CalibrationProfile | None = None) -> SearchTable:
+    """Every plan of the space that fits, priced (steps 1 and 2 of the module docstring)."""
+    import numpy
+    plan = check_combination(plan)
+    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 1:
+        raise PlanError(f"max_gpus: must be an integer >= 1, got {max_gpus!r}")
+    cards = search_cards(gpus, calibration)
+    if not cards:
+        raise PlanError("gpus: name at least one card (a catalog id)")
+    spec = resolve_model(plan.model)
+    reference = cards[0]   # memory is estimated on it and shifted to each card (module docstring)
+    shift = numpy.array([g.cublas_workspace_bytes - reference.cublas_workspace_bytes for g in cards])
+    room = numpy.array([capacity_bytes(g) - g.cuda_context_bytes for g in cards])   # reserved may reach this
+    configs, fitting, tried = _fitting_configs(plan, recipes(plan, allow), spec, reference, shift, room, max_gpus)
+    config_of_row = numpy.array([c for c, fit in fitting for _ in fit], dtype=int)
+    card_of_row = numpy.array([k for _, fit in fitting for k in fit], dtype=int)
+    tps, step = _priced(configs, config_of_row, card_of_row, cards, spec)
+    return SearchTable(plan, cards, configs, config_of_row, card_of_row, tps, step, calibration, tried)
+
+
+def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, shift: ndarray, room: ndarray,
+                     max_gpus: int) -> tuple[list[_Config], list[tuple[int, list[int]]], int]:
+    """Configs whose step fits some card, and the cards each fits (pruned: module docstring)."""
+    import numpy
+    configs: list[_Config] = []
+    fitting: list[tuple[int, list[int]]] = []
+    tried = 0
+    for r, recipe in enumerate(found):
+        state = model_state(spec, recipe.plan)
+        blocks: dict[int, tuple] = {}   # block_memories by micro-batch: the same for every layout
+        for layout in layouts(recipe.plan, recipe.sequences, max_gpus):
+            alive = numpy.ones(len(room), dtype=bool)
+            for bs, ga in splits(recipe.sequences // layout.n_gpus):
+                tried += 1
+                last = ga == 1   # no accumulation: gradients not held across micro-batches
+                if not alive.any() and not last:
+                    continue
+                plan = _config_plan(recipe.plan, layout, bs, ga, reference)
+                if bs not in blocks:
+                    blocks[bs] = block_memories(spec, plan)
+                peak = step_peak(plan, spec, reference, state, blocks[bs])
+                fits = peak.reserved_bytes + shift <= room
+                if not last:
+                    alive &= fits
+                    fits = alive
+                if fits.any():
+                    fitting.append((len(configs), numpy.flatnonzero(fits).tolist()))
+                    configs.append(_Config(plan, r, peak.reserved_bytes, peak.gpu_state.managed_bytes,
+                                           _changed_fields(base, plan)))
+    return configs, fitting, tried
+
+
+def _config_plan(recipe: Plan, layout: Layout, bs: int, ga: int, reference: GpuSpec) -> Plan:
+    return replace(recipe, n_gpus=layout.n_gpus, sharding=layout.sharding, offload=layout.offload,
+                   batch_size=bs, grad_accum=ga, gpu=reference.id)
+
+
+def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray, cards: tuple[GpuSpec, ...],
+            spec) -> tuple[ndarray, ndarray]:
+    """Tokens/s over all GPUs and seconds per micro-batch of every row: one priced_step over
+    arrays per group of configs that share the step's work, accumulation and offload (so
+    also the GPU count), rows = those configs (shardings) x the cards they fit."""
+    import numpy
+    eff = time_efficiency()
+    tps = numpy.zeros(len(config_of_row))
+    step = numpy.zeros(len(config_of_row))
+    keys: dict[tuple, int] = {}
+    group_of_config = numpy.array([keys.setdefault((c.recipe, c.plan.batch_size, c.plan.grad_accum, c.plan.offload),
+                                                   len(keys)) for c in configs], dtype=int)
+    group_of_row = group_of_config[config_of_row] if len(configs) else numpy.zeros(0, dtype=int)
+    order = numpy.argsort(group_of_row, kind="stable")
+    bounds = numpy.searchsorted(group_of_row[order], numpy.arange(len(keys) + 1))
+    for g in range(len(keys)):
+        rows = order[bounds[g]:bounds[g + 1]]
+        row_configs, row_cards = config_of_row[rows], card_of_row[rows]
+        first = configs[int(row_configs[0])].plan
+        state = model_state(spec, first)
+        work = step_work(spec, first, state.trainable_params)
+        used_cards, card_index = numpy.unique(row_cards, return_inverse=True)
+        used_configs, config_index = numpy.unique(row_configs, return_inverse=True)
+        card = _columns([card_rates(work, cards[k], eff, first.compute_dtype) for k in used_cards.tolist()],
+                        card_index)
+        link = _columns([plan_traffic(configs[c].plan, spec, state) for c in used_configs.tolist()], config_index)
+        time = priced_step(first, work, card, link, eff)
+        tps[rows] = time.tokens_per_second * first.n_gpus
+        step[rows] = time.step_seconds
+    return tps, step
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """What napkin search prints: the baseline and the best plans, each from core.estimate."""
+
+    objective: str
+    baseline: SearchEntry
+    results: tuple[SearchEntry, ...]   # best first, all fit
+    searched: int                      # (config, card) pairs in the space
+    priced: int                        # of them that fit and were priced
+
+
+def search(plan: Plan, objective: str = "fastest", gpus: Iterable[str] | None = None,
+           max_gpus: int = DEFAULT_MAX_GPUS, top: int = 5, allow: frozenset[str] = frozenset(),
+           calibration: CalibrationProfile | None = None) -> SearchResult:
+    """The top plans for the objective among those that train what plan trains and fit."""
+    if objective not in OBJECTIVES:
+        raise PlanError(f"objective: {objective!r} is not allowed; use one of {', '.join(OBJECTIVES)}")
+    if not isinstance(top, int) or top < 1:
+        raise PlanError(f"top: must be an integer >= 1, got {top!r}")
+    table = search_table(plan, gpus, max_gpus, allow, calibration)
+    best = table.ranked(objective, table.rows())[:top]
+    return SearchResult(objective, plan_entry(plan, plan, calibration), tuple(table.entry(int(r)) for r in best),
+                        table.tried, len(table))
+
+
+def same_training(a: Plan, b: Plan, allow: frozenset[str] = frozenset()) -> bool:
+    """Whether b trains what a trains: same model, LoRA shape, precision, global batch in
+    tokens, and method / sequence length unless allowed to change."""
+    keep = ("model", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "quant_double",
+            "kbit_prep", "attention", "dataset_tokens", "epochs")
+    keep += () if "method" in allow else ("method",)
+    keep += () if "seq_len" in allow else ("seq_len",)
+    return (all(getattr(a, f) == getattr(b, f) for f in keep)
+            and global_batch(a) * a.seq_len == global_batch(b) * b.seq_len)

@@ -1,0 +1,195 @@
+"""core.search against a brute-force pass over core.estimate, and its figures against estimate."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import numpy
+import pytest
+
+from napkin_gui.core.errors import PlanError
+from napkin_gui.core.estimate import estimate
+from napkin_gui.core.gpu_catalog import find_gpu
+from napkin_gui.core.plan import OFFLOADS, SHARDINGS, Plan, check_combination
+from napkin_gui.core.search import TIE, plan_changes, same_training, search, search_table
+from napkin_gui.core.search_space import ADAMW_FAMILY, global_batch, parse_allow
+
+LORA = Plan(model="llama-3.2-1b", method="lora", batch_size=2, grad_accum=2, seq_len=1024, grad_ckpt=True,
+            gpu="rtx-3080-10gb", dataset_tokens=1e7)
+FULL = Plan(model="qwen2.5-0.5b", method="full", batch_size=4, seq_len=2048, gpu="rtx-3080-10gb",
+            dataset_tokens=1e7)
+CARDS = ("rtx-3080-10gb", "rtx-4090", "a100-80gb-sxm")
+
+
+def _brute_force(plan: Plan, cards: tuple[str, ...], max_gpus: int) -> list[tuple[Plan, float, float, float]]:
+    """Every plan that trains the same thing, estimated one by one: (plan, tokens/s, $/token,
+    headroom) of those that fit. Independent of search_space: every sharding on every count."""
+    sequences = global_batch(plan)
+    out = []
+    for gpu, n, sharding, offload, optimizer, ckpt in itertools.product(
+            cards, range(1, max_gpus + 1), SHARDINGS, OFFLOADS, ADAMW_FAMILY, (False, True)):
+        if sequences % n:
+            continue
+        for bs in range(1, sequences // n + 1):
+            if (sequences // n) % bs:
+                continue
+            try:
+                candidate = check_combination(replace(plan, gpu=gpu, n_gpus=n, sharding=sharding, offload=offload,
+                                                      optimizer=optimizer, grad_ckpt=ckpt, batch_size=bs,
+                                                      grad_accum=sequences // n // bs))
+            except PlanError:
+                continue
+            est = estimate(candidate)
+            if est.memory.fits:
+                tps = est.time.tokens_per_second_total
+                usd = est.gpu.price_usd_per_hour * n / 3600 / tps
+                out.append((candidate, tps, usd, est.memory.headroom_bytes))
+    return out
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-8 * max(abs(a), abs(b))
+
+
+def _front_points(points: list[tuple[float, float, float]]) -> set[tuple[float, float, float]]:
+    """The Pareto front (larger tokens/s, smaller $/token, larger headroom) by brute force,
+    rounded so that equal points collapse."""
+    def key(p):
+        return (float(f"{p[0]:.7e}"), float(f"{p[1]:.7e}"), float(p[2]))
+    pts = {key(p) for p in points}
+    return {p for p in pts if not any(q != p and q[0] >= p[0] and q[1] <= p[1] and q[2] >= p[2] for q in pts)}
+
+
+@pytest.mark.parametrize("plan", [LORA, FULL], ids=["lora", "full"])
+def test_search_equals_brute_force(plan):
+    brute = _brute_force(plan, CARDS, max_gpus=2)
+    assert len(brute) > 20   # a space worth searching
+    for objective, key in (("fastest", lambda r: (-r[1], r[2])), ("cheapest", lambda r: (r[2], -r[1]))):
+        expected = min(brute, key=key)
+        got = search(plan, objective, gpus=CARDS, max_gpus=2, top=1).results[0]
+        assert _close(got.tokens_per_second, expected[1])
+        assert _close(got.usd_per_hour / 3600 / got.tokens_per_second, expected[2])
+    table = search_table(plan, CARDS, max_gpus=2)
+    front = [(table.tokens_per_second[r], table.usd_per_token[r], table.headroom_bytes[r]) for r in table.front()]
+    assert _front_points(front) == _front_points([r[1:] for r in brute])
+
+
+def test_every_figure_of_the_table_is_estimates():
+    """The array path (pruned memory shifted per card, priced_step over arrays) against
+    core.estimate of each row's plan."""
+    table = search_table(LORA, CARDS, max_gpus=2)
+    assert len(table) > 50
+    for row in range(len(table)):
+        est = estimate(table.plan(row))
+        assert est.memory.fits
+        assert table.device_used_bytes[row] == est.memory.device_used_bytes
+        assert _close(table.tokens_per_second[row], est.time.tokens_per_second_total)
+        assert _close(table.step_seconds[row], est.time.step_seconds)
+
+
+def test_results_are_estimate_of_their_plan_and_train_the_same_thing():
+    result = search(LORA, "cheapest", top=5)
+    assert len(result.results) == 5
+    for entry in (result.baseline, *result.results):
+        est = estimate(entry.plan)
+        assert entry.fits == est.memory.fits
+        assert entry.tokens_per_second == est.time.tokens_per_second_total
+        assert entry.step_seconds == est.time.step_seconds
+        assert entry.cost_usd == est.total.cost_usd and entry.hours == est.total.hours
+        assert entry.device_used_bytes == est.memory.device_used_bytes
+        assert entry.capacity_bytes == est.memory.capacity_bytes
+        assert same_training(LORA, entry.plan)
+        assert global_batch(entry.plan) == global_batch(LORA)
+    assert all(e.fits for e in result.results)
+    costs = [e.cost_usd for e in result.results]
+    assert costs == sorted(costs)
+
+
+def test_results_are_at_least_as_good_as_the_plan():
+    """The user's plan is in the space: the best is never worse."""
+    for plan in (LORA, replace(FULL, gpu="a100-80gb-sxm"), replace(LORA, gpu="a100-80gb-sxm", n_gpus=2, grad_accum=1)):
+        base = estimate(plan)
+        assert base.memory.fits
+        fastest = search(plan, "fastest", top=1).results[0]
+        cheapest = search(plan, "cheapest", top=1).results[0]
+        assert fastest.tokens_per_second >= base.time.tokens_per_second_total * (1 - TIE)
+        assert cheapest.cost_usd <= base.total.cost_usd * (1 + TIE)
+
+
+def test_pruning_skips_micro_batches_that_cannot_fit(monkeypatch):
+    """Full fine-tuning of 1.5B on a 10 GB card: once a micro-batch does not fit, the larger ones of
+    that layout are not estimated (only the split without accumulation still is)."""
+    from napkin_gui.core import search as search_module
+    calls = []
+    real = search_module.step_peak
+    monkeypatch.setattr(search_module, "step_peak", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    table = search_table(replace(FULL, model="qwen2.5-1.5b", batch_size=16), ("rtx-3080-10gb",), max_gpus=2)
+    assert len(calls) < 0.6 * table.configs_in_space   # measured 197 of 360
+    assert len(table) > 0
+
+
+def test_fewest_changes_win_ties():
+    """8-bit and paged AdamW of LoRA adapters price alike: the plan's own optimizer is kept."""
+    best = search(LORA, "cheapest", top=1).results[0]
+    assert best.plan.optimizer == LORA.optimizer
+
+
+def test_allow_method_and_seq_len():
+    plan = replace(FULL, gpu="rtx-3080-10gb")
+    fixed = search(plan, "fastest", gpus=("rtx-3080-10gb",), max_gpus=1, top=50)
+    assert all(e.plan.method == "full" and e.plan.seq_len == 2048 for e in fixed.results)
+    free = search(plan, "fastest", gpus=("rtx-3080-10gb",), max_gpus=1, top=200,
+                  allow=parse_allow("method,seq_len"))
+    assert {e.plan.method for e in free.results} > {"full"}
+    assert len({e.plan.seq_len for e in free.results}) > 1
+    for e in free.results:
+        assert e.plan.seq_len * global_batch(e.plan) == plan.seq_len * global_batch(plan)
+        assert same_training(plan, e.plan, frozenset({"method", "seq_len"}))
+
+
+def test_changes_name_each_field():
+    changed = replace(LORA, grad_ckpt=False, gpu="rtx-4090", batch_size=4, grad_accum=1)
+    assert plan_changes(LORA, changed) == ("batch_size: 2 -> 4", "grad_accum: 2 -> 1", "grad_ckpt: true -> false",
+                                           "gpu: rtx-3080-10gb -> rtx-4090")
+    assert plan_changes(replace(LORA, gpu="NVIDIA GeForce RTX 3080"), LORA) == ()
+
+
+@pytest.mark.parametrize("kwargs, field", [({"objective": "slowest"}, "objective"), ({"max_gpus": 0}, "max_gpus"),
+                                           ({"top": 0}, "top"), ({"gpus": ("nope",)}, "gpu")])
+def test_bad_input_names_the_field(kwargs, field):
+    with pytest.raises(PlanError, match=field):
+        search(LORA, **kwargs)
+    with pytest.raises(PlanError, match="allow"):
+        parse_allow("method,precision")
+
+
+def test_search_on_a_calibrated_card_prices_as_calibrated_estimate():
+    """A probe profile of one card: the search's figures on it are estimate(..., calibration)'s,
+    and differ from the datasheet's."""
+    from napkin_gui.core.calibration import CalibrationProfile
+    profile = CalibrationProfile(id="h100-test", gpu_name="NVIDIA H100 80GB HBM3", gpu_id="h100-80gb-sxm",
+                                 created="2026-11-25T00:00:00Z", matmul_tflops=(("bf16", 300.0),),
+                                 memory_bandwidth_gbps=1500.0, cuda_context_bytes=600 * 2**20)
+    plan = replace(LORA, gpu="h100-80gb-sxm")
+    plain = search_table(plan, ("h100-80gb-sxm", "rtx-4090"), max_gpus=1)
+    calibrated = search_table(plan, ("h100-80gb-sxm", "rtx-4090"), max_gpus=1, calibration=profile)
+    assert not numpy.allclose(plain.tokens_per_second, calibrated.tokens_per_second[:len(plain)])
+    for row in range(len(calibrated)):
+        est = estimate(calibrated.plan(row), calibration=profile)
+        assert _close(calibrated.tokens_per_second[row], est.time.tokens_per_second_total)
+        assert calibrated.device_used_bytes[row] == est.memory.device_used_bytes
+    entry = search(plan, "fastest", gpus=("h100-80gb-sxm",), max_gpus=1, top=1, calibration=profile).results[0]
+    assert entry.tokens_per_second == estimate(entry.plan, calibration=profile).time.tokens_per_second_total
+
+
+def test_the_split_without_accumulation_is_tried_past_the_bound():
+    """Without accumulation the gradients are not held through the forward: 1.5B full
+    fine-tuning at 448 tokens fits a 12 GB card as 2 x 1 but not as 1 x 2 (estimate says so),
+    so the bound must not cut micro-batch 2 when micro-batch 1 fails."""
+    plan = Plan(model="qwen2.5-1.5b", method="full", optimizer="adamw-8bit", batch_size=2, seq_len=448,
+                gpu="rtx-3060-12gb", dataset_tokens=1e6)
+    small = replace(plan, batch_size=1, grad_accum=2)
+    assert estimate(plan).memory.fits and not estimate(small).memory.fits
+    fits = {(e.plan.batch_size, e.plan.grad_accum, e.plan.optimizer, e.plan.grad_ckpt, e.plan.offload)
+            for e in search(plan, "fastest", gpus=("rtx-3060-12gb",), max_gpus=1, top=100).results}
+    assert (2, 1, "adamw-8bit", False, "none") in fits
