@@ -32,7 +32,8 @@ def format_estimate(est) -> str:
     p = est.plan
     lines = [
         f"{est.model.name} · {p.method} · {p.precision} · bs {p.batch_size} × {p.seq_len}"
-        f"{' · ckpt' if p.grad_ckpt else ''} · {p.optimizer} · {est.gpu.name} × {p.n_gpus}",
+        f"{' · ckpt' if p.grad_ckpt else ''} · {p.optimizer} · {est.gpu.name} × {p.n_gpus}"
+        f"{_stack_text(p)}",
         f"params {est.total_params / 1e9:.3f} B, trainable {est.trainable_params / 1e6:,.1f} M",
         "",
         "memory at the peak (per GPU)",
@@ -57,6 +58,15 @@ def format_estimate(est) -> str:
         lines.append(f"calibrated: {est.calibration}")
     lines += [f"warning: {w}" for w in est.warnings]
     return "\n".join(lines)
+
+
+def _stack_text(p) -> str:
+    """The training stack when it is not plain transformers (empty for today's plans)."""
+    parts = [p.framework] if p.framework != "transformers" else []
+    parts += [f"loss {p.loss}"] if p.loss != "standard" else []
+    parts += [name.replace("_", " ") for name in ("liger", "compile", "activation_offload", "optimizer_in_backward")
+              if getattr(p, name)]
+    return "".join(f" · {x}" for x in parts)
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ OTHER_VALUES = {  # every field outside STATE_FIELDS, set away from its default
     "lora_alpha": 64, "lora_dropout": 0.0, "batch_size": 7, "seq_len": 333, "grad_accum": 5,
     "grad_ckpt": True, "attention": "eager", "gpu": "a100-40gb-sxm", "n_gpus": 4, "sharding": "fsdp",
     "offload": "optimizer", "dataset_tokens": 1e9, "epochs": 3,
+    "loss": "cut-ce", "liger": True, "compile": True, "activation_offload": True, "optimizer_in_backward": True,
 }
 
 

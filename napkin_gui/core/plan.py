@@ -15,10 +15,11 @@ from typing import Any
 
 from .atomic import write_text_atomic  # noqa: F401  (re-exported: callers save through plan)
 from .errors import PlanError
+from .stack_defaults import FRAMEWORKS, LOSSES, framework_defaults
 
 METHODS = ("full", "lora", "qlora")
-PRECISIONS = ("bf16", "fp16", "fp32", "mixed-bf16", "mixed-fp16")
-OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "sgd", "adafactor")
+PRECISIONS = ("bf16", "fp16", "fp32", "mixed-bf16", "mixed-fp16", "fsdp-mixed-bf16")
+OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "paged-adamw", "sgd", "adafactor")
 ATTENTIONS = ("sdpa", "eager", "flash")
 SHARDINGS = ("none", "fsdp", "zero2", "zero3")
 OFFLOADS = ("none", "optimizer", "optimizer+params")
@@ -51,6 +52,13 @@ class Plan:
     offload: str = "none"
     dataset_tokens: float = 0
     epochs: float = 1
+    # the training stack (plan-v1 "Additions: the training stack"; defaults in core/stack_defaults.py)
+    framework: str = "transformers"
+    loss: str = "standard"
+    liger: bool = False
+    compile: bool = False
+    activation_offload: bool = False
+    optimizer_in_backward: bool = False
 
     @property
     def is_lora(self) -> bool:
@@ -58,13 +66,15 @@ class Plan:
 
     @property
     def compute_dtype(self) -> str:
-        """dtype matmuls run in: the autocast dtype for mixed-*, else the weight dtype."""
-        return self.precision.removeprefix("mixed-")
+        """dtype matmuls run in: the autocast dtype for mixed-*, bf16 for FSDP's mixed
+        precision (bf16 gathered parameters), else the weight dtype."""
+        return self.precision.removeprefix("fsdp-").removeprefix("mixed-")
 
     @property
     def param_dtype(self) -> str:
-        """dtype the unquantized weights are stored in (mixed-* keeps fp32 masters)."""
-        return "fp32" if self.precision.startswith("mixed-") else self.precision
+        """dtype the unquantized weights are stored in (mixed-* keeps fp32 masters; FSDP's
+        mixed precision keeps fp32 shards)."""
+        return "fp32" if self.precision.startswith(("mixed-", "fsdp-mixed-")) else self.precision
 
     @property
     def tokens_per_micro_batch(self) -> int:
@@ -129,7 +139,7 @@ def plan_from_dict(data: Any) -> Plan:
     model = data["model"]
     if not isinstance(model, str) or not model.strip():
         raise PlanError(f"model: must be a non-empty string, got {model!r}")
-    v = {**_DEFAULTS, **data}
+    v = {**_DEFAULTS, **_stack_defaults(data), **data}
     plan = Plan(
         model=model.strip(),
         method=_choice("method", v["method"], METHODS),
@@ -152,8 +162,24 @@ def plan_from_dict(data: Any) -> Plan:
         offload=_choice("offload", v["offload"], OFFLOADS),
         dataset_tokens=_number("dataset_tokens", v["dataset_tokens"], 0.0, 1e16),
         epochs=_number("epochs", v["epochs"], 0.0, 1e6, allow_min=False),
+        framework=_choice("framework", v["framework"], FRAMEWORKS),
+        loss=_choice("loss", v["loss"], LOSSES),
+        liger=_bool("liger", v["liger"]),
+        compile=_bool("compile", v["compile"]),
+        activation_offload=_bool("activation_offload", v["activation_offload"]),
+        optimizer_in_backward=_bool("optimizer_in_backward", v["optimizer_in_backward"]),
     )
     return check_combination(plan)
+
+
+def _stack_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """The named framework's values for the fields the plan leaves out (core/stack_defaults.py)."""
+    framework = _choice("framework", data.get("framework", "transformers"), FRAMEWORKS)
+    method = _choice("method", data.get("method", _DEFAULTS["method"]), METHODS)
+    n_gpus = _int("n_gpus", data.get("n_gpus", 1), 1, 100_000)
+    grad_accum = _int("grad_accum", data.get("grad_accum", 1), 1, 1_000_000)
+    liger = _bool("liger", data.get("liger", False))
+    return framework_defaults(framework, method, n_gpus, grad_accum, liger)
 
 
 def _gpu_name(value: Any) -> str:
@@ -170,7 +196,66 @@ def check_combination(plan: Plan) -> Plan:
         raise PlanError("offload: 4-bit weights cannot be offloaded to the CPU; use none or optimizer")
     if plan.offload == "optimizer+params" and plan.sharding not in ("zero3", "fsdp"):
         raise PlanError("offload: optimizer+params needs sharding zero3 or fsdp; use none or optimizer")
+    return check_stack(plan)
+
+
+# Loss kernels each framework can run: transformers computes full logits in ForCausalLMLoss,
+# gets Liger's fused linear CE with liger (or TRL use_liger_kernel) and Apple's cut_cross_entropy
+# through its transformers patch (cut_cross_entropy/transformers/patch.py); torchtune 0.6.1 ships
+# CEWithChunkedOutputLoss only (torchtune/modules/loss/); litgpt chunks its lm_head and CE
+# (litgpt/utils.py chunked_cross_entropy; chunk_size=0 is the plain loss); unsloth's fused CE
+# (unsloth_zoo/loss_utils.py) or plain logits (UNSLOTH_RETURN_LOGITS).
+FRAMEWORK_LOSSES = {"transformers": ("standard", "fused-linear-ce", "cut-ce"),
+                    "torchtune": ("standard", "chunked-ce"),
+                    "litgpt": ("standard", "chunked-ce"),
+                    "unsloth": ("standard", "fused-linear-ce")}
+
+
+def check_stack(plan: Plan) -> Plan:
+    """Reject training-stack combinations the libraries themselves refuse or do not offer."""
+    fw = plan.framework
+    if plan.liger and fw != "transformers":
+        # liger_kernel/transformers/monkey_patch.py patches transformers' modeling modules only;
+        # unsloth brings its own Triton kernels
+        raise PlanError(f"liger: Liger kernels patch Hugging Face transformers models only; "
+                        f"use framework transformers or liger false (framework is {fw})")
+    if plan.loss not in FRAMEWORK_LOSSES[fw]:
+        raise PlanError(f"loss: {plan.loss} is not available under framework {fw}; use one of "
+                        f"{', '.join(FRAMEWORK_LOSSES[fw])}")
+    if plan.loss == "fused-linear-ce" and fw == "transformers" and not plan.liger:
+        raise PlanError("loss: fused-linear-ce under transformers is Liger's kernel; set liger true "
+                        "or use standard or cut-ce")
+    if fw == "torchtune" and plan.sharding in ("zero2", "zero3"):
+        # torchtune's distributed recipes shard with FSDP2 fully_shard (torchtune/training/_distributed.py)
+        raise PlanError(f"sharding: torchtune shards with FSDP only; use none or fsdp (got {plan.sharding})")
+    if plan.optimizer_in_backward:
+        _check_optimizer_in_backward(plan)
+    if plan.activation_offload and fw == "litgpt":
+        raise PlanError("activation_offload: litgpt has no activation offloading; use false")
+    if plan.activation_offload and fw == "unsloth" and not plan.grad_ckpt:
+        # unsloth offloads the inputs of its checkpointed layers (use_gradient_checkpointing="unsloth")
+        raise PlanError("activation_offload: unsloth offloads checkpointed layer inputs; set grad_ckpt true")
+    if plan.precision == "fsdp-mixed-bf16" and plan.sharding != "fsdp":
+        raise PlanError("precision: fsdp-mixed-bf16 is FSDP's MixedPrecision and needs sharding fsdp; "
+                        "use mixed-bf16 without FSDP")
+    if plan.precision == "fsdp-mixed-bf16" and plan.method == "qlora":
+        raise PlanError("precision: qlora stores 4-bit weights, not fp32 shards; use bf16 with FSDP")
     return plan
+
+
+def _check_optimizer_in_backward(plan: Plan) -> None:
+    """torchtune's full fine-tuning recipes are the ones that step in backward
+    (recipes/full_finetune_single_device.py and full_finetune_distributed.py, torchtune 0.6.1:
+    RuntimeError "Gradient accumulation is not supported with optimizer in bwd")."""
+    if plan.framework != "torchtune":
+        raise PlanError(f"optimizer_in_backward: only torchtune's recipes step the optimizer inside "
+                        f"backward; use framework torchtune or false (framework is {plan.framework})")
+    if plan.method != "full":
+        raise PlanError("optimizer_in_backward: torchtune offers it in its full fine-tuning recipes only; "
+                        "use method full or false")
+    if plan.grad_accum > 1:
+        raise PlanError("optimizer_in_backward: gradient accumulation is not supported with optimizer "
+                        "in backward (torchtune); use grad_accum 1 or false")
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:

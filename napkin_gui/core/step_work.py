@@ -301,7 +301,7 @@ def trainable_tensors(spec: ModelSpec, plan: Plan) -> int:
 # device/dtype; bitsandbytes' Optimizer8bit.step calls update_step, prefetch and
 # get_config per tensor; Adafactor's single-tensor loop runs per tensor.
 OPTIMIZER_PYTHON_PER_TENSOR = {"adamw": 0.2, "sgd": 0.2, "adamw-8bit": 3.0,
-                               "paged-adamw-8bit": 4.0, "adafactor": 1.0}
+                               "paged-adamw-8bit": 4.0, "paged-adamw": 4.0, "adafactor": 1.0}
 # torch MultiTensorApply.cuh: one launch handles up to 36 tensors (depth 4) and 320 blocks
 # of 65536 elements (~21M elements)
 FOREACH_TENSORS_PER_LAUNCH = 36

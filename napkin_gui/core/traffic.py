@@ -113,6 +113,9 @@ OPTIMIZER_PASSES: dict[str, tuple[int, float, int]] = {
     # writing the param (2 x param bytes counted as 2 accesses) + grad, uint8 states count 1
     "adamw-8bit": (5, 1.0, 0),
     "paged-adamw-8bit": (5, 1.0, 0),
+    # bitsandbytes optimizer_update_32bit (PagedAdamW): one fused kernel per tensor; param
+    # read+write 2, grad 1, two fp32 states read+write 4
+    "paged-adamw": (7, 1.0, 0),
     # torch/optim/sgd.py _multi_tensor_sgd without momentum: params.add_(grads, alpha=-lr)
     "sgd": (3, 0.0, 1),
     # torch/optim/_adafactor.py _single_tensor_adafactor: grad^2, row/col means, lerps,

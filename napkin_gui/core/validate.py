@@ -11,6 +11,7 @@ from typing import Any
 from .errors import PlanError
 from .estimate import estimate
 from .plan import Plan, plan_from_dict
+from .stack_defaults import STACK_FIELDS
 
 MIB = 2**20
 # cuBLAS workspaces a run that already did a matmul holds (measure.py runs many plans in
@@ -52,6 +53,8 @@ def plan_from_run(row: dict[str, Any]) -> Plan:
     if method != "full":
         data.update(lora_r=r, lora_alpha=2 * r, lora_dropout=0.05,
                     lora_targets="all-linear" if targets == "all" else ["q_proj", "v_proj"])
+    # runs of other stacks name them with the plan's own field names (plan-v1 training stack)
+    data.update({k: row[k] for k in STACK_FIELDS if k in row})
     return plan_from_dict(data)
 
 

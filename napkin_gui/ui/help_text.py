@@ -23,6 +23,12 @@ FIELD_TIPS: dict[str, str] = {
     "n_gpus": "Data-parallel GPUs; with sharding the model state is split across them.",
     "dataset_tokens": "Tokens in the training set, for total hours and cost (0: no total).",
     "epochs": "Passes over the dataset.",
+    "framework": "Whose model code and training loop run; choosing one fills the fields below with its release defaults.",
+    "loss": "How logits and cross-entropy are computed: full-vocabulary logits, chunked, fused with lm_head, or cut.",
+    "liger": "Liger kernels patched into the transformers model: RMSNorm, RoPE, SwiGLU and fused linear cross-entropy.",
+    "compile": "torch.compile of the model: inductor fuses elementwise chains, so fewer saved tensors and less memory traffic.",
+    "activation_offload": "Checkpointed activations wait in pinned host RAM and stream back over PCIe for backward.",
+    "optimizer_in_backward": "Each parameter is stepped as soon as its gradient is ready, so no full gradient buffer exists.",
 }
 
 CHOICE_TIPS: dict[str, dict[str, str]] = {
@@ -37,11 +43,13 @@ CHOICE_TIPS: dict[str, dict[str, str]] = {
         "fp32": "Weights and compute in float32 (TF32 matmuls off).",
         "mixed-bf16": "fp32 master weights, autocast compute in bfloat16.",
         "mixed-fp16": "fp32 master weights, autocast compute in float16.",
+        "fsdp-mixed-bf16": "FSDP MixedPrecision: fp32 parameter shards, bf16 gathered parameters and compute.",
     },
     "optimizer": {
         "adamw": "torch AdamW (foreach): two fp32 moments per trainable weight.",
         "adamw-8bit": "bitsandbytes 8-bit AdamW: two 1-byte moments per trainable weight.",
         "paged-adamw-8bit": "bitsandbytes paged 8-bit AdamW: states in managed memory that can spill to the host.",
+        "paged-adamw": "bitsandbytes paged 32-bit AdamW: two fp32 moments in managed memory that can spill to the host.",
         "sgd": "Plain SGD: no optimizer state.",
         "adafactor": "Adafactor: factored second moment, a row and a column vector per matrix.",
     },
@@ -55,6 +63,18 @@ CHOICE_TIPS: dict[str, dict[str, str]] = {
         "fsdp": "PyTorch FSDP: weights, gradients and optimizer states sharded across the GPUs.",
         "zero2": "DeepSpeed ZeRO-2: gradients and optimizer states sharded.",
         "zero3": "DeepSpeed ZeRO-3: weights, gradients and optimizer states sharded.",
+    },
+    "framework": {
+        "transformers": "Hugging Face transformers + peft (Trainer, TRL, accelerate, axolotl).",
+        "torchtune": "torchtune recipes: chunked cross-entropy and activation checkpointing by default.",
+        "litgpt": "litgpt: fused qkv, chunked lm_head and cross-entropy.",
+        "unsloth": "Unsloth: fused LoRA kernels, fused cross-entropy, offloaded gradient checkpointing.",
+    },
+    "loss": {
+        "standard": "Full-vocabulary logits, upcast to fp32 for cross-entropy.",
+        "chunked-ce": "Logits in chunks, each upcast to fp32 only inside the loss (torchtune, litgpt).",
+        "fused-linear-ce": "lm_head and cross-entropy fused over token chunks; logits never fully materialized.",
+        "cut-ce": "Apple's cut cross-entropy: only the correct-token logit and a log-sum-exp are computed.",
     },
     "offload": {
         "none": "Everything stays on the GPU.",

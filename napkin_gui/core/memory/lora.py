@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..dtypes import tensor_bytes
-from ..model_spec import DecoderLayer, LinearShape
+from ..errors import PlanError
+from ..model_spec import DecoderLayer, LinearShape, ModelSpec
 
 # Names that peft's "all-linear" never targets: the output head, and MoE routers are
 # nn.Linear too but peft targets them (kept); lm_head is excluded by
@@ -24,6 +25,37 @@ def lora_target_linears(layer: DecoderLayer, targets: str | Sequence[str]) -> tu
         return layer.linears
     wanted = set(targets)
     return tuple(lin for lin in layer.linears if lin.name in wanted)
+
+
+# The output projection's module name in every HF *ForCausalLM (GPT-2 included); peft targets
+# it only when named (all-linear skips it).
+LM_HEAD = "lm_head"
+
+
+def lora_module_names(spec: ModelSpec) -> tuple[str, ...]:
+    """Names a LoRA target can match: every linear of the blocks, then lm_head."""
+    names = dict.fromkeys(lin.name for _, layer in spec.layer_groups for lin in layer.linears)
+    return (*names, LM_HEAD)
+
+
+def check_lora_targets(spec: ModelSpec, targets: str | Sequence[str]) -> None:
+    """A named target must match a module, as peft requires: peft/tuners/tuners_utils.py
+    inject_adapter raises "Target modules {...} not found in the base model" (peft 0.21)."""
+    if targets == "all-linear":
+        return
+    names = lora_module_names(spec)
+    missing = [t for t in targets if t not in names]
+    if missing:
+        raise PlanError(f"lora_targets: {missing[0]!r} matches no module of {spec.name}; "
+                        f"its linear modules are {', '.join(names)}")
+
+
+def lm_head_adapter_params(spec: ModelSpec, targets: str | Sequence[str], rank: int) -> int:
+    """lora_A [r, hidden] + lora_B [vocab, r] when lm_head is named (a tied head too: peft wraps
+    the lm_head Linear, whose weight is the embedding matrix)."""
+    if targets == "all-linear" or LM_HEAD not in targets:
+        return 0
+    return rank * (spec.hidden_size + spec.vocab_size)
 
 
 # Routed experts are fused 3-D parameters in transformers >= 5 (MixtralExperts.gate_up_proj

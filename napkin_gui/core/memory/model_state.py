@@ -62,6 +62,8 @@ def _trainable_tensor_shapes(spec: ModelSpec, plan: Plan) -> list[tuple[int, ...
             if lin.bias:
                 shapes += [(lin.d_out,)] * (lin.count * n)
         shapes += [(spec.hidden_size,)] * (layer.norms * n)
+    if plan.is_lora and lora.lm_head_adapter_params(spec, plan.lora_targets, plan.lora_r):
+        shapes += [(plan.lora_r, spec.hidden_size), (spec.vocab_size, plan.lora_r)]
     if not plan.is_lora:
         shapes.append((spec.vocab_size, spec.hidden_size))
         if not spec.tie_word_embeddings:
@@ -96,6 +98,9 @@ def _optimizer(plan: Plan, trainable: int, state_dtype: str,
         return (optimizer.adamw_state_bytes(trainable, state_dtype),
                 optimizer.adamw_foreach_temp_bytes(trainable, state_dtype),
                 f"2 x {trainable:,} x {state_dtype} (exp_avg, exp_avg_sq) + foreach sqrt temp")
+    if name == "paged-adamw":
+        return (optimizer.paged_adamw32_state_bytes(trainable), 0,
+                f"2 x {trainable:,} x fp32 (bitsandbytes PagedAdamW state1, state2; CUDA managed memory)")
     if name in ("adamw-8bit", "paged-adamw-8bit"):
         numels = [_numel(s) for s in shapes]
         where = "CUDA managed memory" if name.startswith("paged") else "GPU"
@@ -118,7 +123,9 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 # The plan fields model_state reads (tests/test_model_state_cache.py checks no other matters):
 # batch size, sequence length, GPU and sharding leave the model's state unchanged.
-STATE_FIELDS = ("method", "precision", "lora_r", "lora_targets", "optimizer", "quant_double", "kbit_prep")
+# framework: whose modules hold the state (torchtune's LoRALinear keeps adapters in the model dtype).
+STATE_FIELDS = ("method", "precision", "lora_r", "lora_targets", "optimizer", "quant_double", "kbit_prep",
+                "framework")
 _CACHE: SpecCache[ModelState] = SpecCache(256)
 
 
@@ -130,13 +137,16 @@ def model_state(spec: ModelSpec, plan: Plan) -> ModelState:
 
 
 def _model_state(spec: ModelSpec, plan: Plan) -> ModelState:
+    if plan.is_lora:
+        lora.check_lora_targets(spec, plan.lora_targets)
     adapter_per_layer = _adapter_params_per_layer(spec, plan)
-    adapter_params = sum(adapter_per_layer)
+    head_adapter = lora.lm_head_adapter_params(spec, plan.lora_targets, plan.lora_r) if plan.is_lora else 0
+    adapter_params = sum(adapter_per_layer) + head_adapter
     weights_bytes, weights_formula = _weights(spec, plan)
     if plan.is_lora:
         trainable, grad_dtype = adapter_params, lora.ADAPTER_DTYPE
         per_layer_trainable = adapter_per_layer
-        head_trainable = 0
+        head_trainable = head_adapter
     else:
         trainable, grad_dtype = spec.total_params, plan.param_dtype
         per_layer_trainable = tuple(p for n, layer in spec.layer_groups for p in [layer.params] * n)
@@ -153,7 +163,7 @@ def _model_state(spec: ModelSpec, plan: Plan) -> ModelState:
         gradient_bytes=gradients.gradient_bytes(trainable, grad_dtype),
         optimizer_state_bytes=states,
         optimizer_temp_bytes=temp,
-        optimizer_states_paged=plan.optimizer == "paged-adamw-8bit",
+        optimizer_states_paged=plan.optimizer in ("paged-adamw-8bit", "paged-adamw"),
         per_layer_weight_bytes=per_layer_weights,
         per_layer_gradient_bytes=tuple(gradients.gradient_bytes(p, grad_dtype) for p in per_layer_trainable),
         head_gradient_bytes=gradients.gradient_bytes(head_trainable, grad_dtype),

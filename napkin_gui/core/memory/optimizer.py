@@ -32,6 +32,14 @@ def adamw_foreach_temp_bytes(trainable_params: int, state_dtype: str) -> int:
     return tensor_bytes(trainable_params, state_dtype)
 
 
+def paged_adamw32_state_bytes(trainable_params: int) -> int:
+    """bitsandbytes PagedAdamW (optim_bits=32): state1 and state2 in fp32 whatever the parameter
+    dtype (bitsandbytes 0.50 optim/optimizer.py Optimizer2State.init_state, get_state_buffer(p,
+    dtype=torch.float32)); they live in CUDA managed memory (tensors under 1e5 elements stay in
+    device memory, get_state_buffer)."""
+    return 2 * tensor_bytes(trainable_params, "fp32")
+
+
 def adam8bit_state_bytes(tensor_numels: Sequence[int]) -> int:
     """Two uint8 states + fp32 absmax per 256-block; small tensors keep two fp32 states."""
     total = 0
