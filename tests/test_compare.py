@@ -173,7 +173,7 @@ def test_every_row_prices_as_the_scalar_step_time(plan, calibrated):
         tps = t.tokens_per_second * row.n_gpus
         total = total_estimate(row_plan, tps, gpu.price_usd_per_hour)
         assert row.bound == t.bound, where
-        assert row.fits == fits_on(step_peak(row_plan, spec, gpu, state).reserved_bytes, gpu), where
+        assert row.fits == fits_on(step_peak(row_plan, spec, gpu, state).reserved_bytes, gpu, row.n_gpus), where
         assert row.step_seconds == pytest.approx(t.step_seconds, rel=SAME_TIME, abs=0), where
         assert row.tokens_per_second == pytest.approx(tps, rel=SAME_TIME, abs=0), where
         assert row.usd_per_million_tokens == pytest.approx(

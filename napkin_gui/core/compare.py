@@ -95,7 +95,7 @@ def _choose(plan: Plan, gpu: GpuSpec, n: int, variants: _Variants) -> _Variant:
     named = variants.get(n, plan.sharding, gpu)
     if named is None:  # the plan's own sharding needs more GPUs than n: run it unsharded
         named = variants.get(n, "none", gpu)
-    if n == 1 or plan.sharding != "none" or fits_on(named.reserved_on(gpu), gpu):
+    if n == 1 or plan.sharding != "none" or fits_on(named.reserved_on(gpu), gpu, n):
         return named
     return variants.get(n, "fsdp", gpu) or named
 
@@ -141,9 +141,9 @@ def _row(gpu: GpuSpec, variant: _Variant, step_seconds: float, tokens_per_second
     total = total_estimate(plan, tps, gpu.price_usd_per_hour)
     per_million = gpu.price_usd_per_hour * plan.n_gpus / (tps * 3600) * 1e6 if tps > 0 else float("inf")
     return HardwareRow(
-        gpu_id=gpu.id, gpu_name=gpu.name, n_gpus=plan.n_gpus, sharding=plan.sharding, fits=fits_on(reserved, gpu),
+        gpu_id=gpu.id, gpu_name=gpu.name, n_gpus=plan.n_gpus, sharding=plan.sharding, fits=fits_on(reserved, gpu, plan.n_gpus),
         peak_allocated_bytes=variant.memory.peak_allocated_bytes + reserved - variant.memory.peak_reserved_bytes,
-        device_used_bytes=device_used_bytes(reserved, gpu, variant.memory.managed_bytes),
+        device_used_bytes=device_used_bytes(reserved, gpu, variant.memory.managed_bytes, plan.n_gpus),
         capacity_bytes=capacity_bytes(gpu), step_seconds=step_seconds, tokens_per_second=tps,
         usd_per_million_tokens=per_million, hours=total.hours if total else None,
         cost_usd=total.cost_usd if total else None, price_usd_per_hour=gpu.price_usd_per_hour,

@@ -66,4 +66,4 @@ def estimate_point(plan: Plan, calibration: CalibrationProfile | None = None) ->
     state = model_state(spec, plan)
     peak = step_peak(plan, spec, gpu, state)
     t = step_time(plan, spec, gpu, state)
-    return StepPoint(t.step_seconds, t.tokens_per_second, fits_on(peak.reserved_bytes, gpu))
+    return StepPoint(t.step_seconds, t.tokens_per_second, fits_on(peak.reserved_bytes, gpu, plan.n_gpus))

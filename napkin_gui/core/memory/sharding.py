@@ -12,13 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..plan import Plan
+from . import distributed
 from .model_state import ModelState
 
 # DeepSpeed ZeRO-2 default reduce_bucket_size = 5e8 elements; FSDP reduce-scatters one
-# layer's gradients at a time (counted from the layer sizes instead).
+# layer's gradients at a time (counted from the layer sizes instead, distributed.py).
 ZERO2_REDUCE_BUCKET_ELEMENTS = 500_000_000
-# gathered units alive at once: the current one and the prefetched next one
-FSDP_GATHERED_UNITS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +29,13 @@ class GpuState:
     gradient_bytes: int
     optimizer_state_bytes: int
     optimizer_temp_bytes: int
-    gather_bytes: int         # all-gathered layer weights (FSDP / ZeRO-3)
-    grad_bucket_bytes: int    # unsharded gradients awaiting reduce-scatter
+    gather_bytes: int         # all-gathered layer weights (FSDP / ZeRO-3), distributed.gathered_bytes
+    grad_bucket_bytes: int    # unsharded gradients awaiting reduce-scatter, distributed.reduce_buffer_bytes
     host_bytes: int           # CPU RAM for offloaded state
     managed_bytes: int        # paged optimizer states (CUDA managed memory)
     per_layer_gradient_bytes: tuple[int, ...]
     head_gradient_bytes: int
+    ddp_bucket_bytes: int = 0  # DDP all-reduce buckets, alive all run (distributed.ddp_bucket_bytes)
 
 
 def _split(nbytes: int, n: int) -> int:
@@ -52,32 +52,15 @@ def gpu_state(state: ModelState, plan: Plan) -> GpuState:
     grads = _split(state.gradient_bytes, n) if shard_grads else state.gradient_bytes
     states = _split(state.optimizer_state_bytes, n) if shard_grads else state.optimizer_state_bytes
     temp = _split(state.optimizer_temp_bytes, n) if shard_grads else state.optimizer_temp_bytes
+    # what data parallelism adds beyond the shard: gathered units, reduce buffers, DDP buckets
+    # (distributed.py, one place for each mechanism)
     biggest_layer = max(state.per_layer_weight_bytes, default=0)
-    # Units are brought onto the card one at a time whenever the card does not hold them whole:
-    # sharded over n > 1 GPUs, or parked on the host (CPU offload) even on one GPU. With one
-    # rank FSDP1 clamps FULL_SHARD to NO_SHARD (torch/distributed/fsdp/_init_utils.py
-    # _init_core_state: "FSDP is switching to use NO_SHARD ... since the world size
-    # is 1"), yet FlatParamHandle.pre_unshard still copies each offloaded flat parameter to the
-    # device (_flat_param.py: "elif self._offload_params and self.flat_param.device !=
-    # self.device: self.flat_param_to(self.device, non_blocking=True)") for the unit's forward
-    # and again for its backward: the gathered layers live on the card whatever the GPU count.
-    streamed = shard_params and (n > 1 or plan.offload == "optimizer+params")
-    gather = FSDP_GATHERED_UNITS * biggest_layer if streamed else 0
-    if plan.sharding == "fsdp" and streamed:
-        # the root unit (embeddings, final norm, lm_head) stays gathered from its forward to its
-        # backward: torch/distributed/fsdp/_runtime_utils.py _post_forward_reshard, "Do not free
-        # the root's parameters in the post-forward for FULL_SHARD"; under NO_SHARD + offload
-        # the root's device copy is what autograd saved for lm_head's input gradient.
-        gather += max(0, state.weights_bytes - sum(state.per_layer_weight_bytes))
-    bucket = 0
-    # a unit's unsharded gradients wait on the card for their reduce-scatter (n > 1) or, on one
-    # GPU under offload, for their copy to the host (FSDP1 _post_backward_hook -> _offload_grad)
-    if shard_grads and (n > 1 or plan.offload != "none"):
-        biggest_grads = max(state.per_layer_gradient_bytes, default=0)
-        if plan.sharding == "zero2":
-            bytes_per_grad = state.gradient_bytes / max(state.trainable_params, 1)
-            biggest_grads = min(state.gradient_bytes, int(ZERO2_REDUCE_BUCKET_ELEMENTS * bytes_per_grad))
-        bucket = biggest_grads
+    root = max(0, state.weights_bytes - sum(state.per_layer_weight_bytes))
+    gather = distributed.gathered_bytes(plan, biggest_layer, root)
+    bytes_per_grad = state.gradient_bytes / max(state.trainable_params, 1)
+    zero2_bucket = min(state.gradient_bytes, int(ZERO2_REDUCE_BUCKET_ELEMENTS * bytes_per_grad))
+    bucket = distributed.reduce_buffer_bytes(plan, max(state.per_layer_gradient_bytes, default=0), zero2_bucket)
+    ddp = distributed.ddp_bucket_bytes(plan, state.gradient_bytes)
     host = 0
     if plan.offload in ("optimizer", "optimizer+params"):
         host += states + grads
@@ -95,4 +78,4 @@ def gpu_state(state: ModelState, plan: Plan) -> GpuState:
         per_layer = tuple(0 for _ in per_layer)
     head = _split(state.head_gradient_bytes, n) if shard_grads else state.head_gradient_bytes
     return GpuState(weights, adapters, grads, states, temp, gather, bucket, host, managed,
-                    per_layer, 0 if plan.offload != "none" else head)
+                    per_layer, 0 if plan.offload != "none" else head, ddp)

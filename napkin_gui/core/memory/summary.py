@@ -8,6 +8,7 @@ from ..model_spec import ModelSpec
 from ..plan import Plan
 from ..result import ALLOCATED_COMPONENTS, COMPONENTS, MemoryComponent, MemoryEstimate
 from .allocator import allocator_slack_bytes
+from .distributed import nccl_buffer_bytes, nccl_channels
 from .logits import logits_loss_peak_bytes
 from .model_state import ModelState
 from .precision import logits_element_bytes
@@ -17,13 +18,13 @@ from .timeline import BlockMemory, block_memories, phase_names, step_timeline
 GIB = 2**30
 
 
-def _formulas(plan: Plan, spec: ModelSpec, state: ModelState,
+def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
               blocks: tuple[BlockMemory, ...]) -> dict[str, str]:
     tokens = plan.batch_size * plan.seq_len
     shard = f" / {plan.n_gpus} GPUs ({plan.sharding})" if plan.sharding != "none" and plan.n_gpus > 1 else ""
     ckpt = "checkpointed block inputs" if plan.grad_ckpt else "saved tensors of every block"
     saved = blocks[0].saved_bytes / max(tokens, 1) if blocks else 0
-    return {
+    out = {
         "weights": state.weights_formula + (shard if plan.sharding in ("fsdp", "zero3") else ""),
         "adapters": (f"LoRA r={plan.lora_r} on {plan.lora_targets if isinstance(plan.lora_targets, str) else ', '.join(plan.lora_targets)}:"
                      f" A (r x d_in) + B (d_out x r) per target, fp32") if plan.is_lora else "no adapters",
@@ -36,6 +37,10 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState,
         "allocator_slack": "caching allocator: reserved but not allocated (fragmentation)",
         "cuda_context": "CUDA context, kernel images and library handles (outside torch)",
     }
+    if plan.n_gpus > 1:
+        out["cuda_context"] += (f" + NCCL communicator buffers: {nccl_channels(gpu)} ring channels x"
+                                " (Simple 4 MiB + LL128 4.7 MiB + LL 0.5 MiB) in 2 MiB granules")
+    return out
 
 
 def _largest_transient(plan: Plan, spec: ModelSpec, blocks: tuple[BlockMemory, ...]) -> int:
@@ -77,19 +82,20 @@ def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState
     step = step_peak(plan, spec, gpu, state)
     gs, rows, peak, reserved = step.gpu_state, step.rows, step.peak, step.reserved_bytes
     names = phase_names(len(step.blocks))
-    formulas = _formulas(plan, spec, state, step.blocks)
+    formulas = _formulas(plan, spec, state, gpu, step.blocks)
     at_peak = dict(zip(ALLOCATED_COMPONENTS, rows[peak]))
     at_peak["allocator_slack"] = reserved - step.allocated_bytes
-    at_peak["cuda_context"] = gpu.cuda_context_bytes
+    outside = outside_torch_bytes(gpu, plan.n_gpus)
+    at_peak["cuda_context"] = outside
     components = tuple(MemoryComponent(name, int(at_peak.get(name, 0)), formulas[name]) for name in COMPONENTS)
     capacity = capacity_bytes(gpu)
     return MemoryEstimate(
         components=components,
         peak_allocated_bytes=step.allocated_bytes,
         peak_reserved_bytes=reserved,
-        device_used_bytes=device_used_bytes(reserved, gpu, gs.managed_bytes),
+        device_used_bytes=device_used_bytes(reserved, gpu, gs.managed_bytes, plan.n_gpus),
         capacity_bytes=capacity,
-        fits=fits_on(reserved, gpu),
+        fits=fits_on(reserved, gpu, plan.n_gpus),
         peak_phase=names[peak],
         phases=names,
         phase_values=rows,
@@ -105,13 +111,21 @@ def capacity_bytes(gpu: GpuSpec) -> int:
     return gpu.nvml_memory_bytes or gpu.memory_bytes
 
 
-def fits_on(reserved_bytes: int, gpu: GpuSpec) -> bool:
-    """Whether a step that reserves reserved_bytes fits the card beside its CUDA context.
-    Paged optimizer states live in managed memory: they can spill to host RAM, so they do not
-    decide whether the step fits, only what NVML shows while there is room."""
-    return reserved_bytes + gpu.cuda_context_bytes <= capacity_bytes(gpu)
+def outside_torch_bytes(gpu: GpuSpec, n_gpus: int = 1) -> int:
+    """Device memory outside torch's caching allocator: the CUDA context (and kernel images),
+    and with peers NCCL's communicator buffers (distributed.nccl_buffer_bytes)."""
+    return gpu.cuda_context_bytes + nccl_buffer_bytes(gpu, n_gpus)
 
 
-def device_used_bytes(reserved_bytes: int, gpu: GpuSpec, managed_bytes: int) -> int:
-    """What NVML (nvidia-smi) shows used at the peak: torch's reserve, the context, managed pages."""
-    return reserved_bytes + gpu.cuda_context_bytes + managed_bytes
+def fits_on(reserved_bytes: int, gpu: GpuSpec, n_gpus: int = 1) -> bool:
+    """Whether a step that reserves reserved_bytes fits the card beside its CUDA context (and
+    NCCL's buffers on n_gpus > 1). Paged optimizer states live in managed memory: they can
+    spill to host RAM, so they do not decide whether the step fits, only what NVML shows while
+    there is room."""
+    return reserved_bytes + outside_torch_bytes(gpu, n_gpus) <= capacity_bytes(gpu)
+
+
+def device_used_bytes(reserved_bytes: int, gpu: GpuSpec, managed_bytes: int, n_gpus: int = 1) -> int:
+    """What NVML (nvidia-smi) shows used at the peak: torch's reserve, the context (+ NCCL),
+    managed pages."""
+    return reserved_bytes + outside_torch_bytes(gpu, n_gpus) + managed_bytes

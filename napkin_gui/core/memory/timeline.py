@@ -77,7 +77,8 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     final_norm += 2 * spec.vocab_size * spec.hidden_size if dt.autocast else 0
     grads_always = gpu_state.gradient_bytes if plan.grad_accum > 1 else 0
     w, a, st = gpu_state.weights_bytes, gpu_state.adapter_bytes, gpu_state.optimizer_state_bytes
-    ws, gather = workspace_bytes, gpu_state.gather_bytes
+    # DDP's all-reduce buckets are made at wrap time and live as long as the workspaces
+    ws, gather = workspace_bytes + gpu_state.ddp_bucket_bytes, gpu_state.gather_bytes
     rows = [(w, a, grads_always, st, 0, 0, ws)]  # weights loaded
     kept = 0
     for block in blocks:  # forward: each block keeps its saved tensors (or its checkpointed input)
