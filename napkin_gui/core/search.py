@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from .compare import _columns
 from .errors import PlanError
@@ -29,7 +29,7 @@ from .estimate import estimate
 from .gpu_catalog import find_gpu, gpu_catalog
 from .gpu_spec import GpuSpec
 from .memory.model_state import model_state
-from .memory.summary import capacity_bytes, step_peak
+from .memory.summary import capacity_bytes, outside_torch_bytes, step_peak
 from .memory.timeline import block_memories
 from .model_source import resolve_model
 from .plan import PLAN_FIELDS, Plan, check_combination, plan_to_dict
@@ -98,9 +98,11 @@ class SearchTable:
         column = lambda f: numpy.array([f(c) for c in configs], dtype=float)  # noqa: E731  one per config
         self.n_gpus = column(lambda c: c.plan.n_gpus)[config_of_row]
         workspace = numpy.array([g.cublas_workspace_bytes - cards[0].cublas_workspace_bytes for g in cards], dtype=float)
-        context = numpy.array([g.cuda_context_bytes for g in cards], dtype=float)
+        # the CUDA context and, with peers, NCCL's buffers (outside torch: summary.outside_torch_bytes)
+        context = numpy.array([outside_torch_bytes(cards[k], int(n)) for k, n in zip(card_of_row, self.n_gpus)],
+                              dtype=float)
         self.device_used_bytes = (column(lambda c: c.reserved_bytes + c.managed_bytes)[config_of_row]
-                                  + workspace[card_of_row] + context[card_of_row])
+                                  + workspace[card_of_row] + context)
         base_card = find_gpu(base.gpu).id
         self.changes = (column(lambda c: c.changes)[config_of_row]
                         + numpy.array([g.id != base_card for g in cards], dtype=float)[card_of_row])
@@ -232,7 +234,9 @@ def search_table(plan: Plan, gpus: Iterable[str] | None = None, max_gpus: int = 
     spec = resolve_model(plan.model)
     reference = cards[0]   # memory is estimated on it and shifted to each card (module docstring)
     shift = numpy.array([g.cublas_workspace_bytes - reference.cublas_workspace_bytes for g in cards])
-    room = numpy.array([capacity_bytes(g) - g.cuda_context_bytes for g in cards])   # reserved may reach this
+    rooms: dict[int, ndarray] = {}   # reserved may reach this, by GPU count (NCCL's buffers with peers)
+    room = lambda n: rooms.get(n) if n in rooms else rooms.setdefault(  # noqa: E731
+        n, numpy.array([capacity_bytes(g) - outside_torch_bytes(g, n) for g in cards]))
     configs, fitting, tried = _fitting_configs(plan, recipes(plan, allow), spec, reference, shift, room, max_gpus)
     config_of_row = numpy.array([c for c, fit in fitting for _ in fit], dtype=int)
     card_of_row = numpy.array([k for _, fit in fitting for k in fit], dtype=int)
@@ -240,7 +244,8 @@ def search_table(plan: Plan, gpus: Iterable[str] | None = None, max_gpus: int = 
     return SearchTable(plan, cards, configs, config_of_row, card_of_row, tps, step, calibration, tried)
 
 
-def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, shift: ndarray, room: ndarray,
+def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, shift: ndarray,
+                     room: Callable[[int], ndarray],
                      max_gpus: int) -> tuple[list[_Config], list[tuple[int, list[int]]], int]:
     """Configs whose step fits some card, and the cards each fits (pruned: module docstring)."""
     import numpy
@@ -251,7 +256,7 @@ def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, 
         state = model_state(spec, recipe.plan)
         blocks: dict[int, tuple] = {}   # block_memories by micro-batch: the same for every layout
         for layout in layouts(recipe.plan, recipe.sequences, max_gpus):
-            alive = numpy.ones(len(room), dtype=bool)
+            alive = numpy.ones(len(shift), dtype=bool)
             for bs, ga in splits(recipe.sequences // layout.n_gpus):
                 tried += 1
                 last = ga == 1   # no accumulation: gradients not held across micro-batches
@@ -261,7 +266,7 @@ def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, 
                 if bs not in blocks:
                     blocks[bs] = block_memories(spec, plan)
                 peak = step_peak(plan, spec, reference, state, blocks[bs])
-                fits = peak.reserved_bytes + shift <= room
+                fits = peak.reserved_bytes + shift <= room(layout.n_gpus)
                 if not last:
                     alive &= fits
                     fits = alive
