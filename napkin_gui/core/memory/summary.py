@@ -10,6 +10,7 @@ from ..result import ALLOCATED_COMPONENTS, COMPONENTS, MemoryComponent, MemoryEs
 from .allocator import allocator_slack_bytes
 from .distributed import nccl_buffer_bytes, nccl_channels
 from .logits import logits_loss_peak_bytes
+from .loss_kernels import loss_memory
 from .model_state import ModelState
 from .precision import logits_element_bytes
 from .sharding import GpuState, gpu_state
@@ -31,8 +32,7 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
         "gradients": f"{state.trainable_params:,} trainable params, like the params{shard}",
         "optimizer_states": state.optimizer_formula + shard,
         "activations": f"{ckpt}: {tokens:,} tokens x {spec.num_layers} blocks (~{saved:,.0f} B/token/block saved)",
-        "logits_loss": f"{tokens:,} tokens x {spec.vocab_size:,} vocab x (logits {logits_element_bytes(plan)} B"
-                       " + fp32 log-softmax + its grad + fp32 logit grad)",
+        "logits_loss": loss_memory(plan, spec, logits_element_bytes(plan)).formula,
         "temporaries": "cuBLAS workspaces + optimizer step / recompute / gathered-layer buffers at the peak",
         "allocator_slack": "caching allocator: reserved but not allocated (fragmentation)",
         "cuda_context": "CUDA context, kernel images and library handles (outside torch)",
@@ -45,7 +45,8 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
 
 def _largest_transient(plan: Plan, spec: ModelSpec, blocks: tuple[BlockMemory, ...]) -> int:
     tokens = plan.batch_size * plan.seq_len
-    loss = logits_loss_peak_bytes(tokens, spec.vocab_size, logits_element_bytes(plan))
+    loss = (logits_loss_peak_bytes(tokens, spec.vocab_size, logits_element_bytes(plan)) if plan.loss == "standard"
+            else loss_memory(plan, spec, logits_element_bytes(plan)).peak_bytes)
     recompute = max((b.saved_bytes for b in blocks), default=0) if plan.grad_ckpt else 0
     work = max((b.backward_work_bytes for b in blocks), default=0)
     # the optimizer's temporaries are one tensor per parameter and reuse cached blocks;

@@ -14,6 +14,7 @@ from ..model_spec import ModelSpec, block_repeats, group_blocks
 from ..plan import Plan
 from . import activations as act
 from .logits import logits_held_bytes, logits_loss_peak_bytes
+from .loss_kernels import loss_memory
 from .precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
 from .sharding import GpuState
 
@@ -68,8 +69,11 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     tokens = plan.batch_size * plan.seq_len
     logit_bytes = logits_element_bytes(plan)
     softcap = spec.final_logit_softcapping is not None
-    loss_peak = logits_loss_peak_bytes(tokens, spec.vocab_size, logit_bytes, softcap)
-    held = logits_held_bytes(tokens, spec.vocab_size, logit_bytes)
+    if plan.loss == "standard":
+        loss_peak = logits_loss_peak_bytes(tokens, spec.vocab_size, logit_bytes, softcap)
+        held = logits_held_bytes(tokens, spec.vocab_size, logit_bytes)
+    else:   # chunked / fused / cut cross-entropy (core/memory/loss_kernels.py)
+        loss_peak, held, _ = loss_memory(plan, spec, logit_bytes)
     dt = activation_dtypes(plan, spec)
     # final norm's fp32 x (+ its normalized output and lm_head's input when trainable)
     final_norm = tokens * spec.hidden_size * (4 + (2 * dt.stream if dt.base_trainable else 0))

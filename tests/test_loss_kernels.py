@@ -1,0 +1,79 @@
+"""Loss kernels (core/memory/loss_kernels.py) against the libraries: torchtune's chunked CE runs
+on CPU (pure torch), Liger's fused linear CE is Triton-only, so its chunk arithmetic is checked
+against the formula in its source."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from napkin_gui.core.estimate import estimate
+from napkin_gui.core.memory import loss_kernels as lk
+from napkin_gui.core.plan import plan_from_dict
+
+torch = pytest.importorskip("torch")
+
+
+def _saved_bytes(fn):
+    """Bytes of the distinct tensors autograd saves while fn() runs (saved_tensors_hooks)."""
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(seen.values())
+
+
+def test_torchtune_chunked_ce_saves_fp32_log_softmax_of_every_chunk():
+    from torchtune.modules.loss import CEWithChunkedOutputLoss
+    tokens, vocab = 256, 3000
+    loss_fn = CEWithChunkedOutputLoss(num_output_chunks=8)
+    chunks = [torch.randn(1, tokens // 8, vocab, dtype=torch.bfloat16, requires_grad=True) for _ in range(8)]
+    labels = torch.randint(0, vocab, (1, tokens))
+    _, saved = _saved_bytes(lambda: loss_fn(chunks, labels))
+    labels_bytes = tokens * 8                       # int64 label chunks nll_loss saves
+    model = lk.torchtune_chunked_ce(tokens, vocab, 2)
+    saved_model = tokens * vocab * 4                # the backward term's saved log_softmax
+    assert abs(saved - labels_bytes - saved_model) / saved_model < 0.03
+    # forward-end: chunks (bf16) + saved fp32 + one fp32 chunk upcast
+    assert model.peak_bytes == tokens * vocab * 6 + tokens // 8 * vocab * 4
+
+
+def test_liger_chunk_size_follows_its_source_example():
+    # liger_kernel/ops/fused_linear_cross_entropy.py comment: BT = 4096*4, V = 32000, H = 4096
+    # -> inc_factor 8, chunk_size 2048
+    assert lk.liger_chunk_size(4096 * 4, 32000, 4096) == 2048
+    assert lk.liger_chunk_size(8192, 128256, 3072) == 256      # inc 42 -> cdiv 196 -> 256
+    assert lk.liger_chunk_size(100, 32000, 4096) == 16         # never above BT
+    assert lk.liger_chunk_size(3, 10, 4096) == 3
+
+
+def test_fused_and_cut_ce_hold_no_vocabulary_sized_tensor():
+    base = {"model": "llama-3.2-3b", "seq_len": 8192}
+    std = estimate(plan_from_dict(base))
+    for extra in ({"liger": True}, {"loss": "cut-ce"}):
+        est = estimate(plan_from_dict({**base, **extra}))
+        assert est.memory.peak_allocated_bytes < std.memory.peak_allocated_bytes - 8 * 2**30
+    tokens, h, v = 8192, 3072, 128256
+    cut = lk.cut_cross_entropy(tokens, v, h, 2, False, 2)
+    assert cut.peak_bytes == tokens * 4 + tokens * h * 2 and cut.held_bytes == 0
+    full = lk.liger_fused_linear_ce(tokens, v, h, 2, True, 2)
+    assert full.peak_bytes == tokens * h * 2 + v * h * 2 + 256 * v * 2 + tokens * 4
+
+
+def test_formulas_name_the_module():
+    for extra, name in (({"framework": "torchtune"}, "torchtune CEWithChunkedOutputLoss, 8 chunks"),
+                        ({"liger": True}, "Liger LigerFusedLinearCrossEntropyLoss"),
+                        ({"loss": "cut-ce"}, "cut_cross_entropy"),
+                        ({"framework": "litgpt"}, "litgpt chunked_cross_entropy")):
+        est = estimate(plan_from_dict({"model": "llama-3.2-1b", **extra}))
+        formula = {c.name: c.formula for c in est.memory.components}["logits_loss"]
+        assert formula.startswith(name) or name in formula
+
+
+def test_chunked_ce_is_a_fraction_of_the_full_vocabulary_path():
+    std = lk.standard_ce(8192, 128256, 2, False)
+    tt = lk.torchtune_chunked_ce(8192, 128256, 2)
+    assert math.isclose(tt.peak_bytes / std.peak_bytes, (6 + 4 / 8) / 14)
