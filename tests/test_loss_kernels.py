@@ -77,3 +77,17 @@ def test_chunked_ce_is_a_fraction_of_the_full_vocabulary_path():
     std = lk.standard_ce(8192, 128256, 2, False)
     tt = lk.torchtune_chunked_ce(8192, 128256, 2)
     assert math.isclose(tt.peak_bytes / std.peak_bytes, (6 + 4 / 8) / 14)
+
+
+def test_optimizer_in_backward_keeps_one_parameter_gradient_alive():
+    from napkin_gui.core.memory.optimizer_in_backward import largest_parameter_params
+    from napkin_gui.core.model_source import resolve_model
+    base = {"model": "llama-3.2-1b", "framework": "torchtune", "method": "full", "optimizer": "adamw"}
+    off = estimate(plan_from_dict({**base, "optimizer_in_backward": False}))
+    on = estimate(plan_from_dict({**base, "optimizer_in_backward": True}))
+    largest = largest_parameter_params(resolve_model("llama-3.2-1b"))
+    assert largest == 128256 * 2048
+    grads = {c.name: c.bytes for c in on.memory.components}["gradients"]
+    assert grads <= 2 * largest * 2 and "optimizer in backward" in on.memory.components[2].formula
+    assert on.memory.peak_allocated_bytes < off.memory.peak_allocated_bytes - 2 * 2**30
+    assert on.memory.timeline[-2].allocated_bytes < off.memory.timeline[-2].allocated_bytes

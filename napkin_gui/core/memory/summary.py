@@ -29,7 +29,9 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
         "weights": state.weights_formula + (shard if plan.sharding in ("fsdp", "zero3") else ""),
         "adapters": (f"LoRA r={plan.lora_r} on {plan.lora_targets if isinstance(plan.lora_targets, str) else ', '.join(plan.lora_targets)}:"
                      f" A (r x d_in) + B (d_out x r) per target, fp32") if plan.is_lora else "no adapters",
-        "gradients": f"{state.trainable_params:,} trainable params, like the params{shard}",
+        "gradients": (f"optimizer in backward (torchtune register_optim_in_bwd_hooks): 2 x the largest parameter's "
+                      f"gradient at a time{shard}") if plan.optimizer_in_backward else
+                     f"{state.trainable_params:,} trainable params, like the params{shard}",
         "optimizer_states": state.optimizer_formula + shard,
         "activations": f"{ckpt}: {tokens:,} tokens x {spec.num_layers} blocks (~{saved:,.0f} B/token/block saved)",
         "logits_loss": loss_memory(plan, spec, logits_element_bytes(plan)).formula,

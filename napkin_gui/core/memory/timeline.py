@@ -91,16 +91,36 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     rows.append((w, a, grads_always, st, kept + final_norm, loss_peak, ws + gather))  # logits & loss
     grads = gpu_state.head_gradient_bytes
     per_layer_grads = gpu_state.per_layer_gradient_bytes
+    in_bwd = _in_backward(spec, plan, gpu_state)
     for i in range(len(blocks), 0, -1):  # backward, last block first
         block = blocks[i - 1]
         kept -= block.kept_bytes
         live = kept + (block.saved_bytes if plan.grad_ckpt else block.kept_bytes)
         grads += per_layer_grads[i - 1] if per_layer_grads else 0
         work = block.backward_work_bytes + gather + gpu_state.grad_bucket_bytes
-        rows.append((w, a, max(grads_always, min(grads, gpu_state.gradient_bytes)), st, live, held, ws + work))
+        alive = max(grads_always, min(grads, gpu_state.gradient_bytes))
+        if in_bwd is not None:   # optimizer_in_backward: one parameter's gradient and step at a time
+            alive, work = min(alive, in_bwd[0]), work + in_bwd[1]
+        rows.append((w, a, alive, st, live, held, ws + work))
+    if in_bwd is not None:   # nothing left to step; gradients were freed as they were used
+        rows.append((w, a, 0, st, 0, held, ws))
+        rows.append((w, a, 0, st, 0, held, ws))
+        return tuple(rows)
     rows.append((w, a, gpu_state.gradient_bytes, st, 0, held, ws + gpu_state.optimizer_temp_bytes))  # optimizer step
     rows.append((w, a, grads_always, st, 0, held, ws))  # after zero_grad
     return tuple(rows)
+
+
+def _in_backward(spec: ModelSpec, plan: Plan, gpu_state: GpuState) -> tuple[int, int] | None:
+    """(gradient bytes alive, optimizer temporaries of one parameter) under optimizer_in_backward."""
+    if not plan.optimizer_in_backward:
+        return None
+    from .optimizer_in_backward import in_backward_gradient_bytes, largest_parameter_params
+    shards = plan.n_gpus if plan.sharding in ("fsdp", "zero2", "zero3") else 1
+    # optimizer_in_backward is full fine-tuning only (plan.check_stack): every parameter trains
+    grads = in_backward_gradient_bytes(spec, gpu_state.gradient_bytes * shards, spec.total_params, shards)
+    temp_share = largest_parameter_params(spec) / max(spec.total_params, 1)
+    return grads, int(gpu_state.optimizer_temp_bytes * temp_share)
 
 
 @lru_cache(maxsize=64)
