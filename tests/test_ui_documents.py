@@ -29,7 +29,7 @@ def make_window(qtbot, plan=PLAN, restore=False):
 
 def test_save_and_open_roundtrip(qtbot, tmp_path):
     w = make_window(qtbot)
-    w.editor.batch_size.spin.setValue(8)
+    w.editor.widgets["batch_size"].spin.setValue(8)
     assert w.dirty and w.isWindowModified()
     assert w.save_to(tmp_path / "run")  # the suffix is added
     path = tmp_path / "run.napkin.json"
@@ -39,7 +39,7 @@ def test_save_and_open_roundtrip(qtbot, tmp_path):
     other = make_window(qtbot, plan=DEFAULT_PLAN)
     assert other.open_path(path)
     assert other.controller.plan == dataclasses.replace(PLAN, batch_size=8)
-    assert other.editor.batch_size.spin.value() == 8
+    assert other.editor.widgets["batch_size"].spin.value() == 8
     assert not other.dirty
     assert str(path.resolve()) in recent_files(app_settings())
     assert other.recent_menu.actions()[0].text().endswith(str(path.resolve()))
@@ -62,14 +62,14 @@ def test_corrupt_file_is_reported_and_left_alone(qtbot, tmp_path):
 
 def test_unsaved_changes_prompt(qtbot, tmp_path):
     w = make_window(qtbot)
-    w.editor.grad_ckpt.setChecked(True)
+    w.editor.widgets["grad_ckpt"].setChecked(True)
     w.answers = [Button.Cancel]
     w.new_plan()
     assert w.controller.plan.grad_ckpt  # cancelled: nothing lost
     w.answers = [Button.Discard]
     w.new_plan()
     assert w.controller.plan == DEFAULT_PLAN and not w.dirty
-    w.editor.grad_ckpt.setChecked(not DEFAULT_PLAN.grad_ckpt)
+    w.editor.widgets["grad_ckpt"].setChecked(not DEFAULT_PLAN.grad_ckpt)
     w.path = tmp_path / "keep.napkin.json"
     w.answers = [Button.Save]
     w.new_plan()
@@ -78,7 +78,7 @@ def test_unsaved_changes_prompt(qtbot, tmp_path):
 
 def test_close_with_unsaved_changes_can_be_cancelled(qtbot):
     w = make_window(qtbot)
-    w.editor.batch_size.spin.setValue(3)
+    w.editor.widgets["batch_size"].spin.setValue(3)
     w.answers = [Button.Cancel]
     assert not w.close()
     assert w.isVisible()
@@ -88,7 +88,7 @@ def test_last_session_is_restored(qtbot, tmp_path):
     w = make_window(qtbot)
     save_plan(PLAN, tmp_path / "a.napkin.json")
     w.open_path(tmp_path / "a.napkin.json")
-    w.editor.seq_len.spin.setValue(4096)  # unsaved edit
+    w.editor.widgets["seq_len"].spin.setValue(4096)  # unsaved edit
     assert w.close()
     again = make_window(qtbot, plan=None, restore=True)
     assert again.controller.plan == dataclasses.replace(PLAN, seq_len=4096)
@@ -105,7 +105,7 @@ def test_session_is_stored_once_edits_pause(qtbot):
 
     before = stored_batch_size()
     for value in (3, 5, 7):  # a drag: not written on every step
-        w.editor.batch_size.spin.setValue(value)
+        w.editor.widgets["batch_size"].spin.setValue(value)
     assert stored_batch_size() == before
     qtbot.waitUntil(lambda: stored_batch_size() == 7, timeout=5000)
 
@@ -126,14 +126,14 @@ def test_ctrl_z_in_a_spin_box_undoes_the_plan(qtbot):
     w = make_window(qtbot)
     w.activateWindow()
     qtbot.waitUntil(w.isActiveWindow)
-    line = w.editor.batch_size.spin.lineEdit()
-    w.editor.batch_size.spin.setFocus()
+    line = w.editor.widgets["batch_size"].spin.lineEdit()
+    w.editor.widgets["batch_size"].spin.setFocus()
     line.selectAll()
     qtbot.keyClicks(line, "24")
     assert w.controller.plan.batch_size == 24
     qtbot.keyClick(line, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert w.controller.plan.batch_size == PLAN.batch_size
-    assert w.editor.batch_size.spin.value() == PLAN.batch_size
+    assert w.editor.widgets["batch_size"].spin.value() == PLAN.batch_size
 
 
 def test_keyboard_tab_switch_and_find(qtbot):

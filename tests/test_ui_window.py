@@ -13,11 +13,13 @@ from PySide6.QtWidgets import QMessageBox
 
 from napkin_gui.core.compare import compare_hardware
 from napkin_gui.core.estimate import estimate
-from napkin_gui.core.plan import Plan
+from napkin_gui.core.errors import PlanError
+from napkin_gui.core.plan import PLAN_FIELDS, Plan, parse_lora_targets
 from napkin_gui.core.result import ALLOCATED_COMPONENTS, COMPONENTS
 from napkin_gui.ui import palette
 from napkin_gui.ui.main_window import MainWindow
 from napkin_gui.ui.memory_bar_view import ROW_NOW, ROW_PINNED
+from napkin_gui.ui.plan_editor import choice_problem
 from napkin_gui.ui.sweeps import BATCH_GRID, SEQ_GRID, grid_values
 
 GIB = 2**30
@@ -126,7 +128,7 @@ def test_lora_to_qlora_changes_bars(window):
     after = assert_views_show(window, dataclasses.replace(PLAN, method="qlora"))
     assert after.memory.component("weights").bytes < before.memory.component("weights").bytes
     # QLoRA options become editable, fp32 is not allowed and says why
-    assert window.editor.quant_double.isEnabled()
+    assert window.editor.widgets["quant_double"].isEnabled()
     precision = window.editor.combos["precision"]
     fp32 = precision.findData("fp32")
     assert not precision.model().item(fp32).isEnabled()
@@ -134,7 +136,7 @@ def test_lora_to_qlora_changes_bars(window):
 
 
 def test_raise_batch_until_oom(window, qtbot):
-    spin = window.editor.batch_size.spin
+    spin = window.editor.widgets["batch_size"].spin
     while window.controller.estimate.memory.fits:
         qtbot.keyClick(spin, Qt.Key.Key_Up)
         settle(window)
@@ -153,8 +155,8 @@ def test_raise_batch_until_oom(window, qtbot):
 
 
 def test_slider_moves_spin_and_plan(window):
-    window.editor.seq_len.slider.setValue(12)  # 2**12
-    assert window.editor.seq_len.spin.value() == 4096
+    window.editor.widgets["seq_len"].slider.setValue(12)  # 2**12
+    assert window.editor.widgets["seq_len"].spin.value() == 4096
     assert window.controller.plan.seq_len == 4096
 
 
@@ -165,16 +167,16 @@ def test_controller_to_widgets_without_feedback(window):
                               gpu="a100-80gb-sxm", n_gpus=2, sharding="fsdp", lora_r=64)
     c.set_plan(new)
     e = window.editor
-    assert e.batch_size.spin.value() == 16
-    assert e.batch_size.slider.value() == 4
+    assert e.widgets["batch_size"].spin.value() == 16
+    assert e.widgets["batch_size"].slider.value() == 4
     assert e.combos["method"].currentData() == "full"
     assert e.combos["precision"].currentData() == "mixed-bf16"
     assert e.combos["sharding"].currentData() == "fsdp"
-    assert e.grad_ckpt.isChecked()
+    assert e.widgets["grad_ckpt"].isChecked()
     assert e.gpu_combo.currentData() == "a100-80gb-sxm"
-    assert e.n_gpus.value() == 2
-    assert e.lora_r.value() == 64
-    assert not e.lora_r.isEnabled()  # full fine-tuning has no adapters
+    assert e.widgets["n_gpus"].value() == 2
+    assert e.widgets["lora_r"].value() == 64
+    assert not e.widgets["lora_r"].isEnabled()  # full fine-tuning has no adapters
     assert c.plan == new  # no widget wrote back
     assert c.undo_stack.count() == commands + 1
     settle(window)
@@ -184,11 +186,11 @@ def test_controller_to_widgets_without_feedback(window):
 def test_undo_redo(window):
     c = window.controller
     window.editor.combos["optimizer"].setCurrentText("adamw-8bit")
-    window.editor.grad_ckpt.setChecked(True)
+    window.editor.widgets["grad_ckpt"].setChecked(True)
     assert c.plan.optimizer == "adamw-8bit" and c.plan.grad_ckpt
     window.undo_action.trigger()
     assert c.plan == dataclasses.replace(PLAN, optimizer="adamw-8bit")
-    assert not window.editor.grad_ckpt.isChecked()
+    assert not window.editor.widgets["grad_ckpt"].isChecked()
     window.undo_action.trigger()
     assert c.plan == PLAN
     assert window.editor.combos["optimizer"].currentData() == "adamw"
@@ -198,7 +200,7 @@ def test_undo_redo(window):
 
 def test_slider_drag_undoes_as_one_step(window):
     for position in (2, 3, 4, 5):
-        window.editor.batch_size.slider.setValue(position)
+        window.editor.widgets["batch_size"].slider.setValue(position)
     assert window.controller.plan.batch_size == 32
     window.undo_action.trigger()
     assert window.controller.plan.batch_size == PLAN.batch_size
@@ -210,7 +212,7 @@ def test_edits_coalesce_into_one_recompute(window, qtbot):
     c.recomputed.connect(lambda: count.append(1))
     with qtbot.waitSignal(c.recomputed, timeout=2000):
         for bs in range(3, 9):
-            window.editor.batch_size.spin.setValue(bs)
+            window.editor.widgets["batch_size"].spin.setValue(bs)
     qtbot.wait(20)
     assert len(count) == 1
     assert c.estimate.plan.batch_size == 8
@@ -318,7 +320,7 @@ def test_hardware_table_rows_match_core(window, qtbot):
 
 def test_hardware_table_follows_edits(window):
     window.tabs.setCurrentWidget(window.hardware_table)
-    window.editor.batch_size.spin.setValue(8)
+    window.editor.widgets["batch_size"].spin.setValue(8)
     settle(window)
     assert window.hardware_table.model.rows == compare_hardware(window.controller.plan, counts=(1, 2, 4, 8))
 
@@ -331,7 +333,7 @@ def test_hardware_table_repaints_the_cells_an_edit_changed_in_runs(window, qtbot
     before = [[model.data(model.index(i, c)) for c in range(12)] for i in range(first, last + 1)]
     announced = []
     model.dataChanged.connect(lambda a, b: announced.append((a.row(), a.column(), b.row(), b.column())))
-    window.editor.batch_size.spin.setValue(PLAN.batch_size + 3)
+    window.editor.widgets["batch_size"].spin.setValue(PLAN.batch_size + 3)
     settle(window)
     after = [[model.data(model.index(i, c)) for c in range(12)] for i in range(first, last + 1)]
     assert after == [model.row_text(row) for row in model.shown[first:last + 1]]
@@ -346,7 +348,7 @@ def test_hardware_table_repaints_the_cells_an_edit_changed_in_runs(window, qtbot
 
 
 def test_advice_click_applies_plan(window):
-    window.editor.batch_size.spin.setValue(64)
+    window.editor.widgets["batch_size"].spin.setValue(64)
     settle(window)
     panel = window.advice_panel
     assert panel.list.count() > 0
@@ -368,16 +370,53 @@ def test_refcount_of_none_does_not_fall(window):
 
 def test_tooltips_on_every_option(window):
     e = window.editor
-    widgets = [e.model_combo, e.lora_r, e.lora_alpha, e.lora_dropout, e.lora_targets, e.quant_double,
-               e.kbit_prep, e.grad_ckpt, e.batch_size, e.seq_len, e.grad_accum, e.gpu_combo, e.n_gpus,
-               e.dataset_tokens, e.epochs, *e.combos.values()]
-    for w in widgets:
+    assert set(e.widgets) <= set(PLAN_FIELDS)
+    for w in (e.model_combo, *e.widgets.values()):
         tip = w.toolTip()
         assert tip.endswith(".") and tip.count(". ") == 0, tip
 
 
+# a value other than PLAN's for each row that is neither a choice nor a check box
+EDITED_VALUES = {"model": "llama-3.1-8b", "lora_r": 64, "lora_alpha": 8.5, "lora_dropout": 0.1,
+                 "lora_targets": ("q_proj", "v_proj"), "batch_size": 8, "seq_len": 4096, "grad_accum": 4,
+                 "gpu": "a100-80gb-sxm", "n_gpus": 4, "dataset_tokens": 25_000_000, "epochs": 2.5}
+
+
+def test_every_row_binds_both_ways(window):
+    """Each row of the binding table: the plan's value shows in the widget, and a user edit of
+    the widget (its `edited` signal, with what the widget shows) sets exactly that plan field."""
+    e, c = window.editor, window.controller
+    before = dataclasses.replace(PLAN, method="qlora")  # every row enabled
+    for field, bound in e.bound.items():
+        c.reset_plan(before)
+        if bound.choices:
+            value = next(v for v in bound.choices if v != getattr(before, field)
+                         and choice_problem(before, field, v) is None)
+        elif isinstance(getattr(before, field), bool):
+            value = not getattr(before, field)
+        else:
+            assert field in EDITED_VALUES, f"add a sample value for the new row {field}"
+            value = EDITED_VALUES[field]
+        assert e.widgets[field].isEnabled(), field
+        bound.show(value)  # a user edit: the widget emits, unblocked, unless it only emits on commit
+        if c.plan == before:
+            # search combos and spin sliders show silently; the text field commits on editingFinished
+            bound.edited.emit(*(() if field == "lora_targets" else (value,)))
+        assert c.plan == dataclasses.replace(before, **{field: value}), field
+
+
+def test_bad_lora_targets_show_the_core_line(window):
+    line = window.editor.widgets["lora_targets"]
+    line.setText("q proj, v_proj")
+    line.editingFinished.emit()
+    with pytest.raises(PlanError) as err:
+        parse_lora_targets("q proj, v_proj")
+    assert window.editor.error_label.text() == str(err.value)
+    assert window.controller.plan.lora_targets == PLAN.lora_targets
+
+
 def test_totals_follow_dataset_tokens(window):
-    window.editor.dataset_tokens.setValue(250.0)
+    window.editor.widgets["dataset_tokens"].setValue(250.0)
     est = settle(window)
     assert window.controller.plan.dataset_tokens == 250e6
     assert est.total is not None and math.isfinite(est.total.hours)

@@ -115,7 +115,8 @@ def _bool(field: str, value: Any) -> bool:
     return value
 
 
-def _targets(value: Any) -> str | tuple[str, ...]:
+def parse_lora_targets(value: Any) -> str | tuple[str, ...]:
+    """"all-linear", or module names (a list, or one comma-separated string as the editor's field holds)."""
     if value == "all-linear":
         return value
     if isinstance(value, str):
@@ -147,7 +148,7 @@ def plan_from_dict(data: Any) -> Plan:
         lora_r=_int("lora_r", v["lora_r"], 1, 65536),
         lora_alpha=_number("lora_alpha", v["lora_alpha"], 0.0, 1e6, allow_min=False),
         lora_dropout=_number("lora_dropout", v["lora_dropout"], 0.0, 0.999),
-        lora_targets=_targets(v["lora_targets"]),
+        lora_targets=parse_lora_targets(v["lora_targets"]),
         quant_double=_bool("quant_double", v["quant_double"]),
         kbit_prep=_bool("kbit_prep", v["kbit_prep"]),
         optimizer=_choice("optimizer", v["optimizer"], OPTIMIZERS),

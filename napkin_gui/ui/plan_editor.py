@@ -1,24 +1,39 @@
-"""PlanEditor: the left panel. Every widget edits one plan-v1 field through the controller.
+"""PlanEditor: the left panel, a table of bindings. Each plan field is one `Row`: its caption,
+a widget constructor, and the two conversions the constructor returns in a `Bound`
+(signal arguments -> plan value, plan value -> widget); `GROUPS` lists titled boxes of rows.
 
-Widget -> controller.set_plan(replace(plan, field=value)); controller.plan_changed ->
-_show_plan writes every widget under QSignalBlocker, so nothing echoes back. Choices
-that core.plan.check_combination rejects for the current plan are disabled, with the
-core's one-line reason as their tooltip.
+Adding a plan field to the editor is one row in `GROUPS` (and its tips in help_text.py);
+adding a group is one `Group(title, rows)`. The constructors below (`choice`, `check`,
+`int_spin`, `float_spin`, `power_slider`, `targets_text`, `model_input`, `gpu_input`) cover the
+field kinds the plan has.
+
+This is the pair napari keeps in napari/napari src/napari/_qt/utils.py: `connect_setattr`
+(a widget signal, through a converter, sets the model's attribute) and `attr_to_settr` (the
+model's value is written into the widget under a QSignalBlocker, so nothing echoes back).
+Here the model is the controller's frozen plan: a widget edit becomes
+controller.set_plan(replace(plan, field=value)); controller.plan_changed writes only the
+fields that changed into their widgets. Values are checked by core.plan (a PlanError from a
+converter is shown as the core's line); choices that core.plan.check_combination rejects for
+the current plan are disabled, with the core's reason as their tooltip.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QMenu, QSpinBox,
                                QToolButton, QVBoxLayout, QWidget)
 
 from ..core.errors import PlanError
+from ..core.gpu_catalog import gpu_catalog, lookup_gpu
+from ..core.model_source import list_presets
 from ..core.plan import (ATTENTIONS, METHODS, OFFLOADS, OPTIMIZERS, PLAN_FIELDS, PRECISIONS, SHARDINGS,
-                         Plan, check_combination)
+                         Plan, check_combination, parse_lora_targets)
 from . import palette
 from .controller import PlanController
 from .help_text import CHOICE_TIPS, FIELD_TIPS
@@ -26,63 +41,214 @@ from .plot_style import fixed_label
 from .widgets import SearchCombo, SpinSlider
 
 GIB = 2**30
-CHOICES: dict[str, tuple[str, ...]] = {
-    "method": METHODS, "precision": PRECISIONS, "optimizer": OPTIMIZERS,
-    "attention": ATTENTIONS, "sharding": SHARDINGS, "offload": OFFLOADS,
-}
 
 
-def model_items() -> list[tuple[str, str]]:
-    """(label, model id) of every preset core.model_source offers."""
-    try:
-        from ..core.model_source import list_presets
-    except ImportError:
-        return []
-    items = []
-    for info in list_presets():
-        ident = getattr(info, "id", None) or str(info)
-        name = getattr(info, "name", "") or ident
-        label = ident if name == ident else f"{ident}  ·  {name}"
-        items.append((label, ident))
-    return items
+# ------------------------------------------------------------------ the binding table
+@dataclass(frozen=True)
+class Bound:
+    """A built editor widget and how its value moves (what a widget constructor returns).
+
+    `edited` is the Qt signal a user edit emits; `read(*signal_args)` turns its arguments into
+    the plan value (None: nothing to set; PlanError: the core's line is shown); `show(value)`
+    puts a plan value into the widget (the editor blocks `widget`'s signals around it).
+    `choices`: the values of a choice combo, whose items core may disable.
+    """
+
+    widget: QWidget
+    edited: Any
+    read: Callable[..., Any]
+    show: Callable[[Any], None]
+    choices: tuple[str, ...] = ()
+    captioned: bool = True  # False: the widget shows the caption itself (a check box)
+    gates: bool = False     # a discrete value (choice, check box): its edits re-check the choices
 
 
-def gpu_items() -> list[tuple[str, str]]:
-    """(label with memory and price, catalog id) of every catalog GPU."""
-    from ..core.gpu_catalog import gpu_catalog
-    return [(f"{g.name}  ·  {g.memory_bytes / GIB:.0f} GiB  ·  ${g.price_usd_per_hour:.2f}/h", g.id)
-            for g in gpu_catalog()]
+Constructor = Callable[[str, str, QWidget], Bound]  # (plan field, caption, parent) -> Bound
 
 
-def gpu_id_for(name: str) -> str:
-    """The catalog id of a plan's gpu (an id or an NVML name), or the name when unknown."""
-    from ..core.gpu_catalog import lookup_gpu
-    try:
-        spec = lookup_gpu(name)
-    except PlanError:
-        spec = None
-    return spec.id if spec is not None else name
+def _always(_plan: Plan) -> bool:
+    return True
 
 
+@dataclass(frozen=True)
+class Row:
+    """One plan field in the editor: caption, widget constructor, when it applies."""
+
+    field: str
+    label: str
+    make: Constructor
+    enabled: Callable[[Plan], bool] = _always  # greyed out when the plan ignores the field
+    # an edit of this field re-checks which choices core.plan.check_combination lets run (and
+    # which rows apply): always for choice and check rows (Bound.gates); set it on a number row that
+    # check_combination reads. Re-checking costs ~20 dataclasses.replace (~0.2 ms), too much
+    # for every step of a slider drag.
+    gates: bool = False
+
+
+@dataclass(frozen=True)
+class Group:
+    """A titled box of rows."""
+
+    title: str
+    rows: tuple[Row, ...]
+
+
+# ---------------------------------------------------------------- widget constructors
+def choice(values: tuple[str, ...]) -> Constructor:
+    """A combo box over a plan field's allowed strings, each with its CHOICE_TIPS line."""
+    def make(field: str, _label: str, parent: QWidget) -> Bound:
+        combo = QComboBox(parent)
+        _compact(combo)
+        for i, value in enumerate(values):
+            combo.addItem(value, value)
+            combo.setItemData(i, CHOICE_TIPS[field][value], Qt.ItemDataRole.ToolTipRole)
+        return Bound(combo, combo.currentIndexChanged, combo.itemData,
+                     lambda value: combo.setCurrentIndex(combo.findData(value)), choices=values, gates=True)
+    return make
+
+
+def check(field: str, label: str, parent: QWidget) -> Bound:
+    """A check box for a bool field; it carries its caption."""
+    box = QCheckBox(label, parent)
+    return Bound(box, box.toggled, bool, box.setChecked, captioned=False, gates=True)
+
+
+def int_spin(minimum: int, maximum: int) -> Constructor:
+    def make(_field: str, _label: str, parent: QWidget) -> Bound:
+        spin = QSpinBox(parent)
+        spin.setRange(minimum, maximum)
+        return Bound(spin, spin.valueChanged, int, spin.setValue)
+    return make
+
+
+def float_spin(minimum: float, maximum: float, decimals: int, step: float = 1.0, scale: float = 1.0,
+               suffix: str = "") -> Constructor:
+    """A number field shown in units of `scale` (dataset tokens in millions)."""
+    def make(_field: str, _label: str, parent: QWidget) -> Bound:
+        spin = QDoubleSpinBox(parent)
+        spin.setRange(minimum, maximum)
+        spin.setDecimals(decimals)
+        spin.setSingleStep(step)
+        spin.setSuffix(suffix)
+        return Bound(spin, spin.valueChanged, lambda v: _num(v * scale), lambda value: spin.setValue(value / scale))
+    return make
+
+
+def power_slider(minimum: int, maximum: int) -> Constructor:
+    """A spin box with a slider over powers of two (widgets.SpinSlider)."""
+    def make(_field: str, _label: str, parent: QWidget) -> Bound:
+        widget = SpinSlider(minimum, maximum, parent)
+        return Bound(widget, widget.value_changed, int, widget.set_value)
+    return make
+
+
+def targets_text(_field: str, _label: str, parent: QWidget) -> Bound:
+    """lora_targets as text: all-linear, or names separated by commas; core.plan checks them."""
+    line = QLineEdit(parent)
+    line.setPlaceholderText("all-linear or q_proj, v_proj")
+    return Bound(line, line.editingFinished, lambda: parse_lora_targets(line.text().strip() or "all-linear"),
+                 lambda value: line.setText(value if isinstance(value, str) else ", ".join(value)))
+
+
+def model_input(_field: str, _label: str, parent: QWidget) -> Bound:
+    """The model: a type-to-search combo of the presets and an Open… menu (config.json, folder);
+    both end in the combo's `chosen` signal."""
+    combo = SearchCombo(parent)
+    _compact(combo)
+    for label, ident in model_items():
+        combo.addItem(label, ident)
+    combo.lineEdit().setPlaceholderText("type to search presets, or a path")
+    combo.setToolTip(FIELD_TIPS["model"])
+    button = QToolButton(parent)
+    button.setText("Open…")
+    button.setToolTip("Open a Hugging Face config.json or a local model folder.")
+    button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+    menu = QMenu(button)
+
+    def choose(path: str) -> None:
+        if path:
+            combo.chosen.emit(path)
+    menu.addAction("config.json…", lambda: choose(
+        QFileDialog.getOpenFileName(parent, "Open config.json", "", "Model config (*.json)")[0]))
+    menu.addAction("Model folder…", lambda: choose(QFileDialog.getExistingDirectory(parent, "Open model folder")))
+    button.setMenu(menu)
+    row = QWidget(parent)
+    h = QHBoxLayout(row)
+    h.setContentsMargins(0, 0, 0, 0)
+    h.addWidget(combo, 1)
+    h.addWidget(button)
+    return Bound(row, combo.chosen, str, combo.show_value)
+
+
+def gpu_input(_field: str, _label: str, parent: QWidget) -> Bound:
+    """The GPU: a type-to-search combo of the catalog (memory and price in each label)."""
+    combo = SearchCombo(parent)
+    _compact(combo)
+    for label, ident in gpu_items():
+        combo.addItem(label, ident)
+    combo.lineEdit().setPlaceholderText("type to search GPUs")
+    return Bound(combo, combo.chosen, str, lambda value: combo.show_value(gpu_id_for(value)))
+
+
+def _is_lora(plan: Plan) -> bool:
+    return plan.is_lora
+
+
+def _is_qlora(plan: Plan) -> bool:
+    return plan.method == "qlora"
+
+
+GROUPS: tuple[Group, ...] = (
+    Group("Model", (Row("model", "Model", model_input, gates=True),)),
+    Group("Method", (Row("method", "Method", choice(METHODS)),
+                     Row("precision", "Precision", choice(PRECISIONS)))),
+    Group("LoRA / QLoRA", (Row("lora_r", "Rank r", int_spin(1, 4096), _is_lora),
+                           Row("lora_alpha", "Alpha", float_spin(0.01, 1e5, 2), _is_lora),
+                           Row("lora_dropout", "Dropout", float_spin(0.0, 0.99, 2, step=0.05), _is_lora),
+                           Row("lora_targets", "Targets", targets_text, _is_lora),
+                           Row("quant_double", "QLoRA double quantization", check, _is_qlora),
+                           Row("kbit_prep", "QLoRA kbit preparation (fp32 upcast)", check, _is_qlora))),
+    Group("Training", (Row("optimizer", "Optimizer", choice(OPTIMIZERS)),
+                       Row("attention", "Attention", choice(ATTENTIONS)),
+                       Row("offload", "Offload", choice(OFFLOADS)),
+                       Row("sharding", "Sharding", choice(SHARDINGS)),
+                       Row("grad_ckpt", "Gradient checkpointing", check))),
+    Group("Batch", (Row("batch_size", "Batch size", power_slider(1, 4096)),
+                    Row("seq_len", "Sequence length", power_slider(16, 1 << 20)),
+                    Row("grad_accum", "Grad accumulation", power_slider(1, 1024)))),
+    Group("Hardware", (Row("gpu", "GPU", gpu_input, gates=True),
+                       Row("n_gpus", "GPU count", int_spin(1, 1024), gates=True))),
+    Group("Data", (Row("dataset_tokens", "Dataset tokens", float_spin(0.0, 1e8, 1, step=10, scale=1e6, suffix=" M")),
+                   Row("epochs", "Epochs", float_spin(0.01, 1000, 2)))),
+)
+
+
+# ------------------------------------------------------------------------ the panel
 class PlanEditor(QWidget):
-    """Form over every plan field; disables what cannot run and says why."""
+    """Form over every plan field in GROUPS; disables what cannot run and says why."""
 
-    model_file_requested = Signal()
-
-    def __init__(self, controller: PlanController, parent: QWidget | None = None) -> None:
+    def __init__(self, controller: PlanController, parent: QWidget | None = None,
+                 groups: tuple[Group, ...] = GROUPS) -> None:
         super().__init__(parent)
         self.controller = controller
         self._shown: Plan | None = None
-        self.combos: dict[str, QComboBox] = {}
+        self._enabled_shown: dict[QWidget, bool] = {}
+        self._choices_shown: dict[str, tuple[str | None, ...]] = {}
+        self.rows: dict[str, Row] = {}
+        self._gating: set[str] = set()            # fields whose edits re-check the choices
+        self.bound: dict[str, Bound] = {}
+        self.widgets: dict[str, QWidget] = {}     # plan field -> its widget (tests, focus)
+        self.combos: dict[str, QComboBox] = {}    # the choice fields' combos
+        self.forms: dict[str, QFormLayout] = {}   # group title -> its form
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(self._model_group())
-        layout.addWidget(self._method_group())
-        layout.addWidget(self._lora_group())
-        layout.addWidget(self._training_group())
-        layout.addWidget(self._batch_group())
-        layout.addWidget(self._hardware_group())
-        layout.addWidget(self._data_group())
+        for group in groups:
+            layout.addWidget(self._group_box(group))
+        self.model_combo: SearchCombo = self.widgets["model"].findChild(SearchCombo)  # Find model (Ctrl+F)
+        self.gpu_combo: SearchCombo = self.widgets["gpu"]                              # Find GPU (Ctrl+G)
+        self.model_info = fixed_label(QLabel(self), lines=1)
+        self.model_info.setStyleSheet("color: #555;")
+        self.forms["Model"].addRow(self.model_info)
         self.error_label = QLabel(self)
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet(f"color: {palette.ERROR_FG}; font-weight: bold;")
@@ -91,184 +257,58 @@ class PlanEditor(QWidget):
         layout.addStretch(1)
         controller.plan_changed.connect(self._on_controller_plan_changed)
         controller.error_changed.connect(self._on_controller_error_changed)
+        controller.estimate_changed.connect(self._on_controller_estimate_changed)
         self._show_plan(controller.plan)
 
     # ---------------------------------------------------------------- building
-    def _form_group(self, title: str) -> tuple[QGroupBox, QFormLayout]:
-        box = QGroupBox(title, self)
+    def _group_box(self, group: Group) -> QGroupBox:
+        box = QGroupBox(group.title, self)
         form = QFormLayout(box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setContentsMargins(6, 4, 6, 4)
         form.setVerticalSpacing(4)
-        return box, form
-
-    def _row(self, form: QFormLayout, label: str, field: str, widget: QWidget) -> None:
-        widget.setToolTip(FIELD_TIPS[field])
-        caption = QLabel(label)
-        caption.setToolTip(FIELD_TIPS[field])
-        form.addRow(caption, widget)
-
-    def _choice(self, form: QFormLayout, label: str, field: str) -> QComboBox:
-        combo = QComboBox(self)
-        _compact(combo)
-        for i, value in enumerate(CHOICES[field]):
-            combo.addItem(value, value)
-            combo.setItemData(i, CHOICE_TIPS[field][value], Qt.ItemDataRole.ToolTipRole)
-        combo.currentIndexChanged.connect(lambda _i, f=field, c=combo: self._edit(f, c.currentData()))
-        self.combos[field] = combo
-        self._row(form, label, field, combo)
-        return combo
-
-    def _check(self, form: QFormLayout, label: str, field: str) -> QCheckBox:
-        box = QCheckBox(label, self)
-        box.toggled.connect(lambda on, f=field: self._edit(f, bool(on)))
-        box.setToolTip(FIELD_TIPS[field])
-        form.addRow(box)
+        self.forms[group.title] = form
+        for row in group.rows:
+            self._add_row(form, row)
         return box
 
-    def _model_group(self) -> QGroupBox:
-        box, form = self._form_group("Model")
-        self.model_combo = SearchCombo(self)
-        _compact(self.model_combo)
-        for label, ident in model_items():
-            self.model_combo.addItem(label, ident)
-        self.model_combo.chosen.connect(lambda text: self._edit("model", text))
-        self.model_combo.lineEdit().setPlaceholderText("type to search presets, or a path")
-        self.open_model_button = QToolButton(self)
-        self.open_model_button.setText("Open…")
-        self.open_model_button.setToolTip("Open a Hugging Face config.json or a local model folder.")
-        self.open_model_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        menu = QMenu(self.open_model_button)
-        menu.addAction("config.json…", self._on_open_config_triggered)
-        menu.addAction("Model folder…", self._on_open_folder_triggered)
-        self.open_model_button.setMenu(menu)
-        row = QWidget(self)
-        h = QHBoxLayout(row)
-        h.setContentsMargins(0, 0, 0, 0)
-        h.addWidget(self.model_combo, 1)
-        h.addWidget(self.open_model_button)
-        self._row(form, "Model", "model", row)
-        self.model_combo.setToolTip(FIELD_TIPS["model"])
-        self.model_info = fixed_label(QLabel(self), lines=1)
-        self.model_info.setStyleSheet("color: #555;")
-        form.addRow(self.model_info)
-        controller_est = self.controller.estimate_changed
-        controller_est.connect(self._on_controller_estimate_changed)
-        return box
-
-    def _method_group(self) -> QGroupBox:
-        box, form = self._form_group("Method")
-        self._choice(form, "Method", "method")
-        self._choice(form, "Precision", "precision")
-        return box
-
-    def _lora_group(self) -> QGroupBox:
-        box, form = self._form_group("LoRA / QLoRA")
-        self.lora_box = box
-        self.lora_r = QSpinBox(self)
-        self.lora_r.setRange(1, 4096)
-        self.lora_r.valueChanged.connect(lambda v: self._edit("lora_r", int(v)))
-        self._row(form, "Rank r", "lora_r", self.lora_r)
-        self.lora_alpha = QDoubleSpinBox(self)
-        self.lora_alpha.setRange(0.01, 1e5)
-        self.lora_alpha.setDecimals(2)
-        self.lora_alpha.valueChanged.connect(lambda v: self._edit("lora_alpha", _num(v)))
-        self._row(form, "Alpha", "lora_alpha", self.lora_alpha)
-        self.lora_dropout = QDoubleSpinBox(self)
-        self.lora_dropout.setRange(0.0, 0.99)
-        self.lora_dropout.setSingleStep(0.05)
-        self.lora_dropout.valueChanged.connect(lambda v: self._edit("lora_dropout", _num(v)))
-        self._row(form, "Dropout", "lora_dropout", self.lora_dropout)
-        self.lora_targets = QLineEdit(self)
-        self.lora_targets.setPlaceholderText("all-linear or q_proj, v_proj")
-        self.lora_targets.editingFinished.connect(self._on_targets_editing_finished)
-        self._row(form, "Targets", "lora_targets", self.lora_targets)
-        self.quant_double = self._check(form, "QLoRA double quantization", "quant_double")
-        self.kbit_prep = self._check(form, "QLoRA kbit preparation (fp32 upcast)", "kbit_prep")
-        return box
-
-    def _training_group(self) -> QGroupBox:
-        box, form = self._form_group("Training")
-        self._choice(form, "Optimizer", "optimizer")
-        self._choice(form, "Attention", "attention")
-        self._choice(form, "Offload", "offload")
-        self._choice(form, "Sharding", "sharding")
-        self.grad_ckpt = self._check(form, "Gradient checkpointing", "grad_ckpt")
-        return box
-
-    def _batch_group(self) -> QGroupBox:
-        box, form = self._form_group("Batch")
-        self.batch_size = SpinSlider(1, 4096, self)
-        self.seq_len = SpinSlider(16, 1 << 20, self)
-        self.grad_accum = SpinSlider(1, 1024, self)
-        for field, widget, label in (("batch_size", self.batch_size, "Batch size"),
-                                     ("seq_len", self.seq_len, "Sequence length"),
-                                     ("grad_accum", self.grad_accum, "Grad accumulation")):
-            widget.value_changed.connect(lambda v, f=field: self._edit(f, int(v)))
-            self._row(form, label, field, widget)
-        return box
-
-    def _hardware_group(self) -> QGroupBox:
-        box, form = self._form_group("Hardware")
-        self.gpu_combo = SearchCombo(self)
-        _compact(self.gpu_combo)
-        for label, ident in gpu_items():
-            self.gpu_combo.addItem(label, ident)
-        self.gpu_combo.lineEdit().setPlaceholderText("type to search GPUs")
-        self.gpu_combo.chosen.connect(lambda text: self._edit("gpu", text))
-        self._row(form, "GPU", "gpu", self.gpu_combo)
-        self.n_gpus = QSpinBox(self)
-        self.n_gpus.setRange(1, 1024)
-        self.n_gpus.valueChanged.connect(lambda v: self._edit("n_gpus", int(v)))
-        self._row(form, "GPU count", "n_gpus", self.n_gpus)
-        return box
-
-    def _data_group(self) -> QGroupBox:
-        box, form = self._form_group("Data")
-        self.dataset_tokens = QDoubleSpinBox(self)
-        self.dataset_tokens.setRange(0.0, 1e8)
-        self.dataset_tokens.setDecimals(1)
-        self.dataset_tokens.setSuffix(" M")
-        self.dataset_tokens.setSingleStep(10)
-        self.dataset_tokens.valueChanged.connect(lambda v: self._edit("dataset_tokens", _num(v * 1e6)))
-        self._row(form, "Dataset tokens", "dataset_tokens", self.dataset_tokens)
-        self.epochs = QDoubleSpinBox(self)
-        self.epochs.setRange(0.01, 1000)
-        self.epochs.setDecimals(2)
-        self.epochs.valueChanged.connect(lambda v: self._edit("epochs", _num(v)))
-        self._row(form, "Epochs", "epochs", self.epochs)
-        return box
+    def _add_row(self, form: QFormLayout, row: Row) -> None:
+        """Build the row's widget, lay it out with its tip, connect widget -> plan."""
+        bound = row.make(row.field, row.label, self)
+        tip = FIELD_TIPS[row.field]
+        bound.widget.setToolTip(tip)
+        if bound.captioned:
+            caption = QLabel(row.label)
+            caption.setToolTip(tip)
+            form.addRow(caption, bound.widget)
+        else:
+            form.addRow(bound.widget)
+        bound.edited.connect(lambda *args, f=row.field, read=bound.read: self._on_widget_edited(f, read, args))
+        self.rows[row.field], self.bound[row.field], self.widgets[row.field] = row, bound, bound.widget
+        if bound.choices:
+            self.combos[row.field] = bound.widget
+        if row.gates or bound.gates:
+            self._gating.add(row.field)
 
     # ------------------------------------------------------------ widget -> plan
+    def _on_widget_edited(self, field: str, read: Callable[..., Any], args: tuple) -> None:
+        try:
+            value = read(*args)
+        except PlanError as err:
+            self._on_controller_error_changed(str(err))
+            return
+        self._edit(field, value)
+
     def _edit(self, field: str, value: Any) -> None:
         plan = self.controller.plan
-        if getattr(plan, field) == value or value is None:
+        if value is None or getattr(plan, field) == value:
             return
         self.controller.set_plan(dataclasses.replace(plan, **{field: value}))
-
-    def _on_targets_editing_finished(self) -> None:
-        text = self.lora_targets.text().strip() or "all-linear"
-        if text == "all-linear":
-            self._edit("lora_targets", text)
-            return
-        names = tuple(t.strip() for t in text.split(",") if t.strip())
-        if names and all(n.isidentifier() for n in names):
-            self._edit("lora_targets", names)
-        else:
-            self._on_controller_error_changed(
-                "lora_targets: use all-linear or module names separated by commas, such as q_proj, v_proj")
 
     def open_model_path(self, path: str) -> None:
         """Use a config.json or model folder path as the plan's model."""
         if path:
             self._edit("model", path)
-
-    def _on_open_config_triggered(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open config.json", "", "Model config (*.json)")
-        self.open_model_path(path)
-
-    def _on_open_folder_triggered(self) -> None:
-        self.open_model_path(QFileDialog.getExistingDirectory(self, "Open model folder"))
 
     # ------------------------------------------------------------ plan -> widgets
     def _on_controller_plan_changed(self, plan: Plan) -> None:
@@ -283,56 +323,69 @@ class PlanEditor(QWidget):
                                 f"trainable {est.trainable_params / 1e6:,.1f} M")
 
     def _show_plan(self, plan: Plan) -> None:
-        """Write the fields that changed since the last shown plan into their widgets, silently.
-
-        Untouched widgets are not set again, so an edit repaints only what it changed.
-        """
+        """Write the fields that changed since the last shown plan into their widgets, silently
+        (napari's attr_to_settr); untouched widgets are not set again, so an edit repaints only
+        what it changed."""
         old = self._shown
-        changed = {f for f in PLAN_FIELDS if old is None or getattr(old, f) != getattr(plan, f)}
         self._shown = plan
-        if "model" in changed:
-            self.model_combo.show_value(plan.model)
-        if "gpu" in changed:
-            self.gpu_combo.show_value(gpu_id_for(plan.gpu))
-        for field, combo in self.combos.items():
-            if field in changed:
-                with QSignalBlocker(combo):
-                    combo.setCurrentIndex(combo.findData(getattr(plan, field)))
-        targets = plan.lora_targets if isinstance(plan.lora_targets, str) else ", ".join(plan.lora_targets)
-        values = {"lora_r": plan.lora_r, "lora_alpha": plan.lora_alpha, "lora_dropout": plan.lora_dropout,
-                  "n_gpus": plan.n_gpus, "dataset_tokens": plan.dataset_tokens / 1e6, "epochs": plan.epochs,
-                  "quant_double": plan.quant_double, "kbit_prep": plan.kbit_prep, "grad_ckpt": plan.grad_ckpt,
-                  "lora_targets": targets, "batch_size": plan.batch_size, "seq_len": plan.seq_len,
-                  "grad_accum": plan.grad_accum}
-        for field in changed & values.keys():
-            widget, value = getattr(self, field), values[field]
-            with QSignalBlocker(widget):
-                if isinstance(widget, QCheckBox):
-                    widget.setChecked(value)
-                elif isinstance(widget, QLineEdit):
-                    widget.setText(value)
-                elif isinstance(widget, SpinSlider):
-                    widget.set_value(value)
-                else:
-                    widget.setValue(value)
-        if changed & (set(CHOICES) | {"n_gpus", "model", "gpu"}):
+        changed = [f for f in PLAN_FIELDS if old is None or getattr(old, f) != getattr(plan, f)]
+        for field in changed:
+            bound = self.bound.get(field)
+            if bound is not None:
+                with QSignalBlocker(bound.widget):
+                    bound.show(getattr(plan, field))
+        if old is None or self._gating.intersection(changed):
             self._show_enabled(plan)
 
     def _show_enabled(self, plan: Plan) -> None:
-        """Grey out options the method ignores and choices core rejects (with the reason)."""
-        for widget in (self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_targets):
-            widget.setEnabled(plan.is_lora)
-        for widget in (self.quant_double, self.kbit_prep):
-            widget.setEnabled(plan.method == "qlora")
+        """Grey out rows the plan ignores and choices core rejects (with the reason); only what
+        differs from what is shown is written."""
+        for field, row in self.rows.items():
+            on = row.enabled(plan)
+            widget = self.widgets[field]
+            if self._enabled_shown.get(widget) != on:
+                widget.setEnabled(on)
+                self._enabled_shown[widget] = on
         valid = choice_problem(plan, "method", "") is None
         for field, combo in self.combos.items():
+            values = self.bound[field].choices
+            reasons = tuple(choice_problem(plan, field, value) if valid else None for value in values)
+            if self._choices_shown.get(field) == reasons:
+                continue
+            self._choices_shown[field] = reasons
             model = combo.model()
             if not isinstance(model, QStandardItemModel):
                 continue
-            for i, value in enumerate(CHOICES[field]):
-                reason = choice_problem(plan, field, value) if valid else None
+            for i, (value, reason) in enumerate(zip(values, reasons)):
                 model.item(i).setEnabled(reason is None)
                 combo.setItemData(i, reason or CHOICE_TIPS[field][value], Qt.ItemDataRole.ToolTipRole)
+
+
+# ---------------------------------------------------------------------------- helpers
+def model_items() -> list[tuple[str, str]]:
+    """(label, model id) of every preset core.model_source offers."""
+    items = []
+    for info in list_presets():
+        ident = getattr(info, "id", None) or str(info)
+        name = getattr(info, "name", "") or ident
+        label = ident if name == ident else f"{ident}  ·  {name}"
+        items.append((label, ident))
+    return items
+
+
+def gpu_items() -> list[tuple[str, str]]:
+    """(label with memory and price, catalog id) of every catalog GPU."""
+    return [(f"{g.name}  ·  {g.memory_bytes / GIB:.0f} GiB  ·  ${g.price_usd_per_hour:.2f}/h", g.id)
+            for g in gpu_catalog()]
+
+
+def gpu_id_for(name: str) -> str:
+    """The catalog id of a plan's gpu (an id or an NVML name), or the name when unknown."""
+    try:
+        spec = lookup_gpu(name)
+    except PlanError:
+        spec = None
+    return spec.id if spec is not None else name
 
 
 def choice_problem(plan: Plan, field: str, value: str) -> str | None:
