@@ -26,12 +26,20 @@ def _fmt_gib(nbytes: int) -> str:
     return f"{nbytes / GIB:.2f} GiB"
 
 
+def _algorithm_label(p) -> str:
+    """' · dpo (reference adapter-off)' for preference / RL plans; empty for sft."""
+    if p.algorithm == "sft":
+        return ""
+    extra = f", {p.num_generations} generations of {p.completion_len}, {p.generation}" if p.algorithm == "grpo" else ""
+    return f" · {p.algorithm} (reference {p.reference}{extra})"
+
+
 def format_estimate(est) -> str:
     """Human table of one Estimate."""
     mem, t = est.memory, est.time
     p = est.plan
     lines = [
-        f"{est.model.name} · {p.method} · {p.precision} · bs {p.batch_size} × {p.seq_len}"
+        f"{est.model.name} · {p.method} · {p.precision}{_algorithm_label(p)} · bs {p.batch_size} × {p.seq_len}"
         f"{' · ckpt' if p.grad_ckpt else ''} · {p.optimizer} · {est.gpu.name} × {p.n_gpus}"
         f"{_stack_text(p)}",
         f"params {est.total_params / 1e9:.3f} B, trainable {est.trainable_params / 1e6:,.1f} M",

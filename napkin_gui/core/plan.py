@@ -23,6 +23,15 @@ OPTIMIZERS = ("adamw", "adamw-8bit", "paged-adamw-8bit", "paged-adamw", "sgd", "
 ATTENTIONS = ("sdpa", "eager", "flash")
 SHARDINGS = ("none", "fsdp", "zero2", "zero3")
 OFFLOADS = ("none", "optimizer", "optimizer+params")
+# preference and RL fine-tuning (plan-v1 "Additions: preference and RL fine-tuning")
+ALGORITHMS = ("sft", "dpo", "orpo", "simpo", "kto", "grpo")
+PREFERENCE_ALGORITHMS = ("dpo", "orpo", "simpo", "kto")  # seq_len is TRL's max_length, prompt_len its prompt part
+REFERENCES = ("copy", "adapter-off", "precomputed", "none")
+GENERATIONS = ("transformers", "vllm-colocate", "vllm-server")
+# Algorithms whose TRL trainer has a reference policy (ORPO and SimPO/CPO are reference-free;
+# GRPO's reference exists only when beta > 0, and GRPOConfig.beta defaults to 0.0 in TRL 1.16,
+# trl/trainer/grpo_config.py, so its default reference is none).
+_WITH_REFERENCE = ("dpo", "kto")
 
 PLAN_SUFFIX = ".napkin.json"
 
@@ -59,6 +68,13 @@ class Plan:
     compile: bool = False
     activation_offload: bool = False
     optimizer_in_backward: bool = False
+    algorithm: str = "sft"
+    reference: str = "none"          # plan files without it get default_reference(algorithm, method)
+    prompt_len: int = 512
+    completion_len: int = 256
+    num_generations: int = 8
+    generation: str = "transformers"
+    vllm_gpu_memory_utilization: float = 0.3
 
     @property
     def is_lora(self) -> bool:
@@ -79,6 +95,19 @@ class Plan:
     @property
     def tokens_per_micro_batch(self) -> int:
         return self.batch_size * self.seq_len
+
+
+def default_reference(algorithm: str, method: str) -> str:
+    """plan-v1's default reference: adapter-off for LoRA/QLoRA, copy for full, where the
+    algorithm has a reference (DPO, KTO); none otherwise (SFT, ORPO, SimPO, GRPO at beta 0)."""
+    if algorithm not in _WITH_REFERENCE:
+        return "none"
+    return "adapter-off" if method in ("lora", "qlora") else "copy"
+
+
+# Fields only GRPO reads, and those the DPO family reads too (a value other than the default on
+# another algorithm is an error, so a plan never carries a setting nothing uses).
+GRPO_FIELDS = ("completion_len", "num_generations", "generation", "vllm_gpu_memory_utilization")
 
 
 PLAN_FIELDS = tuple(f.name for f in dataclasses.fields(Plan))
@@ -169,7 +198,15 @@ def plan_from_dict(data: Any) -> Plan:
         compile=_bool("compile", v["compile"]),
         activation_offload=_bool("activation_offload", v["activation_offload"]),
         optimizer_in_backward=_bool("optimizer_in_backward", v["optimizer_in_backward"]),
+        algorithm=_choice("algorithm", v["algorithm"], ALGORITHMS),
+        prompt_len=_int("prompt_len", v["prompt_len"], 1, 100_000_000),
+        completion_len=_int("completion_len", v["completion_len"], 1, 100_000_000),
+        num_generations=_int("num_generations", v["num_generations"], 2, 1_000_000),
+        generation=_choice("generation", v["generation"], GENERATIONS),
+        vllm_gpu_memory_utilization=_share("vllm_gpu_memory_utilization", v["vllm_gpu_memory_utilization"]),
     )
+    reference = data.get("reference", default_reference(plan.algorithm, plan.method))
+    plan = dataclasses.replace(plan, reference=_choice("reference", reference, REFERENCES))
     return check_combination(plan)
 
 
@@ -181,6 +218,12 @@ def _stack_defaults(data: dict[str, Any]) -> dict[str, Any]:
     grad_accum = _int("grad_accum", data.get("grad_accum", 1), 1, 1_000_000)
     liger = _bool("liger", data.get("liger", False))
     return framework_defaults(framework, method, n_gpus, grad_accum, liger)
+def _share(field: str, value: Any) -> float:
+    """A number strictly between 0 and 1 (vLLM's gpu_memory_utilization)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 0 < value < 1:
+        raise PlanError(f"{field}: must be a number between 0 and 1 (exclusive), got {value!r}")
+    return value
 
 
 def _gpu_name(value: Any) -> str:
@@ -197,6 +240,7 @@ def check_combination(plan: Plan) -> Plan:
         raise PlanError("offload: 4-bit weights cannot be offloaded to the CPU; use none or optimizer")
     if plan.offload == "optimizer+params" and plan.sharding not in ("zero3", "fsdp"):
         raise PlanError("offload: optimizer+params needs sharding zero3 or fsdp; use none or optimizer")
+    check_algorithm(plan)
     return check_stack(plan)
 
 
@@ -257,6 +301,46 @@ def _check_optimizer_in_backward(plan: Plan) -> None:
     if plan.grad_accum > 1:
         raise PlanError("optimizer_in_backward: gradient accumulation is not supported with optimizer "
                         "in backward (torchtune); use grad_accum 1 or false")
+
+
+
+
+def check_algorithm(plan: Plan) -> None:
+    """Reject preference / RL settings TRL 1.16's trainers refuse or never read."""
+    algo, ref = plan.algorithm, plan.reference
+    if algo != "grpo":
+        for field in GRPO_FIELDS:
+            if getattr(plan, field) != _DEFAULTS[field]:
+                raise PlanError(f"{field}: only used by algorithm grpo; leave it at {_DEFAULTS[field]!r} for {algo}")
+    if algo == "sft" and plan.prompt_len != _DEFAULTS["prompt_len"]:
+        raise PlanError(f"prompt_len: not used by algorithm sft; leave it at {_DEFAULTS['prompt_len']}")
+    if algo in ("sft", "orpo", "simpo") and ref != "none":
+        raise PlanError(f"reference: {algo} has no reference model; use none")
+    if algo in _WITH_REFERENCE and ref == "none":
+        # DPOConfig / KTOConfig (TRL 1.16) have no reference-free mode
+        raise PlanError(f"reference: {algo} needs a reference; use copy, adapter-off or precomputed")
+    if ref == "adapter-off" and not plan.is_lora:
+        raise PlanError("reference: adapter-off needs method lora or qlora (full fine-tuning has no adapters "
+                        "to disable); use copy or precomputed")
+    if algo == "grpo" and ref == "precomputed":
+        raise PlanError("reference: grpo scores completions generated during training, which cannot be "
+                        "precomputed; use copy, adapter-off or none")
+    if algo in PREFERENCE_ALGORITHMS and plan.prompt_len >= plan.seq_len:
+        raise PlanError(f"prompt_len: must be below seq_len ({plan.seq_len}, TRL's max_length) for {algo}, "
+                        f"got {plan.prompt_len}")
+    if algo == "kto" and plan.batch_size < 2:
+        # KTOTrainer.__init__: the KL term needs per_device_train_batch_size > 1
+        raise PlanError("batch_size: kto needs at least 2 (its KL term pairs each prompt with another "
+                        "completion of the batch)")
+    if algo == "grpo":
+        generation_batch = plan.batch_size * plan.n_gpus * plan.grad_accum
+        if generation_batch % plan.num_generations:
+            # GRPOConfig.__post_init__: generation_batch_size % num_generations == 0
+            raise PlanError(f"num_generations: batch_size x n_gpus x grad_accum ({generation_batch}, TRL's "
+                            f"generation_batch_size) must be divisible by it, got {plan.num_generations}")
+        if plan.generation != "vllm-colocate" and plan.vllm_gpu_memory_utilization != _DEFAULTS[
+                "vllm_gpu_memory_utilization"]:
+            raise PlanError("vllm_gpu_memory_utilization: only used with generation vllm-colocate")
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
