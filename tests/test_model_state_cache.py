@@ -14,6 +14,8 @@ OTHER_VALUES = {  # every field outside STATE_FIELDS, set away from its default
     "grad_ckpt": True, "attention": "eager", "gpu": "a100-40gb-sxm", "n_gpus": 4, "sharding": "fsdp",
     "offload": "optimizer", "dataset_tokens": 1e9, "epochs": 3,
     "loss": "cut-ce", "liger": True, "compile": True, "activation_offload": True, "optimizer_in_backward": True,
+    "algorithm": "grpo", "reference": "copy", "prompt_len": 100, "completion_len": 50, "num_generations": 4,
+    "generation": "vllm-colocate", "vllm_gpu_memory_utilization": 0.5,
 }
 
 
