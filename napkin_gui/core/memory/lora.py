@@ -78,6 +78,18 @@ def lora_adapter_params(linears: Sequence[LinearShape], rank: int) -> int:
     return total
 
 
-def lora_adapter_bytes(adapter_params: int) -> int:
-    """Adapters are held in fp32 (peft autocast_adapter_dtype)."""
-    return tensor_bytes(adapter_params, ADAPTER_DTYPE)
+def lora_adapter_bytes(adapter_params: int, dtype: str = ADAPTER_DTYPE) -> int:
+    """Adapters are held in fp32 under peft (autocast_adapter_dtype), else in `dtype`."""
+    return tensor_bytes(adapter_params, dtype)
+
+
+def adapter_dtype(framework: str, param_dtype: str) -> str:
+    """dtype of the adapters, their gradients and (AdamW) optimizer states.
+
+    transformers + peft: fp32 (BaseTuner._cast_adapter_dtype). torchtune builds the model, adapters
+    included, under `training.set_default_dtype(cfg.dtype)` and checks them with
+    validate_expected_param_dtype (recipes/lora_finetune_single_device.py, 0.6.1). litgpt creates
+    lora_A / lora_B inside `fabric.init_module()`: bf16 under `bf16-true`, fp32 weights under
+    `bf16-mixed` (litgpt/finetune/lora.py, litgpt/lora.py 0.5.13).
+    """
+    return param_dtype if framework in ("torchtune", "litgpt") else ADAPTER_DTYPE

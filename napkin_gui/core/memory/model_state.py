@@ -11,6 +11,7 @@ from ..dtypes import tensor_bytes
 from ..model_spec import ModelSpec
 from ..plan import Plan
 from ..spec_cache import SpecCache
+from ..frameworks import torchtune
 from . import gradients, lora, optimizer, weights
 
 
@@ -77,6 +78,10 @@ def _weights(spec: ModelSpec, plan: Plan) -> tuple[int, str]:
     total = spec.total_params
     if plan.method != "qlora":
         return weights.dense_weight_bytes(total, plan.param_dtype), f"{total:,} params x {plan.param_dtype}"
+    if plan.framework == "torchtune":
+        return _torchtune_nf4_weights(spec, plan)
+    if plan.framework == "litgpt":
+        return _litgpt_bnb_weights(spec, plan)
     quantized = _block_linear_weight_params(spec)
     tensors = sum(n * sum(lin.count for lin in layer.linears) for n, layer in spec.layer_groups)
     # prepare_model_for_kbit_training upcasts every non-quantized parameter to fp32
@@ -90,10 +95,44 @@ def _weights(spec: ModelSpec, plan: Plan) -> tuple[int, str]:
     return nf4 + dense, formula
 
 
+def _torchtune_nf4_weights(spec: ModelSpec, plan: Plan) -> tuple[int, str]:
+    """torchtune QLoRA: every block linear is a torchao NF4Tensor (LoRALinear quantize_base,
+    FrozenNF4Linear); the embedding, norms and output projection stay in the recipe dtype
+    (torchtune/models/llama3/_component_builders.py: "quantize_base is not applied to final
+    output_proj currently")."""
+    elem = tensor_bytes(1, plan.compute_dtype)
+    nf4 = sum(n * lin.count * torchtune.nf4_weight_bytes(lin.d_in * lin.d_out, elem)
+              for n, layer in spec.layer_groups for lin in layer.linears)
+    quantized = _block_linear_weight_params(spec)
+    rest = spec.total_params - quantized  # biases stay dense too
+    formula = (f"{quantized:,} linear params x torchao NF4Tensor (4 bit + int8 scaler per 64 + "
+               f"{plan.compute_dtype} factor per 16384) + {rest:,} other params x {plan.compute_dtype}")
+    return nf4 + weights.dense_weight_bytes(rest, plan.compute_dtype), formula
+
+
+def _litgpt_bnb_weights(spec: ModelSpec, plan: Plan) -> tuple[int, str]:
+    """litgpt --quantize bnb.nf4[-dq]: lightning's BitsandbytesPrecision replaces every nn.Linear,
+    lm_head included, with a bnb Linear4bit; the embedding and norms stay in the `-true` dtype
+    (lightning/fabric/plugins/precision/bitsandbytes.py _convert_layers, no ignore_modules)."""
+    tensors = sum(n * sum(lin.count for lin in layer.linears) for n, layer in spec.layer_groups)
+    quantized = _block_linear_weight_params(spec)
+    if spec.lm_head_params:
+        quantized += spec.lm_head_params
+        tensors += 1
+    rest = spec.total_params - quantized
+    nf4 = weights.nf4_weight_bytes(quantized, tensors, plan.quant_double)
+    formula = (f"{quantized:,} linear params (lm_head too) x NF4 (4 bit + absmax"
+               f"{' double-quant' if plan.quant_double else ''}) + {rest:,} other params x {plan.compute_dtype}")
+    return nf4 + weights.dense_weight_bytes(rest, plan.compute_dtype), formula
+
+
 def _optimizer(plan: Plan, trainable: int, state_dtype: str,
                shapes: list[tuple[int, ...]]) -> tuple[int, int, str]:
     """(state bytes, step temporary bytes, formula)."""
     name = plan.optimizer
+    if name == "adamw" and plan.framework == "torchtune" and torchtune.ADAMW_FUSED:
+        return (optimizer.adamw_state_bytes(trainable, state_dtype), 0,
+                f"2 x {trainable:,} x {state_dtype} (exp_avg, exp_avg_sq); torchtune's AdamW(fused=True): no temporaries")
     if name == "adamw":
         return (optimizer.adamw_state_bytes(trainable, state_dtype),
                 optimizer.adamw_foreach_temp_bytes(trainable, state_dtype),
@@ -144,7 +183,7 @@ def _model_state(spec: ModelSpec, plan: Plan) -> ModelState:
     adapter_params = sum(adapter_per_layer) + head_adapter
     weights_bytes, weights_formula = _weights(spec, plan)
     if plan.is_lora:
-        trainable, grad_dtype = adapter_params, lora.ADAPTER_DTYPE
+        trainable, grad_dtype = adapter_params, lora.adapter_dtype(plan.framework, plan.param_dtype)
         per_layer_trainable = adapter_per_layer
         head_trainable = head_adapter
     else:
@@ -159,7 +198,7 @@ def _model_state(spec: ModelSpec, plan: Plan) -> ModelState:
         total_params=spec.total_params + adapter_params,
         trainable_params=trainable,
         weights_bytes=weights_bytes,
-        adapter_bytes=lora.lora_adapter_bytes(adapter_params),
+        adapter_bytes=lora.lora_adapter_bytes(adapter_params, lora.adapter_dtype(plan.framework, plan.param_dtype)),
         gradient_bytes=gradients.gradient_bytes(trainable, grad_dtype),
         optimizer_state_bytes=states,
         optimizer_temp_bytes=temp,

@@ -71,7 +71,7 @@ def activation_dtypes(plan: Plan, spec: ModelSpec) -> ActivationDtypes:
     """Element sizes of stream / linear outputs / attention inputs for this plan."""
     autocast = plan.precision.startswith("mixed-")
     half = 4 if plan.precision == "fp32" else 2
-    if plan.method == "qlora" and plan.kbit_prep:
+    if kbit_upcast(plan):
         stream, linear_out, attn = 4, 4, (2 if autocast else 4)
     elif autocast:
         stream, linear_out, attn = 4, 2, 2
@@ -93,9 +93,21 @@ def logits_element_bytes(plan: Plan) -> int:
     """lm_head output: fp32 when its weight is fp32 and no autocast (kbit prep, fp32 plans)."""
     if plan.precision.startswith("mixed-"):
         return 2
-    if plan.precision == "fp32" or (plan.method == "qlora" and plan.kbit_prep):
+    if plan.precision == "fp32" or kbit_upcast(plan):
         return 4
     return 2
+
+
+# Frameworks whose QLoRA path does not run peft's prepare_model_for_kbit_training: torchtune
+# builds every non-quantized parameter in the recipe dtype (torchtune/models/llama3/
+# _component_builders.py lora_llama3, quantize_base), litgpt's BitsandbytesPrecision keeps the
+# embedding and norms in the `-true` dtype (lightning/fabric/plugins/precision/bitsandbytes.py).
+NO_KBIT_PREP_FRAMEWORKS = frozenset({"torchtune", "litgpt"})
+
+
+def kbit_upcast(plan: Plan) -> bool:
+    """QLoRA with peft's kbit prep: embeddings, norms and lm_head upcast to fp32."""
+    return plan.method == "qlora" and plan.kbit_prep and plan.framework not in NO_KBIT_PREP_FRAMEWORKS
 
 
 def attention_kernel(plan: Plan, spec: ModelSpec, dt: ActivationDtypes,

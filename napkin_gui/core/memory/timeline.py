@@ -7,10 +7,12 @@ The peak is the largest phase; its split by component is what the stacked bar sh
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..model_spec import ModelSpec, block_repeats, group_blocks
+from ..frameworks import litgpt, torchtune
+from ..model_spec import DecoderLayer, ModelSpec, block_repeats, group_blocks
 from ..plan import Plan
 from . import activations as act
 from .logits import logits_held_bytes, logits_loss_peak_bytes
@@ -37,13 +39,10 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
     tokens = plan.batch_size * plan.seq_len
     distinct: list[BlockMemory] = []
     for _, layer in block_repeats(spec):  # alternating layer patterns (Gemma 2/3) repeat a few blocks
-        kernel, native_gqa, needs_mask = attention_kernel(plan, spec, dt, layer.sliding_window)
+        kernel, native_gqa, needs_mask = _attention_kernel(plan, spec, dt, layer)
         targets = frozenset(i for i, lin in enumerate(layer.linears)
                             if plan.is_lora and (plan.lora_targets == "all-linear" or lin.name in plan.lora_targets))
-        per_token = act.layer_saved_bytes_per_token(
-            layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, extras.v_head_dim,
-            kernel, native_gqa, dt, targets, rms=not extras.layer_norm, qk_norm=extras.qk_norm,
-            dropout_masks=2 if extras.hidden_dropout else 0)
+        per_token = _block_saved_bytes_per_token(plan, spec, layer, kernel, native_gqa, dt, targets)
         softcap = spec.attn_logit_softcapping is not None and kernel != "flash"
         scores = act.attention_scores_bytes(plan.batch_size, spec.num_heads, plan.seq_len, kernel, dt, softcap)
         # autocast (mixed-*) casts each weight to 16 bit per forward; mm saves that copy for the
@@ -58,7 +57,63 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
         score_elements = plan.batch_size * spec.num_heads * plan.seq_len ** 2 if scores else 0
         backward_work = act.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, score_elements)
         distinct.append(BlockMemory(saved, kept, forward_work, backward_work, scores))
-    return tuple(distinct[i] for (n, _), i in zip(spec.layer_groups, group_blocks(spec)) for _ in range(n))
+    blocks = tuple(distinct[i] for (n, _), i in zip(spec.layer_groups, group_blocks(spec)) for _ in range(n))
+    return _first_block_norm(plan, spec, dt, blocks)
+
+
+def _attention_kernel(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes, layer: DecoderLayer) -> tuple[str, bool, bool]:
+    """torchtune and litgpt call F.scaled_dot_product_attention(is_causal=True) without a mask
+    (torchtune/modules/attention.py, litgpt/model.py CausalSelfAttention): flash for 16 bit, the
+    memory-efficient kernel for fp32 on CUDA (and CPU's flash kernel), none keeping s^2."""
+    if plan.framework in ("torchtune", "litgpt"):
+        return "flash", False, False
+    return attention_kernel(plan, spec, dt, layer.sliding_window)
+
+
+def _block_saved_bytes_per_token(plan: Plan, spec: ModelSpec, layer: DecoderLayer, kernel: str, native_gqa: bool,
+                                 dt: act.ActivationDtypes, targets: frozenset[int]) -> int:
+    """What one block saves per token, from the module code of the plan's framework."""
+    extras = config_extras(spec)
+    if plan.framework == "torchtune":
+        return torchtune.block_saved_bytes_per_token(layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
+                                                     spec.head_dim, kernel, dt, targets, qk_norm=extras.qk_norm)
+    if plan.framework == "litgpt":
+        return litgpt.block_saved_bytes_per_token(layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
+                                                  spec.head_dim, kernel, dt, targets, rms=not extras.layer_norm,
+                                                  qk_norm=extras.qk_norm)
+    return act.layer_saved_bytes_per_token(
+        layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, extras.v_head_dim,
+        kernel, native_gqa, dt, targets, rms=not extras.layer_norm, qk_norm=extras.qk_norm,
+        dropout_masks=2 if extras.hidden_dropout else 0)
+
+
+def _first_block_norm(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes,
+                      blocks: tuple[BlockMemory, ...]) -> tuple[BlockMemory, ...]:
+    """torchtune and litgpt feed the first block the frozen embedding's output without
+    enable_input_require_grads: under LoRA its first norm saves nothing."""
+    if not blocks or plan.framework not in ("torchtune", "litgpt"):
+        return blocks
+    rms = not config_extras(spec).layer_norm
+    per_token = (torchtune.first_norm_saved_bytes_per_token(spec.hidden_size, dt) if plan.framework == "torchtune"
+                 else litgpt.first_norm_saved_bytes_per_token(spec.hidden_size, dt, rms))
+    if per_token == 0:
+        return blocks
+    first = blocks[0]
+    cut = per_token * plan.batch_size * plan.seq_len
+    kept = first.kept_bytes if plan.grad_ckpt else first.kept_bytes - cut
+    return (dataclasses.replace(first, saved_bytes=first.saved_bytes - cut, kept_bytes=kept), *blocks[1:])
+
+
+def final_norm_saved_bytes(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes) -> int:
+    """The final norm (+ the output projection's input when it is trained), whole micro-batch."""
+    tokens = plan.batch_size * plan.seq_len
+    if plan.framework == "torchtune":
+        return tokens * torchtune.final_norm_saved_bytes_per_token(spec.hidden_size, dt)
+    if plan.framework == "litgpt":
+        return tokens * litgpt.final_norm_saved_bytes_per_token(spec.hidden_size, dt,
+                                                                not config_extras(spec).layer_norm)
+    # final norm's fp32 x (+ its normalized output and lm_head's input when trainable)
+    return tokens * spec.hidden_size * (4 + (2 * dt.stream if dt.base_trainable else 0))
 
 
 def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_bytes: int,
@@ -75,8 +130,7 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     else:   # chunked / fused / cut cross-entropy (core/memory/loss_kernels.py)
         loss_peak, held, _ = loss_memory(plan, spec, logit_bytes)
     dt = activation_dtypes(plan, spec)
-    # final norm's fp32 x (+ its normalized output and lm_head's input when trainable)
-    final_norm = tokens * spec.hidden_size * (4 + (2 * dt.stream if dt.base_trainable else 0))
+    final_norm = final_norm_saved_bytes(plan, spec, dt)
     # under autocast lm_head saves its 16-bit weight copy until its backward
     final_norm += 2 * spec.vocab_size * spec.hidden_size if dt.autocast else 0
     grads_always = gpu_state.gradient_bytes if plan.grad_accum > 1 else 0
