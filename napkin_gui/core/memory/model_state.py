@@ -130,9 +130,6 @@ def _optimizer(plan: Plan, trainable: int, state_dtype: str,
                shapes: list[tuple[int, ...]]) -> tuple[int, int, str]:
     """(state bytes, step temporary bytes, formula)."""
     name = plan.optimizer
-    if name == "adamw" and plan.framework == "torchtune" and torchtune.ADAMW_FUSED:
-        return (optimizer.adamw_state_bytes(trainable, state_dtype), 0,
-                f"2 x {trainable:,} x {state_dtype} (exp_avg, exp_avg_sq); torchtune's AdamW(fused=True): no temporaries")
     if name == "adamw":
         return (optimizer.adamw_state_bytes(trainable, state_dtype),
                 optimizer.adamw_foreach_temp_bytes(trainable, state_dtype),
