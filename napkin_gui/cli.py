@@ -79,39 +79,70 @@ def _stack_text(p) -> str:
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
     from .core.estimate import estimate
-    from .core.plan import load_plan, plan_from_dict
-    from .core.result_json import estimate_to_dict
+    from .core.plan import load_plan
     if args.jsonl:
-        return _estimate_jsonl(args.jsonl, estimate, plan_from_dict, estimate_to_dict)
+        return _estimate_jsonl(args.jsonl, args.calibrated)
     if not args.plan:
         raise PlanError("estimate: give a PLAN.json or --jsonl PLANS.jsonl")
-    est = estimate(load_plan(args.plan), calibration=_calibration(args))
+    from .core.result_json import estimate_to_dict
+    plan = load_plan(args.plan)
+    est = estimate(plan, calibration=_calibration(plan) if args.calibrated else None)
     print(json.dumps(estimate_to_dict(est), indent=2) if args.json else format_estimate(est))
     return 0
 
 
-def _calibration(args: argparse.Namespace):
-    if not getattr(args, "calibrated", False):
-        return None
+def _calibration(plan):
+    """The saved probe profile of the plan's GPU (None when there is none)."""
     from .core.calibration import profile_for_gpu
-    from .core.plan import load_plan
-    return profile_for_gpu(load_plan(args.plan).gpu)
+    return profile_for_gpu(plan.gpu)
 
 
-def _estimate_jsonl(path: str, estimate, plan_from_dict, estimate_to_dict) -> int:
+# One plan is a few hundred bytes; a longer line is answered with an error, not read into memory.
+MAX_JSONL_LINE_BYTES = 1_000_000
+
+
+def _jsonl_lines(handle):
+    """(line number, bytes or None when the line is over MAX_JSONL_LINE_BYTES) of a binary stream."""
+    n = 0
+    while True:
+        line = handle.readline(MAX_JSONL_LINE_BYTES + 1)
+        if not line:
+            return
+        n += 1
+        if len(line) > MAX_JSONL_LINE_BYTES and not line.endswith(b"\n"):
+            while line and not line.endswith(b"\n"):  # skip the rest of the long line
+                line = handle.readline(MAX_JSONL_LINE_BYTES)
+            yield n, None
+            continue
+        yield n, line
+
+
+def _estimate_jsonl(path: str, calibrated: bool = False) -> int:
+    """One result (or {"error": ...}) per line; a bad line never stops the stream."""
+    import os
+    import stat
+    from .core.estimate import estimate
+    from .core.files import loads_json
+    from .core.plan import plan_from_dict
+    from .core.result_json import estimate_to_dict
     try:
-        handle = sys.stdin if path == "-" else open(path, encoding="utf-8")
+        if path != "-" and stat.S_ISDIR(os.stat(path).st_mode):
+            raise PlanError(f"jsonl: {path} is a folder, not a file")
+        handle = sys.stdin.buffer if path == "-" else open(path, "rb")  # a pipe or FIFO streams too
     except OSError as err:
         raise PlanError(f"jsonl: cannot read {path}: {err.strerror or err}") from None
+    profiles: dict[str, object] = {}  # gpu -> its profile, looked up once per stream
     with handle:
-        for n, line in enumerate(handle, start=1):
-            if not line.strip():
+        for n, line in _jsonl_lines(handle):
+            if line is not None and not line.strip():
                 continue
             try:
-                plan = plan_from_dict(json.loads(line))
-                out = estimate_to_dict(estimate(plan))
-            except json.JSONDecodeError as err:
-                out = {"error": f"line {n}: not valid JSON ({err.msg})"}
+                if line is None:
+                    raise PlanError(f"longer than {MAX_JSONL_LINE_BYTES:,} bytes")
+                plan = plan_from_dict(loads_json(line, "plan"))
+                if calibrated and plan.gpu not in profiles:
+                    profiles[plan.gpu] = _calibration(plan)
+                out = estimate_to_dict(estimate(plan, calibration=profiles.get(plan.gpu)))
             except PlanError as err:
                 out = {"error": f"line {n}: {err}"}
             print(json.dumps(out), flush=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PlanError
+from .files import read_json_file
+from .text import bare, shown
 from .gpu_spec import GpuSpec
 from .plan import write_text_atomic
 
@@ -241,7 +244,7 @@ def profile_from_dict(data: Any) -> CalibrationProfile:
             trials=tuple(_trial_from_dict(t) for t in data.get("trials") or ()),
             notes=tuple(str(n) for n in data.get("notes") or ()),
         )
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
         raise PlanError(f"calibration: malformed profile ({err})") from None
     if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", profile.id):
         raise PlanError(f"calibration: bad profile id {profile.id!r}")
@@ -294,9 +297,13 @@ def _opt_str(d: dict, key: str) -> str | None:
 
 
 def _num(d: dict, key: str) -> float:
+    """A measured rate or duration: finite and > 0 (NaN would print invalid JSON, -1 break the
+    time model)."""
     value = d[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{key} must be a number")
+        raise TypeError(f"{bare(key, 40)} must be a number")
+    if isinstance(value, int) and value.bit_length() > 1000 or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{bare(key, 40)} must be a finite number > 0, got {shown(value)}")
     return float(value)
 
 
@@ -305,9 +312,12 @@ def _opt_num(d: dict, key: str) -> float | None:
 
 
 def _int(d: dict, key: str) -> int:
+    """A count or a byte size: an integer >= 0."""
     value = d[key]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{key} must be an integer")
+        raise TypeError(f"{bare(key, 40)} must be an integer")
+    if value < 0:
+        raise ValueError(f"{bare(key, 40)} must be >= 0, got {shown(value)}")
     return value
 
 
@@ -329,17 +339,16 @@ def profiles_dir() -> Path:
     return config_dir() / "calibration"
 
 
+# A profile with a few hundred trials is ~1 MB.
+MAX_PROFILE_BYTES = 16_000_000
+
+
 def read_profile(path: str | os.PathLike[str]) -> CalibrationProfile:
     """Read one profile file; PlanError naming the file when it is missing or corrupt."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PlanError(f"calibration: file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise PlanError(f"calibration: cannot read {p}: {err}") from None
-    except json.JSONDecodeError as err:
-        raise PlanError(f"calibration: {p} is not valid JSON (line {err.lineno}: {err.msg})") from None
+    # a regular file under the cap only (a FIFO or /dev/zero in the folder must not hang --list);
+    # deep nesting, huge integers and duplicate keys are PlanErrors (core/files.py)
+    data = read_json_file(p, "calibration", MAX_PROFILE_BYTES)
     try:
         return profile_from_dict(data)
     except PlanError as err:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PlanError
+from .text import shown
 from .gpu_spec import MIB, GpuSpec
 
 SCHEMA = 1
@@ -29,6 +30,10 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
 # Prefixes NVML names carry on some drivers and not on others ("GeForce RTX 3090" on 460.x).
 _PREFIXES = ("nvidia ", "tesla ", "amd ")
+# Brand words people leave out ("RTX 4090" for "NVIDIA GeForce RTX 4090"), dropped after a vendor prefix.
+_BRANDS = ("geforce ",)
+# The closest-match search looks at this many typed characters at most.
+MATCH_CHARS = 64
 
 # field -> (kind, must be > 0); "num" accepts int or float, never bool.
 _REQUIRED: dict[str, tuple[str, bool]] = {
@@ -176,6 +181,8 @@ def _aliases(text: str) -> set[str]:
     for prefix in _PREFIXES:
         if key.startswith(prefix):
             keys.add(key[len(prefix):])
+    for brand in _BRANDS:
+        keys |= {k[len(brand):] for k in keys if k.startswith(brand)}
     return keys
 
 
@@ -216,14 +223,14 @@ def find_gpu(name: str) -> GpuSpec:
 def _raise_unknown(name: Any) -> GpuSpec:
     """Raise the one-line 'unknown GPU' error with the three closest ids (difflib ratio)."""
     index = _catalog_index()
-    query = _normal(name) if isinstance(name, str) else ""
+    query = _normal(name[:MATCH_CHARS]) if isinstance(name, str) else ""  # difflib is quadratic in length
     ranked = difflib.get_close_matches(query, list(index), n=len(index), cutoff=0.0)
     ranked.sort(key=lambda key: query not in key)  # stable: spellings containing the query first
     closest: list[str] = []
     for key in ranked:
         if index[key].id not in closest:
             closest.append(index[key].id)
-    raise PlanError(f"gpu: unknown GPU {name!r}; closest: {', '.join(closest[:3])}")
+    raise PlanError(f"gpu: unknown GPU {shown(name)}; closest: {', '.join(closest[:3])}")
 
 
 def cublas_workspace_bytes_for(compute_capability: str) -> int:

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from napkin_gui.core.errors import PlanError
+from napkin_gui.core.files import loads_json, read_regular_bytes
 from napkin_gui.core.hf_config import model_spec_from_config
 from napkin_gui.core.model_spec import ModelSpec
 from napkin_gui.core.safetensors_header import folder_tensors, header_param_count, header_stored_dtype
+from napkin_gui.core.text import shown
 
 # Larger than any real config.json (they are a few KB); guards against pointing at weights.
 MAX_CONFIG_BYTES = 16_000_000
@@ -101,32 +103,37 @@ def list_presets() -> tuple[PresetInfo, ...]:
     return tuple(sorted(infos, key=lambda p: (p.family, p.params_b, p.id)))
 
 
+# difflib's ratio is quadratic in the typed length: match on this many characters at most.
+MATCH_CHARS = 64
+
+
 @functools.lru_cache(maxsize=256)
 def _unknown_model_message(model: str) -> str:
-    """One line naming the three presets closest to what was typed."""
+    """One line naming the three presets closest to what was typed (echo escaped and cut)."""
     if model.startswith((".", "/", "~")) or "\\" in model or model.lower().endswith(".json"):
-        return f"model: no such file or folder {model!r} (give a preset id, a config.json path or a model folder)"
-    typed = model.lower()
+        return (f"model: no such file or folder {shown(model, 200)} "
+                "(give a preset id, a config.json path or a model folder)")
+    typed = model[:MATCH_CHARS].lower()
 
     def likeness(pid: str) -> tuple[float, str]:
         return (-difflib.SequenceMatcher(None, typed, pid).ratio(), pid)
 
     closest = sorted(preset_ids(), key=likeness)[:3]
-    return (f"model: unknown model {model!r}; closest presets: {', '.join(closest)} "
+    return (f"model: unknown model {shown(model)}; closest presets: {', '.join(closest)} "
             "(or give a config.json path / model folder)")
 
 
 def _read_config(path: Path) -> dict:
-    """A config.json as a dict; every failure is one PlanError line."""
+    """A config.json as a dict; every failure is one PlanError line.
+
+    Only a regular file of at most MAX_CONFIG_BYTES is read (core/files.py): /dev/zero or a
+    FIFO as the model is refused at once instead of growing memory or blocking.
+    """
     try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise PlanError(f"model: {path} is too large to be a config.json")
-        config = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_regular_bytes(path, MAX_CONFIG_BYTES)
     except OSError as err:
-        raise PlanError(f"model: cannot read {path} ({err.strerror or err})") from None
-    except (UnicodeDecodeError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise PlanError(f"model: {path} is not valid JSON ({reason})") from None
+        raise PlanError(f"model: cannot read {shown(str(path), 200)} ({err.strerror or err})") from None
+    config = loads_json(raw, f"model: {shown(str(path), 200)}", strict_keys=False)
     if not isinstance(config, dict):
         raise PlanError(f"model: {path} must hold a JSON object")
     return config
@@ -155,7 +162,7 @@ def _path_spec(path: str, mtime_ns: int) -> ModelSpec:
     if target.is_dir():
         config_path = target / "config.json"
         if not config_path.is_file():
-            raise PlanError(f"model: folder {path} has no config.json")
+            raise PlanError(f"model: folder {shown(path, 200)} has no config.json")
         spec = model_spec_from_config(_read_config(config_path), target.name, source="config")
         return _with_headers(spec, target)
     name = target.parent.name if target.name == "config.json" and target.parent.name else target.stem
@@ -178,7 +185,7 @@ def resolve_model(model: str) -> ModelSpec:
             stamp = max(stamp, os.stat(os.path.join(path, "config.json")).st_mtime_ns)
     except FileNotFoundError:
         if os.path.isdir(path):
-            raise PlanError(f"model: folder {key} has no config.json") from None
+            raise PlanError(f"model: folder {shown(key, 200)} has no config.json") from None
         raise PlanError(_unknown_model_message(key)) from None
     except (OSError, ValueError):
         raise PlanError(_unknown_model_message(key)) from None

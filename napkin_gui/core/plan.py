@@ -15,7 +15,9 @@ from typing import Any
 
 from .atomic import write_text_atomic  # noqa: F401  (re-exported: callers save through plan)
 from .errors import PlanError
+from .files import MAX_PLAN_BYTES, read_json_file
 from .stack_defaults import FRAMEWORKS, LOSSES, framework_defaults
+from .text import bare, shown
 
 METHODS = ("full", "lora", "qlora")
 PRECISIONS = ("bf16", "fp16", "fp32", "mixed-bf16", "mixed-fp16", "fsdp-mixed-bf16")
@@ -115,32 +117,53 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Plan) if f.name != "m
 
 
 def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise PlanError(f"{field}: {value!r} is not allowed; use one of {', '.join(allowed)}")
-    return value
+    """One of `allowed`, any case ("LoRA" is lora); the echo of a bad value is escaped and cut."""
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in allowed:
+            return key
+    raise PlanError(f"{field}: {shown(value)} is not allowed; use one of {', '.join(allowed)}")
+
+
+# Closest-match work is bounded: difflib's ratio is quadratic in the length it is given.
+_MATCH_CHARS = 64
+_MAX_UNKNOWN_SHOWN = 5
+
+
+def _unknown_fields_message(unknown: list[str]) -> str:
+    """Every unknown key at once, escaped and cut, each with a "did you mean" when one is close."""
+    import difflib
+    parts = []
+    for key in unknown[:_MAX_UNKNOWN_SHOWN]:
+        close = difflib.get_close_matches(key[:_MATCH_CHARS].lower(), PLAN_FIELDS, n=1, cutoff=0.6)
+        parts.append(f"{bare(key, 60)}: unknown field" + (f" (did you mean {close[0]}?)" if close else ""))
+    if len(unknown) > _MAX_UNKNOWN_SHOWN:
+        parts.append(f"and {len(unknown) - _MAX_UNKNOWN_SHOWN} more unknown fields")
+    return f"{'; '.join(parts)}; plan fields are {', '.join(PLAN_FIELDS)}"
 
 
 def _int(field: str, value: Any, minimum: int = 1, maximum: int = 10**9) -> int:
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or value != int(value)):
-        raise PlanError(f"{field}: must be an integer >= {minimum}, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (isinstance(value, float) and (not math.isfinite(value) or value != int(value)))):
+        raise PlanError(f"{field}: must be an integer >= {minimum}, got {shown(value)}")
     if not minimum <= int(value) <= maximum:
-        raise PlanError(f"{field}: must be an integer between {minimum} and {maximum}, got {value!r}")
+        raise PlanError(f"{field}: must be an integer between {minimum} and {maximum}, got {shown(value)}")
     return int(value)
 
 
 def _number(field: str, value: Any, minimum: float = 0.0, maximum: float = 1e18,
             allow_min: bool = True) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+          and (isinstance(value, int) or math.isfinite(value)))  # isfinite(10**400) overflows
     if not ok or value < minimum or (value == minimum and not allow_min) or value > maximum:
         bound = ">=" if allow_min else ">"
-        raise PlanError(f"{field}: must be a number {bound} {minimum:g} and <= {maximum:g}, got {value!r}")
+        raise PlanError(f"{field}: must be a number {bound} {minimum:g} and <= {maximum:g}, got {shown(value)}")
     return value
 
 
 def _bool(field: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise PlanError(f"{field}: must be true or false, got {value!r}")
+        raise PlanError(f"{field}: must be true or false, got {shown(value)}")
     return value
 
 
@@ -154,7 +177,7 @@ def parse_lora_targets(value: Any) -> str | tuple[str, ...]:
             and all(isinstance(v, str) and v.strip() and v.strip().isidentifier() for v in value)):
         return tuple(v.strip() for v in value)
     raise PlanError(f"lora_targets: must be \"all-linear\" or a non-empty list of module names "
-                    f"such as [\"q_proj\", \"v_proj\"], got {value!r}")
+                    f"such as [\"q_proj\", \"v_proj\"], got {shown(value)}")
 
 
 def plan_from_dict(data: Any) -> Plan:
@@ -163,12 +186,12 @@ def plan_from_dict(data: Any) -> Plan:
         raise PlanError(f"plan: must be a JSON object, got {type(data).__name__}")
     unknown = sorted(set(data) - set(PLAN_FIELDS))
     if unknown:
-        raise PlanError(f"{unknown[0]}: unknown field; plan fields are {', '.join(PLAN_FIELDS)}")
+        raise PlanError(_unknown_fields_message(unknown))
     if "model" not in data:
         raise PlanError("model: required (a catalog id such as llama-3.1-8b, a config.json path or a model folder)")
     model = data["model"]
     if not isinstance(model, str) or not model.strip():
-        raise PlanError(f"model: must be a non-empty string, got {model!r}")
+        raise PlanError(f"model: must be a non-empty string, got {shown(model)}")
     v = {**_DEFAULTS, **_stack_defaults(data), **data}
     plan = Plan(
         model=model.strip(),
@@ -228,7 +251,7 @@ def _share(field: str, value: Any) -> float:
 
 def _gpu_name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise PlanError(f"gpu: must be a catalog id or an NVML name such as \"NVIDIA H100 80GB HBM3\", got {value!r}")
+        raise PlanError(f"gpu: must be a catalog id or an NVML name such as \"NVIDIA H100 80GB HBM3\", got {shown(value)}")
     return value.strip()
 
 
@@ -353,18 +376,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
     """Read and validate a *.napkin.json plan file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanError(f"plan: file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise PlanError(f"plan: cannot read {p}: {err}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise PlanError(f"plan: {p} is not valid JSON (line {err.lineno}: {err.msg})") from None
-    return plan_from_dict(data)
+    return plan_from_dict(read_json_file(path, "plan", MAX_PLAN_BYTES))
 
 
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:

@@ -7,19 +7,23 @@ model.safetensors.index.json under "weight_map" (transformers modeling_utils.py)
 """
 from __future__ import annotations
 
-import json
 import math
+import os
 import struct
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from napkin_gui.core.dtypes import SAFETENSORS_DTYPES
 from napkin_gui.core.errors import PlanError
+from napkin_gui.core.files import loads_json, open_regular, read_regular_bytes
+from napkin_gui.core.text import shown
 
 # safetensors itself refuses headers over 100 MB (safetensors/src/tensor.rs MAX_HEADER_SIZE).
 MAX_HEADER_BYTES = 100_000_000
 INDEX_NAME = "model.safetensors.index.json"
+# An index lists one entry per tensor: a few hundred KB for the largest released checkpoints.
+MAX_INDEX_BYTES = 64_000_000
 
 TensorInfo = tuple[str, tuple[int, ...]]  # (safetensors dtype name, shape)
 
@@ -28,8 +32,8 @@ def read_header(path: str | Path) -> dict[str, TensorInfo]:
     """{tensor name: (dtype, shape)} from one .safetensors file; reads only the header."""
     path = Path(path)
     try:
-        with path.open("rb") as f:
-            size = path.stat().st_size
+        with open_regular(path) as f:  # a FIFO or device named *.safetensors is refused, never read
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
                 raise PlanError(f"model: {path.name} is not a safetensors file (shorter than 8 bytes)")
@@ -40,8 +44,8 @@ def read_header(path: str | Path) -> dict[str, TensorInfo]:
     except OSError as err:
         raise PlanError(f"model: cannot read {path.name} ({err.strerror or err})") from None
     try:
-        header = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        header = loads_json(text, path.name, strict_keys=False)  # bad UTF-8, deep nesting, huge ints
+    except PlanError:
         raise PlanError(f"model: {path.name} has a safetensors header that is not valid JSON") from None
     return _tensors(header, path.name)
 
@@ -66,19 +70,32 @@ def _tensors(header: object, where: str) -> dict[str, TensorInfo]:
 def _index_files(index: Path) -> list[Path]:
     """Shard files named by model.safetensors.index.json's weight_map."""
     try:
-        data = json.loads(index.read_text(encoding="utf-8"))
+        raw = read_regular_bytes(index, MAX_INDEX_BYTES)
     except OSError as err:
         raise PlanError(f"model: cannot read {index.name} ({err.strerror or err})") from None
-    except (UnicodeDecodeError, ValueError):
-        raise PlanError(f"model: {index.name} is not valid JSON") from None
+    data = loads_json(raw, f"model: {index.name}", strict_keys=False)
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise PlanError(f"model: {index.name} weight_map must map tensor names to file names")
-    files = [index.parent / name for name in sorted(set(weight_map.values()))]
+    names = sorted(set(weight_map.values()))
+    outside = [n for n in names if not _inside_folder(n)]
+    if outside:
+        raise PlanError(f"model: {index.name} weight_map names a file outside the model folder: "
+                        f"{shown(outside[0], 120)} (shards are file names in the folder)")
+    files = [index.parent / name for name in names]
     missing = [f.name for f in files if not f.is_file()]
     if missing:
-        raise PlanError(f"model: {index.name} names missing shard files: {', '.join(missing[:3])}")
+        raise PlanError(f"model: {index.name} names missing shard files: {', '.join(shown(m, 80) for m in missing[:3])}")
     return files
+
+
+def _inside_folder(name: str) -> bool:
+    """A shard name is a relative path with no '..' part (checked on the text, so the
+    symlinks of a Hugging Face cache snapshot, which point into ../../blobs, still work)."""
+    if not name or "\0" in name or os.path.isabs(name) or PureWindowsPath(name).anchor:
+        return False
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return bool(parts) and ".." not in parts
 
 
 def checkpoint_files(folder: str | Path) -> list[Path]:

@@ -50,28 +50,32 @@ def _adapter_params_per_layer(spec: ModelSpec, plan: Plan) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _trainable_tensor_shapes(spec: ModelSpec, plan: Plan) -> list[tuple[int, ...]]:
-    """Shapes of every trainable tensor (8-bit optimizers and Adafactor size states per tensor)."""
-    shapes: list[tuple[int, ...]] = []
+# (shape, how many tensors have it): MoE experts share a shape, so they are counted, not listed.
+CountedShapes = tuple[tuple[tuple[int, ...], int], ...]
+
+
+def _trainable_tensor_shapes(spec: ModelSpec, plan: Plan) -> CountedShapes:
+    """Shapes of the trainable tensors with their counts (8-bit optimizers and Adafactor size
+    states per tensor); one entry per distinct linear, never one per expert."""
+    shapes: list[tuple[tuple[int, ...], int]] = []
     for n, layer in spec.layer_groups:
         if plan.is_lora:
             for lin in lora.lora_target_linears(layer, plan.lora_targets):
-                shapes += [(plan.lora_r, lin.d_in), (lin.d_out, plan.lora_r)] * (lin.count * n)
+                shapes += [((plan.lora_r, lin.d_in), lin.count * n), ((lin.d_out, plan.lora_r), lin.count * n)]
             continue
         for lin in layer.linears:
-            shapes += [(lin.d_out, lin.d_in)] * (lin.count * n)
+            shapes.append(((lin.d_out, lin.d_in), lin.count * n))
             if lin.bias:
-                shapes += [(lin.d_out,)] * (lin.count * n)
-        shapes += [(spec.hidden_size,)] * (layer.norms * n)
+                shapes.append(((lin.d_out,), lin.count * n))
+        if layer.norms:
+            shapes.append(((spec.hidden_size,), layer.norms * n))
     if plan.is_lora and lora.lm_head_adapter_params(spec, plan.lora_targets, plan.lora_r):
-        shapes += [(plan.lora_r, spec.hidden_size), (spec.vocab_size, plan.lora_r)]
+        shapes += [((plan.lora_r, spec.hidden_size), 1), ((spec.vocab_size, plan.lora_r), 1)]
     if not plan.is_lora:
-        shapes.append((spec.vocab_size, spec.hidden_size))
-        if not spec.tie_word_embeddings:
-            shapes.append((spec.vocab_size, spec.hidden_size))
+        shapes.append(((spec.vocab_size, spec.hidden_size), 1 if spec.tie_word_embeddings else 2))
         if spec.extra_params:
-            shapes.append((spec.extra_params,))
-    return shapes
+            shapes.append(((spec.extra_params,), 1))
+    return tuple((shape, count) for shape, count in shapes if count)
 
 
 def _weights(spec: ModelSpec, plan: Plan) -> tuple[int, str]:
@@ -127,9 +131,10 @@ def _litgpt_bnb_weights(spec: ModelSpec, plan: Plan) -> tuple[int, str]:
 
 
 def _optimizer(plan: Plan, trainable: int, state_dtype: str,
-               shapes: list[tuple[int, ...]]) -> tuple[int, int, str]:
+               counted: CountedShapes) -> tuple[int, int, str]:
     """(state bytes, step temporary bytes, formula)."""
     name = plan.optimizer
+    shapes, counts = [s for s, _ in counted], [c for _, c in counted]
     if name == "adamw":
         return (optimizer.adamw_state_bytes(trainable, state_dtype),
                 optimizer.adamw_foreach_temp_bytes(trainable, state_dtype),
@@ -140,12 +145,12 @@ def _optimizer(plan: Plan, trainable: int, state_dtype: str,
     if name in ("adamw-8bit", "paged-adamw-8bit"):
         numels = [_numel(s) for s in shapes]
         where = "CUDA managed memory" if name.startswith("paged") else "GPU"
-        return (optimizer.adam8bit_state_bytes(numels), 0,
+        return (optimizer.adam8bit_state_bytes(numels, counts), 0,
                 f"2 x {trainable:,} x uint8 + fp32 absmax per 256 ({where})")
     if name == "sgd":
         return optimizer.sgd_state_bytes(trainable, state_dtype), 0, "SGD without momentum: no state"
     largest = max((_numel(s) for s in shapes), default=0)
-    return (optimizer.adafactor_state_bytes(shapes, state_dtype),
+    return (optimizer.adafactor_state_bytes(shapes, state_dtype, counts),
             optimizer.adafactor_temp_bytes(largest, state_dtype),
             "Adafactor row + column factors; temp = largest parameter")
 

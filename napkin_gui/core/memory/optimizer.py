@@ -40,15 +40,19 @@ def paged_adamw32_state_bytes(trainable_params: int) -> int:
     return 2 * tensor_bytes(trainable_params, "fp32")
 
 
-def adam8bit_state_bytes(tensor_numels: Sequence[int]) -> int:
-    """Two uint8 states + fp32 absmax per 256-block; small tensors keep two fp32 states."""
+def adam8bit_state_bytes(tensor_numels: Sequence[int], counts: Sequence[int] | None = None) -> int:
+    """Two uint8 states + fp32 absmax per 256-block; small tensors keep two fp32 states.
+
+    counts[i]: how many tensors have tensor_numels[i] elements (MoE experts share a shape;
+    counting them keeps a 5,000,000-expert config as cheap as an 8-expert one)."""
     total = 0
-    for numel in tensor_numels:
+    for numel, count in zip(tensor_numels, counts if counts is not None else [1] * len(tensor_numels)):
         if numel < BNB_MIN_8BIT_SIZE:
-            total += 2 * tensor_bytes(numel, "fp32")
+            one = 2 * tensor_bytes(numel, "fp32")
         else:
             blocks = math.ceil(numel / BNB_BLOCKSIZE)
-            total += 2 * (tensor_bytes(numel, "uint8") + tensor_bytes(blocks, "fp32") + BNB_QMAP_BYTES)
+            one = 2 * (tensor_bytes(numel, "uint8") + tensor_bytes(blocks, "fp32") + BNB_QMAP_BYTES)
+        total += count * one
     return total
 
 
@@ -57,19 +61,20 @@ def sgd_state_bytes(trainable_params: int, state_dtype: str, momentum: bool = Fa
     return tensor_bytes(trainable_params, state_dtype) if momentum else 0
 
 
-def adafactor_state_bytes(shapes: Sequence[tuple[int, ...]], state_dtype: str) -> int:
+def adafactor_state_bytes(shapes: Sequence[tuple[int, ...]], state_dtype: str,
+                          counts: Sequence[int] | None = None) -> int:
     """torch.optim.Adafactor: row and column second-moment factors for matrices, full for vectors.
 
     torch/optim/_adafactor.py: row_var [.., rows, 1], col_var [.., 1, cols]; 1-D params keep
-    a full variance; no first moment (beta1 is not used).
+    a full variance; no first moment (beta1 is not used). counts[i]: tensors of shapes[i].
     """
     elements = 0
-    for shape in shapes:
+    for shape, count in zip(shapes, counts if counts is not None else [1] * len(shapes)):
         if len(shape) >= 2:
             lead = math.prod(shape[:-2])
-            elements += lead * (shape[-2] + shape[-1])
+            elements += count * lead * (shape[-2] + shape[-1])
         else:
-            elements += math.prod(shape)
+            elements += count * math.prod(shape)
     return tensor_bytes(elements, state_dtype)
 
 
