@@ -68,6 +68,8 @@ def test_real_bundle_runs_cli_report_and_gui(tmp_path):
     build = _run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--distpath", str(dist),
                   "--workpath", str(work), str(SPEC)], cwd=ROOT)
     assert build.returncode == 0, build.stderr[-3000:]
+    # issue 12.18: the log once carried "ERROR: Hidden import 'napkin_gui.resources' not found"
+    assert [line for line in build.stderr.splitlines() if " ERROR: " in line] == []
     bundle = dist / "napkin"
     internal = bundle / "_internal"
     assert (internal / "napkin_gui" / "resources" / "gpus.json").is_file()
