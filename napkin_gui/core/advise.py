@@ -7,6 +7,7 @@ that cut its cost. Each Advice carries the changed Plan, so a UI can apply it as
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from .compare import compare_hardware
 from .errors import PlanError
@@ -17,6 +18,9 @@ from .memory.summary import memory_estimate
 from .model_source import resolve_model
 from .plan import Plan, check_combination
 from .result import Estimate
+
+if TYPE_CHECKING:
+    from .calibration import CalibrationProfile
 
 GIB = 2**30
 MAX_BATCH = 4096
@@ -37,9 +41,20 @@ class Advice:
     cost_delta_fraction: float = 0.0   # USD per token after / before - 1
 
 
-def largest_batch_that_fits(plan: Plan, gpu_id: str | None = None) -> int:
+def _card(gpu_id: str, calibration: CalibrationProfile | None = None):
+    """The catalog card, with the profile's measured figures where it was measured on it
+    (the card core.estimate prices with the same calibration)."""
+    gpu = find_gpu(gpu_id)
+    if calibration is None:
+        return gpu
+    from .calibration import apply_calibration
+    return apply_calibration(gpu, calibration)
+
+
+def largest_batch_that_fits(plan: Plan, gpu_id: str | None = None,
+                            calibration: CalibrationProfile | None = None) -> int:
     """The largest batch_size whose step fits on gpu_id (default: the plan's card); 0 if none."""
-    gpu = find_gpu(gpu_id or plan.gpu)
+    gpu = _card(gpu_id or plan.gpu, calibration)
     spec = resolve_model(plan.model)
     state = model_state(spec, plan)
     base = replace(plan, gpu=gpu.id)
@@ -75,20 +90,22 @@ def _gib(nbytes: int) -> str:
     return f"{nbytes / GIB:+.1f} GiB"
 
 
-def _smallest_card(plan: Plan) -> str:
+def _smallest_card(plan: Plan, calibration: CalibrationProfile | None = None) -> str:
     """'fits on a 24 GB card (NVIDIA GeForce RTX 4090)': the smallest catalog card it fits on."""
     spec = resolve_model(plan.model)
     state = model_state(spec, plan)
     for gpu in sorted(gpu_catalog(), key=lambda g: (g.memory_bytes, g.price_usd_per_hour)):
-        if memory_estimate(replace(plan, gpu=gpu.id), spec, gpu, state).fits:
+        card = _card(gpu.id, calibration)
+        if memory_estimate(replace(plan, gpu=gpu.id), spec, card, state).fits:
             return f"fits on a {gpu.memory_bytes / 1e9:.0f} GB card ({gpu.name})"
     return "fits on no single catalog card"
 
 
-def _advice(title: str, plan: Plan, before: Estimate, note: str = "") -> Advice | None:
+def _advice(title: str, plan: Plan, before: Estimate, note: str = "",
+            calibration: CalibrationProfile | None = None) -> Advice | None:
     """Estimate the changed plan and describe its effect; None when the change cannot run."""
     try:
-        after = estimate(check_combination(plan))
+        after = estimate(check_combination(plan), calibration=calibration)
     except PlanError:
         return None
     mem = after.memory.device_used_bytes - before.memory.device_used_bytes
@@ -141,7 +158,7 @@ def _batch_edits(p: Plan) -> list[tuple[str, Plan]]:
     return edits
 
 
-def _scale_edits(p: Plan) -> list[tuple[str, Plan, str]]:
+def _scale_edits(p: Plan, calibration: CalibrationProfile | None = None) -> list[tuple[str, Plan, str]]:
     """More GPUs (FSDP when the model does not fit one card), another card, the largest batch."""
     edits = []
     if p.n_gpus == 1:
@@ -150,7 +167,7 @@ def _scale_edits(p: Plan) -> list[tuple[str, Plan, str]]:
     # one card of each kind, unsharded unless the plan offloads its parameters: that runs under
     # FSDP / ZeRO-3 even on one GPU (check_combination)
     single = replace(p, n_gpus=1, sharding=p.sharding if p.offload == "optimizer+params" else "none")
-    rows = [r for r in compare_hardware(single, counts=(1,)) if r.fits]
+    rows = [r for r in compare_hardware(single, counts=(1,), calibration=calibration) if r.fits]
     current = find_gpu(p.gpu).id
     if rows:
         cheap = min(rows, key=lambda r: r.usd_per_million_tokens)
@@ -159,15 +176,15 @@ def _scale_edits(p: Plan) -> list[tuple[str, Plan, str]]:
             if row.gpu_id != current or p.n_gpus != 1:
                 edits.append((f"{label}: {row.gpu_name}", replace(single, gpu=row.gpu_id),
                               f"${row.usd_per_million_tokens:.2f} per M tokens"))
-    best = largest_batch_that_fits(p)
+    best = largest_batch_that_fits(p, calibration=calibration)
     if best > p.batch_size:
         edits.append((f"largest batch that fits: {p.batch_size} → {best}", replace(p, batch_size=best), ""))
     return edits
 
 
-def _fits(plan: Plan) -> bool:
+def _fits(plan: Plan, calibration: CalibrationProfile | None = None) -> bool:
     spec = resolve_model(plan.model)
-    return memory_estimate(plan, spec, find_gpu(plan.gpu), model_state(spec, plan)).fits
+    return memory_estimate(plan, spec, _card(plan.gpu, calibration), model_state(spec, plan)).fits
 
 
 def _ladder(p: Plan) -> list[tuple[str, Plan]]:
@@ -198,13 +215,13 @@ def _kind(name: str) -> str:
     return "method" if word in ("LoRA", "QLoRA") else word
 
 
-def _combined(p: Plan) -> tuple[str, Plan] | None:
+def _combined(p: Plan, calibration: CalibrationProfile | None = None) -> tuple[str, Plan] | None:
     """The first rung of the ladder at which the plan fits this card, as one combined edit."""
     names: list[str] = []
     for name, changed in _ladder(p):
         kind = _kind(name)
         names = [n for n in names if _kind(n) != kind] + [name]
-        if _fits(changed):
+        if _fits(changed, calibration):
             return (" + ".join(names), changed) if len(names) > 1 else None
     return None
 
@@ -222,24 +239,27 @@ def _rank(items: list[Advice], fits_now: bool) -> list[Advice]:
     return faster + cheaper
 
 
-def advise(plan: Plan, limit: int = 8) -> tuple[Advice, ...]:
-    """The few changes that help this plan most, each with its modelled effect, ranked."""
-    before = estimate(plan)
+def advise(plan: Plan, limit: int = 8, calibration: CalibrationProfile | None = None) -> tuple[Advice, ...]:
+    """The few changes that help this plan most, each with its modelled effect, ranked.
+
+    calibration: every estimate (and every card's fit) uses the probe's measured figures where
+    they apply, as core.estimate(plan, calibration) does."""
+    before = estimate(plan, calibration=calibration)
     items: list[Advice] = []
     for title, changed in _memory_edits(plan) + _batch_edits(plan):
-        advice = _advice(title, changed, before)
+        advice = _advice(title, changed, before, calibration=calibration)
         if advice is not None:
             items.append(advice)
-    combined = None if before.memory.fits else _combined(plan)
+    combined = None if before.memory.fits else _combined(plan, calibration)
     if combined is not None:
-        advice = _advice(*combined, before)
+        advice = _advice(*combined, before, calibration=calibration)
         if advice is not None:
             items.append(advice)
-    for title, changed, note in _scale_edits(plan):
-        advice = _advice(title, changed, before, note)
+    for title, changed, note in _scale_edits(plan, calibration):
+        advice = _advice(title, changed, before, note, calibration)
         if advice is not None:
             items.append(advice)
     for i, advice in enumerate(items):
         if advice.plan.method != plan.method and advice.plan.method in ("lora", "qlora"):
-            items[i] = replace(advice, reason=f"{advice.reason}; {_smallest_card(advice.plan)}")
+            items[i] = replace(advice, reason=f"{advice.reason}; {_smallest_card(advice.plan, calibration)}")
     return tuple(_rank(items, before.memory.fits)[:limit])

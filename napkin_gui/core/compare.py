@@ -8,6 +8,7 @@ row assumes data parallel (DDP) when the model fits each card, else FSDP FULL_SH
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from .errors import PlanError
 from .estimate import total_estimate
@@ -22,6 +23,9 @@ from .result import MemoryEstimate
 from .step_work import StepWork, step_work
 from .time_efficiency import time_efficiency
 from .time_model import card_rates, plan_traffic, priced_step
+
+if TYPE_CHECKING:
+    from .calibration import CalibrationProfile
 
 COUNTS = (1, 2, 4, 8)
 
@@ -162,9 +166,16 @@ def _mark(rows: list[HardwareRow]) -> tuple[HardwareRow, ...]:
 
 
 def compare_hardware(plan: Plan, counts: tuple[int, ...] = COUNTS,
-                     gpus: tuple[GpuSpec, ...] | None = None) -> tuple[HardwareRow, ...]:
-    """Every catalog card x every count in `counts`, in catalog order, best ones flagged."""
+                     gpus: tuple[GpuSpec, ...] | None = None,
+                     calibration: CalibrationProfile | None = None) -> tuple[HardwareRow, ...]:
+    """Every catalog card x every count in `counts`, in catalog order, best ones flagged.
+
+    calibration: each card the profile was measured on is priced with its measured figures
+    (core.calibration.apply_calibration), as core.estimate(plan, calibration) prices it."""
     plan = check_combination(plan)  # PlanError here, so that every variant below has a fallback
+    if calibration is not None:
+        from .calibration import apply_calibration
+        gpus = tuple(apply_calibration(g, calibration) for g in (gpus if gpus is not None else gpu_catalog()))
     spec = resolve_model(plan.model)
     state = model_state(spec, plan)
     variants = _Variants(plan, spec, state)

@@ -283,16 +283,16 @@ class PlanController(QObject):
         """core.compare.compare_hardware rows for plan, memoised; () when it is unavailable.
 
         compare_hardware replaces the plan's gpu and n_gpus in every row, so plans that
-        differ only there share one entry.
+        differ only there share one entry. Rows use the calibration, as the bars do.
         """
-        key = dataclasses.replace(plan, gpu="", n_gpus=1)
+        key = (dataclasses.replace(plan, gpu="", n_gpus=1), self.calibration)
         if key not in self._hardware_cache:
             try:
                 from ..core.compare import compare_hardware
             except ImportError:
                 return ()
             try:
-                rows = tuple(compare_hardware(plan, counts=self.hardware_counts))
+                rows = tuple(compare_hardware(plan, counts=self.hardware_counts, calibration=self.calibration))
             except PlanError:
                 rows = ()
             self._remember(self._hardware_cache, key, rows)
@@ -302,14 +302,14 @@ class PlanController(QObject):
         plan = self._plan
         key = (plan, self.calibration)
         if key not in self._advice_cache:
-            if not here and self._submit("advice", key, plan):
+            if not here and self._submit("advice", key, plan, self.calibration):
                 return
             try:
                 from ..core.advise import advise
             except ImportError:
                 return
             try:
-                items = tuple(advise(plan))
+                items = tuple(advise(plan, calibration=self.calibration))
             except PlanError:
                 items = ()
             self._remember(self._advice_cache, key, items)

@@ -16,7 +16,7 @@ def run_job(kind: str, plan: Any, calibration: Any, estimates: Any) -> Any:
         return plan_sweeps(plan, estimates.get_point)
     if kind == "advice":
         from ..core.advise import advise
-        return tuple(advise(plan))
+        return tuple(advise(plan, calibration=calibration))
     raise ValueError(f"unknown job kind {kind!r}")
 
 
