@@ -11,8 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .core.errors import PlanError
-
-GIB = 2**30
+from .units import count, gib, hours, params, seconds, usd
 
 
 class _Parser(argparse.ArgumentParser):
@@ -20,10 +19,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse hook
         raise PlanError(f"{self.prog}: {message}")
-
-
-def _fmt_gib(nbytes: int) -> str:
-    return f"{nbytes / GIB:.2f} GiB"
 
 
 def _algorithm_label(p) -> str:
@@ -42,26 +37,26 @@ def format_estimate(est) -> str:
         f"{est.model.name} · {p.method} · {p.precision}{_algorithm_label(p)} · bs {p.batch_size} × {p.seq_len}"
         f"{' · ckpt' if p.grad_ckpt else ''} · {p.optimizer} · {est.gpu.name} × {p.n_gpus}"
         f"{_stack_text(p)}",
-        f"params {est.total_params / 1e9:.3f} B, trainable {est.trainable_params / 1e6:,.1f} M",
+        f"params {params(est.total_params)}, trainable {params(est.trainable_params)}",
         "",
         "memory at the peak (per GPU)",
     ]
     for comp in mem.components:
-        lines.append(f"  {comp.name:<18}{_fmt_gib(comp.bytes):>12}   {comp.formula}")
-    verdict = "fits" if mem.fits else f"DOES NOT FIT (over by {_fmt_gib(-mem.headroom_bytes)})"
+        lines.append(f"  {comp.name:<18}{gib(comp.bytes):>12}   {comp.formula}")
+    verdict = "fits" if mem.fits else f"DOES NOT FIT (over by {gib(-mem.headroom_bytes)})"
     lines += [
-        f"  {'peak allocated':<18}{_fmt_gib(mem.peak_allocated_bytes):>12}   peak at: {mem.peak_phase}",
-        f"  {'peak reserved':<18}{_fmt_gib(mem.peak_reserved_bytes):>12}",
-        f"  {'device used':<18}{_fmt_gib(mem.device_used_bytes):>12}   of {_fmt_gib(mem.capacity_bytes)}: {verdict}",
+        f"  {'peak allocated':<18}{gib(mem.peak_allocated_bytes):>12}   peak at: {mem.peak_phase}",
+        f"  {'peak reserved':<18}{gib(mem.peak_reserved_bytes):>12}",
+        f"  {'device used':<18}{gib(mem.device_used_bytes):>12}   of {gib(mem.capacity_bytes)}: {verdict}",
     ]
     if mem.host_bytes:
-        lines.append(f"  {'host RAM':<18}{_fmt_gib(mem.host_bytes):>12}   offloaded state")
+        lines.append(f"  {'host RAM':<18}{gib(mem.host_bytes):>12}   offloaded state")
     if mem.managed_bytes:
-        lines.append(f"  {'managed':<18}{_fmt_gib(mem.managed_bytes):>12}   paged optimizer states")
-    lines += ["", f"time  {t.step_seconds * 1000:.1f} ms per micro-batch, {t.optimizer_step_seconds:.3f} s per "
-                  f"optimizer step, {t.tokens_per_second:,.0f} tokens/s per GPU, {t.bound}-bound"]
+        lines.append(f"  {'managed':<18}{gib(mem.managed_bytes):>12}   paged optimizer states")
+    lines += ["", f"time  {seconds(t.step_seconds)} per micro-batch, {seconds(t.optimizer_step_seconds)} per "
+                  f"optimizer step, {count(t.tokens_per_second)} tokens/s per GPU, {t.bound}-bound"]
     if est.total is not None:
-        lines.append(f"total {est.total.hours:,.2f} h, ${est.total.cost_usd:,.2f} for {est.total.tokens:,.0f} tokens")
+        lines.append(f"total {hours(est.total.hours)}, {usd(est.total.cost_usd)} for {count(est.total.tokens)} tokens")
     if est.calibration:
         lines.append(f"calibrated: {est.calibration}")
     lines += [f"warning: {w}" for w in est.warnings]

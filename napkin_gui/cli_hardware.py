@@ -6,33 +6,24 @@ import dataclasses
 import json
 
 from .core.plan import load_plan, plan_to_dict
-
-GIB = 2**30
-
-
-def _hours(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.1f}"
-
-
-def _usd(value: float | None) -> str:
-    return "—" if value is None else f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
+from .units import count, hours, seconds, to_gib, usd
 
 
 def format_compare(rows, plan) -> str:
     """The comparison as a text table; rows that fit first, the cheapest / fastest marked."""
-    head = (f"{'GPU':<34}{'n':>2} {'sharding':<8} {'fits':<4} {'used/GPU':>9} {'of':>7} "
-            f"{'step s':>7} {'tokens/s':>10} {'$/M tok':>8} {'hours':>8} {'cost':>9} {'$/h':>7}  bound")
+    head = (f"{'GPU':<34}{'n':>2} {'sharding':<8} {'fits':<4} {'GiB used':>9} {'of GiB':>7} "
+            f"{'step':>8} {'tokens/s':>10} {'$/M tok':>8} {'time':>9} {'cost':>9} {'$/h':>7}  bound")
     lines = [head, "-" * len(head)]
     for r in rows:
         mark = " ".join(m for m, on in (("<- cheapest", r.cheapest), ("<- fastest", r.fastest)) if on)
         lines.append(
             f"{r.gpu_name[:34]:<34}{r.n_gpus:>2} {r.sharding:<8} {'yes' if r.fits else 'no':<4} "
-            f"{r.device_used_bytes / GIB:>8.1f}G {r.capacity_bytes / GIB:>6.0f}G "
-            f"{r.step_seconds:>7.3f} {r.tokens_per_second:>10,.0f} {r.usd_per_million_tokens:>8.2f} "
-            f"{_hours(r.hours):>8} {_usd(r.cost_usd):>9} {r.price_usd_per_hour_total:>7.2f}  {r.bound} {mark}".rstrip())
+            f"{to_gib(r.device_used_bytes):>9.1f} {to_gib(r.capacity_bytes):>7.1f} "
+            f"{seconds(r.step_seconds):>8} {count(r.tokens_per_second):>10} {usd(r.usd_per_million_tokens):>8} "
+            f"{hours(r.hours):>9} {usd(r.cost_usd):>9} {usd(r.price_usd_per_hour_total):>7}  {r.bound} {mark}".rstrip())
     fitting = sum(r.fits for r in rows)
     lines.append(f"{fitting} of {len(rows)} (card, count) fit · "
-                 + ("hours and cost for " + f"{plan.dataset_tokens * plan.epochs:,.0f} tokens"
+                 + ("time and cost for " + f"{count(plan.dataset_tokens * plan.epochs)} tokens"
                     if plan.dataset_tokens > 0 else "set dataset_tokens for hours and cost"))
     return "\n".join(lines)
 

@@ -59,7 +59,7 @@ def test_labels_are_a_pixmap_of_their_strip_and_grid_lines_cross_the_plot(qtbot)
     from PySide6.QtCore import QPointF
     from PySide6.QtGui import QColor
 
-    from napkin_gui.ui import palette
+    from napkin_gui import palette
     widget, axis, _ = _plot(qtbot)
     image = _show(widget, (0.0, 100.0))
     origin, labels = axis._labels

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from ..units import gib_delta, percent, usd
 from .compare import compare_hardware
 from .errors import PlanError
 from .estimate import estimate
@@ -22,7 +23,6 @@ from .result import Estimate
 if TYPE_CHECKING:
     from .calibration import CalibrationProfile
 
-GIB = 2**30
 MAX_BATCH = 4096
 SHARD_COUNTS = (2, 4, 8)
 METHOD_ORDER = ("full", "lora", "qlora")
@@ -82,14 +82,6 @@ def _usd_per_token(est: Estimate) -> float:
     return est.gpu.price_usd_per_hour * est.plan.n_gpus / 3600 * _seconds_per_token(est)
 
 
-def _pct(fraction: float) -> str:
-    return f"{fraction * 100:+.0f} %"
-
-
-def _gib(nbytes: int) -> str:
-    return f"{nbytes / GIB:+.1f} GiB"
-
-
 def _smallest_card(plan: Plan, calibration: CalibrationProfile | None = None) -> str:
     """'fits on a 24 GB card (NVIDIA GeForce RTX 4090)': the smallest catalog card it fits on."""
     spec = resolve_model(plan.model)
@@ -111,10 +103,10 @@ def _advice(title: str, plan: Plan, before: Estimate, note: str = "",
     mem = after.memory.device_used_bytes - before.memory.device_used_bytes
     time = _seconds_per_token(after) / _seconds_per_token(before) - 1
     cost = _usd_per_token(after) / _usd_per_token(before) - 1
-    speed = f"{_pct(1 / (1 + time) - 1)} tokens/s" if time < -0.005 else f"{_pct(time)} time"
-    words = f"{title}: {_gib(mem)}, {speed}"
+    speed = f"{percent(1 / (1 + time) - 1, signed=True)} tokens/s" if time < -0.005 else f"{percent(time, signed=True)} time"
+    words = f"{title}: {gib_delta(mem)}, {speed}"
     if abs(cost - time) > 0.01:
-        words += f", {_pct(cost)} cost"
+        words += f", {percent(cost, signed=True)} cost"
     if after.memory.fits and not before.memory.fits:
         words += ", fits"
     if note:
@@ -175,7 +167,7 @@ def _scale_edits(p: Plan, calibration: CalibrationProfile | None = None) -> list
         for label, row in (("cheapest card that fits", cheap), ("fastest card that fits", fast)):
             if row.gpu_id != current or p.n_gpus != 1:
                 edits.append((f"{label}: {row.gpu_name}", replace(single, gpu=row.gpu_id),
-                              f"${row.usd_per_million_tokens:.2f} per M tokens"))
+                              f"{usd(row.usd_per_million_tokens)} per M tokens"))
     best = largest_batch_that_fits(p, calibration=calibration)
     if best > p.batch_size:
         edits.append((f"largest batch that fits: {p.batch_size} → {best}", replace(p, batch_size=best), ""))

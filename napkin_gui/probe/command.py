@@ -17,8 +17,7 @@ from typing import Any
 
 from ..core import calibration as cal
 from ..core.errors import PlanError
-
-GIB = 2**30
+from ..units import gib, seconds
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,10 +150,6 @@ def _list(as_json: bool) -> int:
     return 0
 
 
-def _gib(n: int | None) -> str:
-    return "—" if n is None else f"{n / GIB:.2f} GiB"
-
-
 def format_result(result: Any, saved: str | None = None, est: Any = None) -> str:
     """Human summary of a ProbeResult (and the estimate of the trialled plan, if any)."""
     lines = [f"NVML: {result.nvml.status}"]
@@ -164,7 +159,7 @@ def format_result(result: Any, saved: str | None = None, est: Any = None) -> str
                   f"PCIe gen{g.pcie_gen} x{g.pcie_width}" if g.pcie_gen else "",
                   f"NVLink {g.nvlink_active_links} links" if g.nvlink_active_links else "",
                   f"SM {g.sm_clock_mhz} MHz" if g.sm_clock_mhz else ""]
-        lines.append(f"  GPU {g.index}  {g.name}  {_gib(g.used_bytes)} used of {_gib(g.total_bytes)}"
+        lines.append(f"  GPU {g.index}  {g.name}  {gib(g.used_bytes)} used of {gib(g.total_bytes)}"
                      + "".join(f" · {e}" for e in extras if e))
     b = result.benchmarks
     if b is not None:
@@ -180,7 +175,7 @@ def format_result(result: Any, saved: str | None = None, est: Any = None) -> str
             parts.append(f"kernel launch {b.kernel_launch_us:.1f} µs")
         lines.append("  " + " · ".join(parts))
         if b.is_cuda:
-            lines.append(f"  CUDA context {_gib(b.cuda_context_bytes)} · cuBLAS workspaces {_gib(b.cublas_workspace_bytes)}")
+            lines.append(f"  CUDA context {gib(b.cuda_context_bytes)} · cuBLAS workspaces {gib(b.cublas_workspace_bytes)}")
         lines += [f"  note: {n}" for n in b.notes]
     if result.trial is not None:
         lines.append(result.trial.status)
@@ -201,11 +196,11 @@ def _trial_lines(r: Any, est: Any) -> list[str]:
                  ("peak reserved", r.peak_reserved_bytes, m and m.peak_reserved_bytes),
                  ("device used", r.device_used_bytes, m and m.device_used_bytes)]
         for label, measured, estimated in pairs:
-            tail = f"estimated {_gib(estimated)} · " if estimated else ""
-            lines.append(f"  {label:<15}{tail}measured {_gib(measured)}")
+            tail = f"estimated {gib(estimated)} · " if estimated else ""
+            lines.append(f"  {label:<15}{tail}measured {gib(measured)}")
     if r.step_seconds is not None:
-        tail = f"estimated {est.time.step_seconds:.3f} s · " if est is not None else ""
-        lines.append(f"  {'step time':<15}{tail}measured {r.step_seconds:.3f} s per micro-batch")
+        tail = f"estimated {seconds(est.time.step_seconds)} · " if est is not None else ""
+        lines.append(f"  {'step time':<15}{tail}measured {seconds(r.step_seconds)} per micro-batch")
     lines += [f"  note: {n}" for n in r.notes]
     return lines
 

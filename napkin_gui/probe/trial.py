@@ -24,13 +24,13 @@ from typing import Any, Callable, Iterator
 from ..core.calibration import TrialPoint, TrialRecord
 from ..core.errors import PlanError
 from ..core.plan import Plan, plan_to_dict
+from ..units import GIB, gib, seconds
 from .extrapolate import extrapolate_int, extrapolate_seconds, extrapolate_timeline, trial_depths
 from .trial_model import (TrialUnsupported, build_model, check_supported, config_from_model_spec,
                           decoder_layers, full_layer_count, make_optimizer, param_counts)
 
 Progress = Callable[[float, str], None]
 StopCheck = Callable[[], bool]
-GIB = 2**30
 MEASURED_STEPS = 2  # after one warm-up step, before the timeline step
 
 
@@ -366,9 +366,9 @@ def _summary(r: TrialRecord) -> str:
     depth = "x".join(str(k) for k in r.layers_run)
     where = f"{depth} of {r.full_layers} layers on {r.device}"
     if r.peak_allocated_bytes is None:
-        return f"trial ran ({where}): {r.step_seconds or 0:.3f} s/step, memory not measured"
-    return (f"trial ran ({where}): peak allocated {r.peak_allocated_bytes / GIB:.1f} GiB, "
-            f"reserved {(r.peak_reserved_bytes or 0) / GIB:.1f} GiB, {r.step_seconds or 0:.3f} s/step")
+        return f"trial ran ({where}): {seconds(r.step_seconds)} per step, memory not measured"
+    return (f"trial ran ({where}): peak allocated {gib(r.peak_allocated_bytes, 1)}, "
+            f"reserved {gib(r.peak_reserved_bytes, 1)}, {seconds(r.step_seconds)} per step")
 
 
 def _context_bytes(torch: Any, dev: Any, nvml_used: Any) -> int | None:

@@ -10,36 +10,24 @@ from collections.abc import Sequence
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen
 
+from .. import palette
 from ..core.result import ALLOCATED_COMPONENTS, MemoryEstimate
+from ..units import GIB, gib
 from .sweep import SweepPoint
-from .text import GIB, component_label
+from .text import component_label
 
 SCALE = 3  # device pixels per layout pixel
 
 
-
-def _component_colors() -> dict[str, str]:
-    """The app's colour table (ui/palette.py is a plain dict module, no widgets), so the PDF
-    matches the screen; Tableau 10 defaults while that module is not there."""
-    try:
-        from ..ui.palette import COMPONENT_COLORS as colors
-        return dict(colors)
-    except ImportError:
-        return {"weights": "#4e79a7", "adapters": "#f28e2b", "gradients": "#59a14f",
-                "optimizer_states": "#b07aa1", "activations": "#edc948", "logits_loss": "#76b7b2",
-                "temporaries": "#9c755f", "allocator_slack": "#bab0ac", "cuda_context": "#79706e"}
-
-
-COMPONENT_COLORS = _component_colors()
-
-
 def _color(name: str) -> QColor:
-    return QColor(COMPONENT_COLORS.get(name, "#999999"))
-CAPACITY_COLOR = "#c62828"
-INK = "#222222"
-STEP_COLOR = "#4e79a7"    # step seconds curve
-TOKENS_COLOR = "#f28e2b"  # tokens/s curve
-GRID = "#dddddd"
+    return QColor(palette.COMPONENT_COLORS.get(name, palette.AXIS))
+
+
+CAPACITY_COLOR = palette.CAPACITY
+INK = palette.FOREGROUND
+STEP_COLOR = palette.CURVE           # step seconds curve
+TOKENS_COLOR = palette.TOKENS_CURVE  # tokens/s curve
+GRID = palette.GRID
 
 
 def _new_image(width: int, height: int) -> tuple[QImage, QPainter]:
@@ -127,11 +115,11 @@ def memory_bar_image(mem: MemoryEstimate, width: int = 640) -> QImage:
     p.setPen(_pen(CAPACITY_COLOR))
     align = Qt.AlignmentFlag.AlignRight if cap_x > width * 0.6 else Qt.AlignmentFlag.AlignLeft
     _text(p, cap_x + (-4 if align == Qt.AlignmentFlag.AlignRight else 4), top - 10,
-          f"capacity {mem.capacity_bytes / GIB:.1f} GiB", align, 220)
+          f"capacity {gib(mem.capacity_bytes, 1)}", align, 220)
     p.setPen(_pen(INK))
-    _text(p, left, 10, f"GiB per GPU: device used {mem.device_used_bytes / GIB:.2f} "
-          f"of {mem.capacity_bytes / GIB:.2f}", Qt.AlignmentFlag.AlignLeft, 400)
-    values = {name: f"{nbytes / GIB:.2f}" for name, nbytes in parts}
+    _text(p, left, 10, f"per GPU: device used {gib(mem.device_used_bytes)} "
+          f"of {gib(mem.capacity_bytes)}", Qt.AlignmentFlag.AlignLeft, 400)
+    values = {name: gib(nbytes) for name, nbytes in parts}
     _legend(p, [n for n, _ in parts], left, top + bar_h + 36, right - left, values)
     p.end()
     return image
@@ -204,7 +192,7 @@ def timeline_image(mem: MemoryEstimate, width: int = 640, height: int = 260) -> 
     if pts:
         ip = max(range(len(pts)), key=lambda i: pts[i].allocated_bytes)
         px, py = left + (ip + 0.5) * sx, bottom - pts[ip].allocated_bytes / GIB * sy
-        _labelled_point(p, px, py, f"peak {pts[ip].allocated_bytes / GIB:.2f} GiB at {pts[ip].phase}",
+        _labelled_point(p, px, py, f"peak {gib(pts[ip].allocated_bytes)} at {pts[ip].phase}",
                         px > width * 0.6)
     p.setPen(_pen(INK))
     p.drawLine(QPointF(left, bottom), QPointF(right, bottom))

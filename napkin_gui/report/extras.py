@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..core.errors import PlanError
 from ..core.plan import Plan
-from .text import gib, seconds_text
+from ..units import count, gib, hours, seconds, usd
 
 TOP_ROWS = 4  # cheapest fitting rows, then this many fastest (duplicates dropped)
 HARDWARE_HEADER = ("GPU", "count", "sharding", "used / GPU", "step", "tokens/s", "$ / M tokens",
@@ -41,10 +41,8 @@ def hardware_table(plan: Plan) -> tuple[tuple[str, ...], tuple[tuple[str, ...], 
 def _hardware_row(row) -> tuple[str, ...]:
     tag = " / ".join(t for t, on in (("cheapest", row.cheapest), ("fastest", row.fastest)) if on)
     return (row.gpu_name, str(row.n_gpus), row.sharding, gib(row.device_used_bytes),
-            seconds_text(row.step_seconds), f"{row.tokens_per_second:,.0f}",
-            f"${row.usd_per_million_tokens:,.2f}",
-            "–" if row.hours is None else f"{row.hours:,.1f}",
-            "–" if row.cost_usd is None else f"${row.cost_usd:,.2f}", tag)
+            seconds(row.step_seconds), count(row.tokens_per_second), usd(row.usd_per_million_tokens),
+            hours(row.hours), usd(row.cost_usd), tag)
 
 
 def advice_lines(plan: Plan) -> tuple[str, ...]:

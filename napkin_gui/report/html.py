@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..units import params, usd_per_hour
 from .data import ReportData
 from .text import (esc, component_rows, plan_rows, term_rows, time_rows, title_text, total_text,
                    verdict_text)
@@ -65,16 +66,12 @@ def _figure(title: str, name: str) -> str:
             f'{esc(title)}</span><br/><img src="{name}" width="{IMAGE_WIDTH}"></p>')
 
 
-def _params(n: int) -> str:
-    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:,.1f} M"
-
-
 def report_html(data: ReportData) -> str:
     """The whole report as one HTML string; images are referenced by the names above."""
     est = data.estimate
     plan = est.plan
     sub = (f"{esc(plan.precision)} · {esc(plan.optimizer)} · batch {plan.batch_size} × {plan.seq_len} tokens"
-           f" · {_params(est.total_params)} params, {_params(est.trainable_params)} trainable"
+           f" · {params(est.total_params)} params, {params(est.trainable_params)} trainable"
            f" · report of {esc(data.created)}")
     parts = [f"<html><head><style>{STYLE}</style></head><body>",
              f"<h1>{esc(title_text(est))}</h1>",
@@ -107,6 +104,6 @@ def report_html(data: ReportData) -> str:
     if est.warnings:
         parts += ["<h2>Warnings</h2>", "<ul>" + "".join(f"<li>{esc(w)}</li>" for w in est.warnings) + "</ul>"]
     parts.append(f'<p class="sub">napkin estimate for {esc(est.gpu.name)} '
-                 f"(${est.gpu.price_usd_per_hour:.2f}/h{', ' + esc(est.gpu.price_source) if est.gpu.price_source else ''}).</p>")
+                 f"({usd_per_hour(est.gpu.price_usd_per_hour)}{', ' + esc(est.gpu.price_source) if est.gpu.price_source else ''}).</p>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -5,13 +5,7 @@ import html
 
 from ..core.plan import Plan, plan_to_dict
 from ..core.result import COMPONENT_LABELS, Estimate, MemoryEstimate, TimeEstimate
-
-GIB = 2**30
-
-
-def gib(nbytes: float) -> str:
-    """Bytes as GiB with two decimals, the way the CLI prints them."""
-    return f"{nbytes / GIB:.2f} GiB"
+from ..units import count, gib, hours, plural, seconds, usd, usd_per_hour
 
 
 def esc(text: object) -> str:
@@ -69,21 +63,13 @@ def component_rows(mem: MemoryEstimate) -> tuple[tuple[str, str, str], ...]:
     return tuple(rows)
 
 
-def seconds_text(seconds: float) -> str:
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.0f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.3f} s"
-
-
 def time_rows(time: TimeEstimate, grad_accum: int) -> tuple[tuple[str, str], ...]:
     rows = [
-        ("step (one micro-batch)", seconds_text(time.step_seconds)),
+        ("step (one micro-batch)", seconds(time.step_seconds)),
         (f"optimizer step ({grad_accum} micro-batch{'es' if grad_accum > 1 else ''} + update)",
-         seconds_text(time.optimizer_step_seconds)),
-        ("tokens/s per GPU", f"{time.tokens_per_second:,.0f}"),
-        ("tokens/s all GPUs", f"{time.tokens_per_second_total:,.0f}"),
+         seconds(time.optimizer_step_seconds)),
+        ("tokens/s per GPU", count(time.tokens_per_second)),
+        ("tokens/s all GPUs", count(time.tokens_per_second_total)),
         ("bound", time.bound),
     ]
     if time.mfu:
@@ -92,13 +78,13 @@ def time_rows(time: TimeEstimate, grad_accum: int) -> tuple[tuple[str, str], ...
 
 
 def term_rows(time: TimeEstimate) -> tuple[tuple[str, str, str], ...]:
-    return tuple((t.name, seconds_text(t.seconds), t.formula) for t in time.terms)
+    return tuple((t.name, seconds(t.seconds), t.formula) for t in time.terms)
 
 
 def total_text(est: Estimate) -> str | None:
     if est.total is None:
         return None
     t = est.total
-    return (f"{t.tokens:,.0f} tokens ({est.plan.epochs:g} epoch{'s' if est.plan.epochs != 1 else ''}): "
-            f"{t.hours:,.2f} h on {est.plan.n_gpus} × {est.gpu.name}, "
-            f"${t.cost_usd:,.2f} at ${est.gpu.price_usd_per_hour:.2f}/GPU-hour")
+    return (f"{count(t.tokens)} tokens ({plural(est.plan.epochs, 'epoch')}): "
+            f"{hours(t.hours)} on {est.plan.n_gpus} × {est.gpu.name}, "
+            f"{usd(t.cost_usd)} at {usd_per_hour(est.gpu.price_usd_per_hour)} per GPU")

@@ -8,9 +8,8 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
 from ..core.plan import PLAN_FIELDS
-from . import palette
-
-GIB = 2**30
+from .. import palette
+from ..units import gib_delta, percent
 
 
 def advice_text(advice: Any) -> str:
@@ -23,7 +22,8 @@ def advice_tooltip(advice: Any, current: Any) -> str:
     changes = [f"{f}: {getattr(current, f)} → {getattr(advice.plan, f)}" for f in PLAN_FIELDS
                if current is not None and getattr(current, f) != getattr(advice.plan, f)]
     head = "Click to apply" + (":\n" + "\n".join(changes) if changes else "")
-    return head + f"\n{advice.memory_delta_bytes / GIB:+.2f} GiB per GPU, {advice.time_delta_fraction:+.0%} time per token"
+    return head + (f"\n{gib_delta(advice.memory_delta_bytes, 2)} per GPU (device used), "
+                   f"{percent(advice.time_delta_fraction, signed=True)} time per token")
 
 
 class AdvicePanel(QWidget):

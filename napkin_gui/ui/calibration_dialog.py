@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (QDialog, QDialogButtonBox, QFileDialog, QHBoxLayo
 
 from ..core import calibration as cal
 from ..core.errors import PlanError
-from . import palette
+from .. import palette
 
 
 def profile_line(profile: Any) -> str:

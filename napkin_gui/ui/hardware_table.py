@@ -21,10 +21,10 @@ from PySide6.QtCore import QModelIndex, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QItemDelegate, QLabel, QTableView, QVBoxLayout, QWidget
 
-from . import palette
+from .. import palette
+from ..units import MISSING, count, gib, hours, seconds, usd
 from .plot_style import fixed_label
 
-GIB = 2**30
 # (header, HardwareRow attribute or a function of the row, tooltip)
 COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("GPU", lambda r: r.gpu_name.removeprefix("NVIDIA "), "The card, from the catalog; double-click a row to use it."),
@@ -55,19 +55,19 @@ def cell_value(row: Any, column: int) -> Any:
 
 def _text(header: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
+        return MISSING
     if header in ("memory", "used / GPU"):
-        return f"{value / GIB:.1f} GiB"
+        return gib(value, 1)
     if header == "fits":
         return "fits" if value else "OOM"
     if header == "step":
-        return f"{value * 1000:,.0f} ms" if value < 10 else f"{value:,.1f} s"
+        return seconds(value)
     if header == "tokens/s":
-        return f"{value:,.0f}"
+        return count(value)
     if header == "hours":
-        return f"{value:,.1f} h"
+        return hours(value)
     if header in ("cost", "$/h", "$ / M tokens"):
-        return f"${value:,.2f}" if value < 100 else f"${value:,.0f}"
+        return usd(value)
     return str(value)
 
 

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QComboBox, QFileDialog, QLineEd
 
 from ..core.errors import PlanError
 from ..core.plan import PLAN_SUFFIX, Plan, load_plan, plan_from_dict, plan_to_dict, save_plan
-from . import palette
+from .. import palette
 from .advice_panel import AdvicePanel
 from .controller import PlanController
 from .hardware_table import HardwareTable

@@ -14,16 +14,12 @@ from PySide6.QtGui import QColor, QCursor
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QToolTip, QVBoxLayout, QWidget
 
 from ..core.result import COMPONENT_LABELS, COMPONENTS, Estimate
-from . import palette
+from .. import palette
+from ..units import count, gib, hours, plural, seconds, to_gib, usd
 from .plot_style import QuietHost, fixed_label, nice_ceiling, quiet, recalling_axes, set_view_if_changed, style_plot
 
-GIB = 2**30
 ROW_NOW, ROW_PINNED = 1.0, 0.0
 BAR_HEIGHT = 0.6
-
-
-def gib(nbytes: float) -> float:
-    return nbytes / GIB
 
 
 def describe_plan(est: Estimate) -> str:
@@ -34,24 +30,24 @@ def describe_plan(est: Estimate) -> str:
 
 def verdict_text(est: Estimate) -> str:
     mem = est.memory
-    used, cap = gib(mem.device_used_bytes), gib(mem.capacity_bytes)
+    used, cap = to_gib(mem.device_used_bytes), gib(mem.capacity_bytes, 1)
     if mem.fits:
-        return f"✓ fits — {gib(mem.headroom_bytes):.1f} GiB free ({used:.1f} of {cap:.1f} GiB per GPU)"
-    return f"✗ OUT OF MEMORY — over by {gib(-mem.headroom_bytes):.1f} GiB ({used:.1f} of {cap:.1f} GiB per GPU)"
+        return f"✓ fits — {gib(mem.headroom_bytes, 1)} free ({used:.1f} of {cap} per GPU)"
+    return f"✗ OUT OF MEMORY — over by {gib(-mem.headroom_bytes, 1)} ({used:.1f} of {cap} per GPU)"
 
 
 def summary_text(est: Estimate) -> str:
     """Peak figures, time and cost in one line."""
     mem, t = est.memory, est.time
-    parts = [f"peak allocated {gib(mem.peak_allocated_bytes):.2f} GiB at {mem.peak_phase}",
-             f"reserved {gib(mem.peak_reserved_bytes):.2f} GiB",
-             f"step {t.step_seconds * 1000:,.0f} ms",
-             f"{t.tokens_per_second:,.0f} tok/s per GPU",
+    parts = [f"peak allocated {gib(mem.peak_allocated_bytes)} at {mem.peak_phase}",
+             f"reserved {gib(mem.peak_reserved_bytes)}",
+             f"step {seconds(t.step_seconds)}",
+             f"{count(t.tokens_per_second)} tokens/s per GPU",
              f"{t.bound}-bound"]
     if est.total is not None:
-        parts.append(f"total {est.total.hours:,.1f} h · ${est.total.cost_usd:,.0f}")
+        parts.append(f"total {hours(est.total.hours)} · {usd(est.total.cost_usd)}")
     if mem.host_bytes:
-        parts.append(f"host RAM {gib(mem.host_bytes):.1f} GiB")
+        parts.append(f"host RAM {gib(mem.host_bytes, 1)}")
     if est.calibration:
         parts.append(f"calibrated: {est.calibration}")
     return "  ·  ".join(parts)
@@ -155,12 +151,12 @@ class MemoryBarView(QWidget):
         est = self.estimate
         if est is None:
             return
-        widths = [gib(c.bytes) for c in est.memory.components]
-        pinned = [gib(c.bytes) for c in self.pinned.memory.components] if self.pinned else [0.0] * len(widths)
+        widths = [to_gib(c.bytes) for c in est.memory.components]
+        pinned = [to_gib(c.bytes) for c in self.pinned.memory.components] if self.pinned else [0.0] * len(widths)
         x0 = np.concatenate([np.cumsum([0.0] + widths[:-1]), np.cumsum([0.0] + pinned[:-1])])
         self.bars.setOpts(x0=x0, width=np.array(widths + pinned))
-        cap = gib(est.memory.capacity_bytes)
-        used = gib(est.memory.device_used_bytes)
+        cap = to_gib(est.memory.capacity_bytes)
+        used = to_gib(est.memory.device_used_bytes)
         pinned_used = sum(pinned)
         longest = max(used, pinned_used)
         # past the capacity the range snaps to nice steps, so most edits keep the axis as it is
@@ -183,7 +179,7 @@ class MemoryBarView(QWidget):
 
     def _label_row(self, row: float, est: Estimate, used: float) -> None:
         mark = "✓" if est.memory.fits else "✗ OOM"
-        prefix = f"each of {est.plan.n_gpus} GPUs: " if est.plan.n_gpus > 1 else ""
+        prefix = f"each of {plural(est.plan.n_gpus, 'GPU')}: " if est.plan.n_gpus > 1 else ""
         text = f" {prefix}{used:.1f} GiB {mark}"
         if row == ROW_PINNED:
             text += f"  ({describe_plan(est)})"
@@ -208,7 +204,7 @@ class MemoryBarView(QWidget):
             return ""
         est, comp = found
         share = comp.bytes / max(est.memory.device_used_bytes, 1)
-        return (f"<table width=460><tr><td><b>{COMPONENT_LABELS[comp.name]}</b>: {gib(comp.bytes):.3f} GiB "
+        return (f"<table width=460><tr><td><b>{COMPONENT_LABELS[comp.name]}</b>: {gib(comp.bytes, 3)} "
                 f"({comp.bytes:,} bytes, {share:.0%} of used)<br>{comp.formula}</td></tr></table>")
 
     def _on_scene_mouse_moved(self, pos: QPointF) -> None:

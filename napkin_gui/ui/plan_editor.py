@@ -34,13 +34,12 @@ from ..core.gpu_catalog import gpu_catalog, lookup_gpu
 from ..core.model_source import list_presets
 from ..core.plan import (ATTENTIONS, METHODS, OFFLOADS, OPTIMIZERS, PLAN_FIELDS, PRECISIONS, SHARDINGS,
                          Plan, check_combination, parse_lora_targets)
-from . import palette
+from .. import palette
+from ..units import gib, params, usd_per_hour
 from .controller import PlanController
 from .help_text import CHOICE_TIPS, FIELD_TIPS
 from .plot_style import fixed_label
 from .widgets import SearchCombo, SpinSlider
-
-GIB = 2**30
 
 
 # ------------------------------------------------------------------ the binding table
@@ -319,8 +318,8 @@ class PlanEditor(QWidget):
         self.error_label.setVisible(bool(message))
 
     def _on_controller_estimate_changed(self, est: Any) -> None:
-        self.model_info.setText(f"{est.total_params / 1e9:.2f} B params · {est.model.num_layers} layers · "
-                                f"trainable {est.trainable_params / 1e6:,.1f} M")
+        self.model_info.setText(f"{params(est.total_params)} params · {est.model.num_layers} layers · "
+                                f"trainable {params(est.trainable_params)}")
 
     def _show_plan(self, plan: Plan) -> None:
         """Write the fields that changed since the last shown plan into their widgets, silently
@@ -375,7 +374,7 @@ def model_items() -> list[tuple[str, str]]:
 
 def gpu_items() -> list[tuple[str, str]]:
     """(label with memory and price, catalog id) of every catalog GPU."""
-    return [(f"{g.name}  ·  {g.memory_bytes / GIB:.0f} GiB  ·  ${g.price_usd_per_hour:.2f}/h", g.id)
+    return [(f"{g.name}  ·  {gib(g.memory_bytes, 0)}  ·  {usd_per_hour(g.price_usd_per_hour)}", g.id)
             for g in gpu_catalog()]
 
 

@@ -14,7 +14,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QPainter, QPen, QPicture, QPixmap
 from PySide6.QtWidgets import QGraphicsItem, QLabel, QSizePolicy, QWidget
 
-from . import palette
+from .. import palette
 
 
 class RecallingAxis(pg.AxisItem):

@@ -12,9 +12,9 @@ from PySide6.QtCore import QPointF, QSize, Signal
 from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
 
-from . import palette
+from .. import palette
+from ..units import gib, seconds, to_gib
 
-GIB = 2**30
 
 
 class Sparkline(QWidget):
@@ -75,7 +75,7 @@ class NvmlStrip(QWidget):
             if not visible:
                 continue
             gpu = gpus[i]
-            label.setText(f"GPU{gpu.index} {gpu.name}: {gpu.used_bytes / GIB:.1f}/{gpu.total_bytes / GIB:.0f} GiB")
+            label.setText(f"GPU{gpu.index} {gpu.name}: {to_gib(gpu.used_bytes):.1f}/{gib(gpu.total_bytes, 0)}")
             spark.set_values(self._history(gpu.uuid or str(gpu.index)) or (gpu.used_bytes,), gpu.total_bytes)
 
 
@@ -131,8 +131,8 @@ def measured_vs_estimated(record: Any, est: Any) -> str:
         measured = getattr(record, attr, None)
         if measured is not None:
             estimated = getattr(est.memory, attr) if est is not None else None
-            head = f"{label}: estimated {estimated / GIB:.1f} GiB · " if estimated is not None else f"{label}: "
-            return head + f"measured {measured / GIB:.1f} GiB"
+            head = f"{label}: estimated {gib(estimated, 1)} · " if estimated is not None else f"{label}: "
+            return head + f"measured {gib(measured, 1)}"
     if getattr(record, "step_seconds", None) is not None and est is not None:
-        return f"step: estimated {est.time.step_seconds:.3f} s · measured {record.step_seconds:.3f} s"
+        return f"step: estimated {seconds(est.time.step_seconds)} · measured {seconds(record.step_seconds)}"
     return ""

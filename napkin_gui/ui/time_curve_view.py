@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsItem, QGraphicsPat
                                QGraphicsSimpleTextItem, QLabel, QVBoxLayout, QWidget)
 
 from ..core.result import Estimate
-from . import palette
+from .. import palette
+from ..units import count, seconds
 from .plot_style import (fixed_label, nice_ceiling, nice_log_range, quiet, recalling_axes, set_view_if_changed,
                          style_plot)
 from .sweeps import Sweep, Sweeps
@@ -27,7 +28,7 @@ def bound_text(est: Estimate) -> str:
     t = est.time
     total = sum(term.seconds for term in t.terms) or 1.0
     shares = ", ".join(f"{term.name} {term.seconds / total:.0%}" for term in t.terms)
-    return (f"Now: {t.step_seconds * 1000:,.0f} ms per micro-batch · {t.tokens_per_second:,.0f} tokens/s per GPU"
+    return (f"Now: {seconds(t.step_seconds)} per micro-batch · {count(t.tokens_per_second)} tokens/s per GPU"
             f" · <b>{t.bound}-bound</b> ({shares}) · MFU {t.mfu:.0%}")
 
 

@@ -17,10 +17,10 @@ from PySide6.QtGui import QColor, QCursor, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QToolTip, QVBoxLayout, QWidget
 
 from ..core.result import ALLOCATED_COMPONENTS, COMPONENT_LABELS, Estimate
-from . import palette
+from .. import palette
+from ..units import GIB, gib, to_gib
 from .plot_style import fixed_label, nice_ceiling, quiet, recalling_axes, set_view_if_changed, style_plot
 
-GIB = 2**30
 
 # stage of the step (prefix of core/memory/timeline.py phase names) -> axis label
 STAGES = (("weights", "load"), ("forward", "forward →"), ("logits", "loss"),
@@ -129,7 +129,7 @@ class MemoryTimelineView(QWidget):
         peak_index = phases.index(mem.peak_phase) if mem.peak_phase in phases else int(np.argmax(cum[-1]))
         self.peak_line.setValue(peak_index + 0.5)
         self.peak_line.label.setFormat(f"peak: {mem.peak_phase}")
-        cap = mem.capacity_bytes / GIB
+        cap = to_gib(mem.capacity_bytes)
         self.capacity_line.setValue(cap)
         self._show_measured(phases)
         top = max(cap, float(cum[-1].max()), self._measured_max())
@@ -140,7 +140,7 @@ class MemoryTimelineView(QWidget):
             self._ticks = ticks
             item.getAxis("bottom").setTicks([ticks])
         note = " · dashed: measured by the probe" if self.measured else ""
-        self.caption.setText(f"Allocated memory through one step: peak {mem.peak_allocated_bytes / GIB:.2f} GiB "
+        self.caption.setText(f"Allocated memory through one step: peak {gib(mem.peak_allocated_bytes)} "
                              f"at {mem.peak_phase}; NVML adds allocator slack and the CUDA context{note}")
 
     def set_measured(self, timeline: Sequence[tuple[str, int]] | None) -> None:
@@ -170,9 +170,9 @@ class MemoryTimelineView(QWidget):
         if est is None or not 0 <= x < len(est.memory.timeline):
             return ""
         point = est.memory.timeline[int(x)]
-        rows = "".join(f"<br>{COMPONENT_LABELS[n]}: {v / GIB:.2f} GiB"
+        rows = "".join(f"<br>{COMPONENT_LABELS[n]}: {gib(v)}"
                        for n, v in point.by_component if v)
-        return f"<b>{point.phase}</b>: {point.allocated_bytes / GIB:.2f} GiB allocated{rows}"
+        return f"<b>{point.phase}</b>: {gib(point.allocated_bytes)} allocated{rows}"
 
     def _on_scene_mouse_moved(self, pos: QPointF) -> None:
         vb = self.plot.getPlotItem().getViewBox()

@@ -16,8 +16,6 @@ from .precision import logits_element_bytes
 from .sharding import GpuState, gpu_state
 from .timeline import BlockMemory, block_memories, phase_names, step_timeline
 
-GIB = 2**30
-
 
 def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
               blocks: tuple[BlockMemory, ...]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Every colour of the app in one table: memory components, verdicts, curves.
+"""Every colour of napkin in one table: memory components, verdicts, curves; the views and
+the PDF report (report/charts.py) both read it, so it lives outside ui/ and imports nothing.
 
 Component colours are Tableau 10 (Tableau Software's default categorical palette, chosen
 for legibility and distinctness); order follows core.result.COMPONENTS.
@@ -28,7 +29,8 @@ OOM_FILL = "#fbe3e3"      # OOM region, opaque light red drawn under the data
 CAPACITY = "#c62828"      # capacity line
 PEAK_MARK = "#222222"     # peak phase marker
 MEASURED = "#000000"      # measured probe timeline overlay
-CURVE = "#4e79a7"         # time curves
+CURVE = "#4e79a7"         # time curves (the report's step-seconds curve)
+TOKENS_CURVE = "#f28e2b"  # the report's tokens/s curve
 CURRENT_POINT = "#e15759"  # the plan's own point on a curve
 PINNED_ALPHA = 110        # alpha of the pinned ("before") bar's brushes
 
