@@ -1,4 +1,4 @@
-"""`napkin` command line: estimate, validate, compare, advise, probe.
+"""`napkin` command line: estimate, validate, compare, advise, search, report, probe.
 
 Computing lives in core/; this module only parses arguments and formats. Bad input ends
 with one line on stderr and exit status 2, never a traceback.
@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     adv.add_argument("plan")
     adv.add_argument("--json", action="store_true")
     adv.set_defaults(func=_lazy("napkin_gui.cli_hardware", "advise_command"))
+    from .cli_search import add_search_parser
+    add_search_parser(sub)
     rep = sub.add_parser("report", help="write a PDF plan report")
     rep.add_argument("plan")
     rep.add_argument("-o", "--output", required=True, metavar="OUT.pdf")

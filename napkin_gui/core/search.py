@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 from .compare import _columns
 from .errors import PlanError
@@ -33,8 +33,8 @@ from .memory.summary import capacity_bytes, outside_torch_bytes, step_peak
 from .memory.timeline import block_memories
 from .model_source import resolve_model
 from .plan import PLAN_FIELDS, Plan, check_combination, plan_to_dict
-from .search_space import Layout, Recipe, global_batch, layouts, recipes, splits
-from .step_work import step_work
+from .search_space import Layout, Recipe, global_batch, layouts, recipes, runs, splits
+from .step_work import StepWork, step_work
 from .time_efficiency import time_efficiency
 from .time_model import card_rates, plan_traffic, priced_step
 
@@ -132,13 +132,26 @@ class SearchTable:
 
     def ranked(self, objective: str, rows: ndarray) -> ndarray:
         """rows best first: fastest by tokens/s (then cost), cheapest by cost per token (then
-        tokens/s); figures within TIE rank by the next key, then by fewer changes to the plan."""
+        tokens/s); figures within TIE rank by the next key, then by fewer changes to the plan,
+        then by more headroom."""
         import numpy
         if objective not in OBJECTIVES:
             raise PlanError(f"objective: {objective!r} is not allowed; use one of {', '.join(OBJECTIVES)}")
         tps, usd = _rounded(self.tokens_per_second[rows]), _rounded(self.usd_per_token[rows])
         first, second = (-tps, usd) if objective == "fastest" else (usd, -tps)
-        return rows[numpy.lexsort((rows, self.changes[rows], second, first))]
+        return rows[numpy.lexsort((rows, -self.headroom_bytes[rows], self.changes[rows], second, first))]
+
+    def distinct(self, rows: ndarray) -> ndarray:
+        """Of ranked rows, the first of each run equal in tokens/s and cost per token (within
+        TIE): variants that only move memory (an optimizer or loss kernel that prices alike)
+        are shown once, as the plan with the fewest changes."""
+        import numpy
+        if not len(rows):
+            return rows
+        key = numpy.stack([_rounded(self.tokens_per_second[rows]), _rounded(self.usd_per_token[rows])], axis=1)
+        new = numpy.ones(len(rows), dtype=bool)
+        new[1:] = numpy.any(key[1:] != key[:-1], axis=1)
+        return rows[new]
 
     def front(self, rows: ndarray | None = None) -> ndarray:
         """Rows no other row beats on tokens/s, cost per token and headroom at once (as good on
@@ -263,6 +276,8 @@ def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, 
                 if not alive.any() and not last:
                     continue
                 plan = _config_plan(recipe.plan, layout, bs, ga, reference)
+                if not runs(plan):   # e.g. optimizer_in_backward with accumulation, KTO at batch 1
+                    continue
                 if bs not in blocks:
                     blocks[bs] = block_memories(spec, plan)
                 peak = step_peak(plan, spec, reference, state, blocks[bs])
@@ -282,34 +297,88 @@ def _config_plan(recipe: Plan, layout: Layout, bs: int, ga: int, reference: GpuS
                    batch_size=bs, grad_accum=ga, gpu=reference.id)
 
 
+class _HostCounts(NamedTuple):
+    """What time_model.host_seconds reads of a PhaseWork, one element per row."""
+
+    launches: ndarray
+    autograd_launches: ndarray
+    modules: ndarray
+    quant_calls: ndarray
+    checkpoints: ndarray
+
+
+class _RowsWork(NamedTuple):
+    """What time_model.priced_step reads of a StepWork (the device seconds come in CardRates),
+    one element per row: rows of one priced_step call may differ in micro-batch."""
+
+    forward: _HostCounts
+    backward: _HostCounts
+    optimizer: _HostCounts
+    tokens: ndarray
+
+
+def _rows_work(works: list[StepWork], index: ndarray) -> _RowsWork:
+    import numpy
+    phases = []
+    for phase in ("forward", "backward", "optimizer"):
+        table = numpy.array([[getattr(getattr(w, phase), f) for f in _HostCounts._fields] for w in works],
+                            dtype=float)   # [work, field]
+        phases.append(_HostCounts(*table[index].T))
+    return _RowsWork(*phases, numpy.array([w.tokens for w in works], dtype=float)[index])
+
+
 def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray, cards: tuple[GpuSpec, ...],
             spec) -> tuple[ndarray, ndarray]:
-    """Tokens/s over all GPUs and seconds per micro-batch of every row: one priced_step over
-    arrays per group of configs that share the step's work, accumulation and offload (so
-    also the GPU count), rows = those configs (shardings) x the cards they fit."""
+    """Tokens/s over all GPUs and seconds per micro-batch of every row.
+
+    One priced_step over arrays per (recipe, offload), rows = its configs (GPU counts,
+    shardings, splits) x the cards they fit: the card's device seconds of each split's
+    StepWork (card_rates, once per work and card) and each config's link traffic come as
+    columns, and so do the fields of the plan the rows differ in (batch_size, grad_accum,
+    n_gpus) and the host counts of the work. The plan passed is the recipe's with those
+    fields as arrays; what priced_step reads beyond them (offload) is the group's."""
     import numpy
     eff = time_efficiency()
     tps = numpy.zeros(len(config_of_row))
     step = numpy.zeros(len(config_of_row))
+    if not len(configs):
+        return tps, step
+    works: dict[tuple[int, int, int], int] = {}   # (recipe, batch_size, grad_accum) -> index in work_list
+    work_list: list[StepWork] = []
+    work_of_config = []
+    traffic = []
+    for c in configs:
+        key = (c.recipe, c.plan.batch_size, c.plan.grad_accum)
+        state = model_state(spec, c.plan)
+        if key not in works:
+            works[key] = len(work_list)
+            work_list.append(step_work(spec, c.plan, state.trainable_params))
+        work_of_config.append(works[key])
+        traffic.append(plan_traffic(c.plan, spec, state))
+    work_of_config = numpy.array(work_of_config, dtype=int)
     keys: dict[tuple, int] = {}
-    group_of_config = numpy.array([keys.setdefault((c.recipe, c.plan.batch_size, c.plan.grad_accum, c.plan.offload),
-                                                   len(keys)) for c in configs], dtype=int)
-    group_of_row = group_of_config[config_of_row] if len(configs) else numpy.zeros(0, dtype=int)
+    group_of_config = numpy.array([keys.setdefault((c.recipe, c.plan.offload), len(keys)) for c in configs], dtype=int)
+    group_of_row = group_of_config[config_of_row]
     order = numpy.argsort(group_of_row, kind="stable")
     bounds = numpy.searchsorted(group_of_row[order], numpy.arange(len(keys) + 1))
+    column = lambda f: numpy.array([f(c.plan) for c in configs], dtype=float)  # noqa: E731  one per config
+    batch, accum, count = column(lambda p: p.batch_size), column(lambda p: p.grad_accum), column(lambda p: p.n_gpus)
     for g in range(len(keys)):
         rows = order[bounds[g]:bounds[g + 1]]
         row_configs, row_cards = config_of_row[rows], card_of_row[rows]
         first = configs[int(row_configs[0])].plan
-        state = model_state(spec, first)
-        work = step_work(spec, first, state.trainable_params)
-        used_cards, card_index = numpy.unique(row_cards, return_inverse=True)
+        row_works = work_of_config[row_configs]
+        pairs, pair_index = numpy.unique(row_works * len(cards) + row_cards, return_inverse=True)
+        card = _columns([card_rates(work_list[p // len(cards)], cards[p % len(cards)], eff, first.compute_dtype)
+                         for p in pairs.tolist()], pair_index)
         used_configs, config_index = numpy.unique(row_configs, return_inverse=True)
-        card = _columns([card_rates(work, cards[k], eff, first.compute_dtype) for k in used_cards.tolist()],
-                        card_index)
-        link = _columns([plan_traffic(configs[c].plan, spec, state) for c in used_configs.tolist()], config_index)
-        time = priced_step(first, work, card, link, eff)
-        tps[rows] = time.tokens_per_second * first.n_gpus
+        link = _columns([traffic[c] for c in used_configs.tolist()], config_index)
+        used_works, work_index = numpy.unique(row_works, return_inverse=True)
+        work = _rows_work([work_list[w] for w in used_works.tolist()], work_index)
+        rows_plan = replace(first, batch_size=batch[row_configs], grad_accum=accum[row_configs],
+                            n_gpus=count[row_configs])
+        time = priced_step(rows_plan, work, card, link, eff)
+        tps[rows] = time.tokens_per_second * count[row_configs]
         step[rows] = time.step_seconds
     return tps, step
 
@@ -334,7 +403,7 @@ def search(plan: Plan, objective: str = "fastest", gpus: Iterable[str] | None = 
     if not isinstance(top, int) or top < 1:
         raise PlanError(f"top: must be an integer >= 1, got {top!r}")
     table = search_table(plan, gpus, max_gpus, allow, calibration)
-    best = table.ranked(objective, table.rows())[:top]
+    best = table.distinct(table.ranked(objective, table.rows()))[:top]
     return SearchResult(objective, plan_entry(plan, plan, calibration), tuple(table.entry(int(r)) for r in best),
                         table.tried, len(table))
 
@@ -343,7 +412,9 @@ def same_training(a: Plan, b: Plan, allow: frozenset[str] = frozenset()) -> bool
     """Whether b trains what a trains: same model, LoRA shape, precision, global batch in
     tokens, and method / sequence length unless allowed to change."""
     keep = ("model", "precision", "lora_r", "lora_alpha", "lora_dropout", "lora_targets", "quant_double",
-            "kbit_prep", "attention", "dataset_tokens", "epochs")
+            "kbit_prep", "attention", "dataset_tokens", "epochs", "framework", "compile", "algorithm",
+            "reference", "prompt_len", "completion_len", "num_generations", "generation",
+            "vllm_gpu_memory_utilization")
     keep += () if "method" in allow else ("method",)
     keep += () if "seq_len" in allow else ("seq_len",)
     return (all(getattr(a, f) == getattr(b, f) for f in keep)

@@ -4,7 +4,9 @@ Same model, method, algorithm, sequence length, LoRA shape, precision and global
 (batch_size x grad_accum x n_gpus sequences per optimizer step); free are what only changes
 how fast, how cheap and how much memory: GPU type and count, sharding, CPU offload, gradient
 checkpointing, the micro-batch / accumulation split, the AdamW variant (bitsandbytes 8-bit and
-paged states) and, where the plan has the fields, the loss kernel and activation offload.
+paged states) and the stack fields the framework offers: the loss kernel (chunked, fused or
+cut cross-entropy), activation offload and, for torchtune's full fine-tuning, the optimizer
+step inside backward. The framework itself, the algorithm and its fields stay.
 `allow` frees the method (full / LoRA / QLoRA) and the sequence length (then the global
 batch in tokens stays: seq_len x sequences per step).
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .errors import PlanError
-from .plan import METHODS, OFFLOADS, OPTIMIZERS, PLAN_FIELDS, SHARDINGS, Plan, check_combination
+from .plan import FRAMEWORK_LOSSES, METHODS, OFFLOADS, OPTIMIZERS, SHARDINGS, Plan, check_combination
 
 ALLOWABLE = ("method", "seq_len")
 # AdamW as torch and bitsandbytes implement it: the same update, states in 32 or 8 bits, plain
@@ -79,31 +81,49 @@ def _seq_lens(plan: Plan, allow: frozenset[str]) -> list[tuple[int, int]]:
     return out
 
 
+def _loss_options(plan: Plan) -> list[dict]:
+    """The loss kernels the plan's framework offers (plan.FRAMEWORK_LOSSES), each with the
+    liger setting it needs: under transformers fused-linear-ce is Liger's kernel
+    (liger_kernel 0.8.5 LigerFusedLinearCrossEntropyLoss), so it comes with liger on; the
+    other kernels keep the plan's liger."""
+    out = []
+    for loss in FRAMEWORK_LOSSES[plan.framework]:
+        liger = plan.liger or (loss == "fused-linear-ce" and plan.framework == "transformers")
+        out.append({"loss": loss, "liger": liger})
+    return out
+
+
 def _stack_options(plan: Plan) -> list[dict]:
-    """The loss kernel and activation offload choices, where the plan has those fields."""
-    options = [{}]
-    if "activation_offload" in PLAN_FIELDS:
-        options = [{**o, "activation_offload": v} for o in options for v in (False, True)]
-    return options
+    """The stack fields the framework offers that change only memory and time: the loss kernel,
+    activation offload (check_stack says where it runs) and, for torchtune's full fine-tuning,
+    the optimizer step inside backward (only without accumulation: a per-split check)."""
+    offloads = [{"activation_offload": v} for v in (False, True)]
+    in_backward = ([{"optimizer_in_backward": v} for v in (False, True)]
+                   if plan.framework == "torchtune" and plan.method == "full" else [{}])
+    return [{**a, **b, **c} for a in _loss_options(plan) for b in offloads for c in in_backward]
 
 
 def recipes(plan: Plan, allow: frozenset[str] = frozenset()) -> list[Recipe]:
-    """Every recipe that trains what plan trains (check_combination decides what can run)."""
+    """Every recipe that trains what plan trains (check_combination decides what can run).
+    Each is checked as one GPU holding the whole step in one micro-batch, the split the
+    fewest checks refuse (KTO's batch >= 2, optimizer_in_backward's grad_accum 1); the
+    search checks each (layout, split) again."""
     out: list[Recipe] = []
     for method in _methods(plan, allow):
         for seq, sequences in _seq_lens(plan, allow):
             for optimizer in _optimizers(plan):
                 for ckpt in (False, True):
-                    for extra in _stack_options(plan):
+                    for extra in _stack_options(replace(plan, method=method)):
                         changed = replace(plan, method=method, seq_len=seq, optimizer=optimizer,
                                           grad_ckpt=ckpt, n_gpus=1, sharding="none", offload="none",
-                                          batch_size=1, grad_accum=1, **extra)
-                        if _runs(changed):
+                                          batch_size=sequences, grad_accum=1, **extra)
+                        if runs(changed):
                             out.append(Recipe(changed, sequences))
     return out
 
 
-def _runs(plan: Plan) -> bool:
+def runs(plan: Plan) -> bool:
+    """Whether check_combination lets the plan run."""
     try:
         check_combination(plan)
     except PlanError:
@@ -127,7 +147,7 @@ def layouts(plan: Plan, sequences: int, max_gpus: int) -> list[Layout]:
     shardings and offloads that can run there (check_combination)."""
     return [Layout(n, sharding, offload) for n in range(1, max_gpus + 1) if sequences % n == 0
             for sharding, offload in _layout_options(plan, n)
-            if _runs(replace(plan, n_gpus=n, sharding=sharding, offload=offload))]
+            if runs(replace(plan, n_gpus=n, sharding=sharding, offload=offload, batch_size=sequences // n))]
 
 
 def splits(per_gpu_sequences: int) -> list[tuple[int, int]]:
