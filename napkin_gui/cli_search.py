@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import units
 from .core.errors import PlanError
 
-GIB = 2**30
 DEFAULT_TOP = 5
 
 
@@ -69,14 +69,6 @@ def entry_dict(entry) -> dict:
             "changes": list(entry.changes), "usd_per_hour": entry.usd_per_hour}
 
 
-def _money(value: float | None) -> str:
-    return "—" if value is None else f"${value:,.0f}" if value >= 100 else f"${value:,.2f}"
-
-
-def _hours(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.1f}"
-
-
 def _setup(p) -> str:
     """The plan's free fields in one short cell: micro-batch x accumulation, checkpointing, ..."""
     parts = [f"{p.batch_size}×{p.grad_accum}", "ckpt" if p.grad_ckpt else "no ckpt", p.optimizer]
@@ -98,14 +90,14 @@ def format_search(result, plan, gpu_names: dict[str, str]) -> str:
     head = (f"{'#':>2} {'GPU':<28}{'n':>2} {'setup':<40} {'fits':<4} {'used/GPU':>9} {'of':>6} "
             f"{'tokens/s':>10} {'hours':>8} {'cost':>9}")
     lines = [f"{plan.model} {plan.method} · global batch {plan.batch_size * plan.grad_accum * plan.n_gpus} × "
-             f"{plan.seq_len} · objective {result.objective} · {result.searched:,} plans searched, "
-             f"{result.priced:,} fit", head, "-" * len(head)]
+             f"{plan.seq_len} · objective {result.objective} · {units.count(result.searched)} plans searched, "
+             f"{units.count(result.priced)} fit", head, "-" * len(head)]
 
     def row(mark: str, e) -> str:
         p = e.plan
         return (f"{mark:>2} {gpu_names.get(p.gpu, p.gpu)[:28]:<28}{p.n_gpus:>2} {_setup(p)[:40]:<40} "
-                f"{'yes' if e.fits else 'no':<4} {e.device_used_bytes / GIB:>8.1f}G {e.capacity_bytes / GIB:>5.0f}G "
-                f"{e.tokens_per_second:>10,.0f} {_hours(e.hours):>8} {_money(e.cost_usd):>9}")
+                f"{'yes' if e.fits else 'no':<4} {units.gib(e.device_used_bytes, 1):>10} {units.gib(e.capacity_bytes, 0):>7} "
+                f"{units.count(e.tokens_per_second):>10} {units.hours(e.hours):>8} {units.usd(e.cost_usd):>9}")
 
     lines.append(row("=", result.baseline) + "   (your plan)")
     if not result.results:
@@ -116,9 +108,9 @@ def format_search(result, plan, gpu_names: dict[str, str]) -> str:
         lines.append(row(str(i), e))
         effect = []
         if base.tokens_per_second > 0:
-            effect.append(f"{(e.tokens_per_second / base.tokens_per_second - 1) * 100:+.0f} % tokens/s")
+            effect.append(f"{units.percent(e.tokens_per_second / base.tokens_per_second - 1, signed=True)} tokens/s")
         if e.cost_usd is not None and base.cost_usd:
-            effect.append(f"{(e.cost_usd / base.cost_usd - 1) * 100:+.0f} % cost")
+            effect.append(f"{units.percent(e.cost_usd / base.cost_usd - 1, signed=True)} cost")
         changes = ", ".join(e.changes) if e.changes else "no change"
         lines.append(f"     {changes}" + (f"  ({', '.join(effect)})" if effect else ""))
     if plan.dataset_tokens <= 0:
