@@ -348,6 +348,25 @@ def test_hardware_table_repaints_the_cells_an_edit_changed_in_runs(window, qtbot
     assert model.shown[first].gpu_name in tip and f"{model.shown[first].bound}-bound" in tip
 
 
+def test_hardware_model_keeps_one_record_per_row(window, qtbot):
+    """Each table row holds one ShownRow (texts, tooltip, style) of the core row it shows;
+    the same rows again write nothing."""
+    from napkin_gui.ui.hardware_table import shown_row
+    window.tabs.setCurrentWidget(window.hardware_table)
+    settle(window)
+    model = window.hardware_table.model
+    qtbot.waitUntil(lambda: model.stale_rows == 0, timeout=2000)
+    for i, row in enumerate(model.shown):
+        record = model.table[i].written
+        assert record == shown_row(row) and record.row is row
+        assert model.data(model.index(i, 0), Qt.ItemDataRole.ToolTipRole) == record.tooltip
+        assert record.style == (row.fits, row.cheapest, row.fastest)
+    announced = []
+    model.dataChanged.connect(lambda a, b: announced.append(a.row()))
+    model.set_rows(model.rows)
+    assert announced == [] and model.stale_rows == 0
+
+
 def test_advice_click_applies_plan(window):
     window.editor.widgets["batch_size"].spin.setValue(64)
     settle(window)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QSignalBlocker, Qt, QTimer, Signal
@@ -95,10 +96,42 @@ def _runs(columns: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
+@dataclass(frozen=True, slots=True)
+class ShownRow:
+    """What one table row shows: the core row it was written from, its cells' texts, the
+    tooltip of its first cell and its style, (fits, cheapest, fastest): greyed when it does
+    not fit, highlighted and bold when it is the cheapest or the fastest."""
+
+    row: Any  # the core.compare.HardwareRow
+    texts: tuple[str, ...]
+    tooltip: str
+    style: tuple[bool, bool, bool]
+
+
+def shown_row(row: Any) -> ShownRow:
+    """The cells of one core row as the table shows them."""
+    texts = [_text(h, cell_value(row, c)) for c, h in enumerate(HEADERS)]
+    tags = [t for t, flag in (("cheapest", row.cheapest), ("fastest", row.fastest)) if flag]
+    if tags:
+        texts[0] += f"  ({', '.join(tags)})"
+    tooltip = f"{row.gpu_name} x{row.n_gpus} ({row.sharding}), {row.bound}-bound; double-click to use it"
+    return ShownRow(row, tuple(texts), tooltip, (row.fits, row.cheapest, row.fastest))
+
+
+@dataclass(slots=True)
+class TableRow:
+    """One row of the table: its items (made once) and the ShownRow they hold (None: not
+    written yet)."""
+
+    items: tuple[QStandardItem, ...]
+    written: ShownRow | None = None
+
+
 class HardwareModel(QStandardItemModel):
     """The rows of core.compare.compare_hardware as text, in the chosen sort order.
 
-    rows: as the core returned them; shown: in table order (shown[i] is table row i).
+    rows: as the core returned them; shown: in table order (shown[i] is table row i);
+    table[i]: table row i. A table row is stale while it holds another core row than shown[i].
     """
 
     def __init__(self, parent: Any = None) -> None:
@@ -108,11 +141,8 @@ class HardwareModel(QStandardItemModel):
             self.horizontalHeaderItem(column).setToolTip(tip)
         self.rows: tuple[Any, ...] = ()
         self.shown: list[Any] = []
+        self.table: list[TableRow] = []
         self.sort_column, self.sort_order = DEFAULT_SORT
-        self._items: list[list[QStandardItem]] = []
-        self._styles: list[tuple[bool, bool, bool] | None] = []  # (fits, cheapest, fastest) shown per row
-        self._texts: list[list[str] | None] = []  # cell texts and tooltip shown per row
-        self._stale: list[bool] = []  # table rows whose items still hold an older text
         # the rows a view shows, (first, last); the table widget sets it to its viewport's
         self.visible_rows: Callable[[], tuple[int, int]] = lambda: (0, len(self.shown) - 1)
         self._rest_timer = QTimer(self, singleShot=True, interval=REST_DELAY_MS)
@@ -135,38 +165,35 @@ class HardwareModel(QStandardItemModel):
 
     def row_text(self, row: Any) -> list[str]:
         """The cells of one core row as the table shows them."""
-        texts = [_text(h, cell_value(row, c)) for c, h in enumerate(HEADERS)]
-        tags = [t for t, flag in (("cheapest", row.cheapest), ("fastest", row.fastest)) if flag]
-        if tags:
-            texts[0] += f"  ({', '.join(tags)})"
-        return texts
+        return list(shown_row(row).texts)
 
     def _ensure_rows(self, n: int) -> None:
-        """Items for n rows, made once; alignment is fixed per column."""
-        if len(self._items) == n:
+        """Items for n rows, made once (the model keeps them); alignment is fixed per column."""
+        if len(self.table) == n:
             return
         self.setRowCount(0)
         right = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-        self._items = []
+        self.table = []
         for _ in range(n):
-            items = [QStandardItem() for _ in COLUMNS]
+            items = tuple(QStandardItem() for _ in COLUMNS)
             for item, header in zip(items, HEADERS):
                 item.setEditable(False)
                 if header not in ("GPU", "fits", "sharding"):
                     item.setTextAlignment(right)
-            self._items.append(items)
-            self.appendRow(items)
-        self._styles = [None] * n
-        self._texts = [None] * n
+            self.appendRow(list(items))
+            self.table.append(TableRow(items))
+
+    def _is_stale(self, position: int) -> bool:
+        written = self.table[position].written
+        return written is None or written.row is not self.shown[position]
 
     def _show(self) -> None:
         """Sort the rows, write the ones the view shows now, and the rest on an idle timer."""
         self._ensure_rows(len(self.rows))
         self.shown = sorted_for_column(self.rows, self.sort_column, self.sort_order)
-        self._stale = [True] * len(self.shown)
         first, last = self.visible_rows()
         self.write_rows(first, last)
-        if any(self._stale):
+        if any(map(self._is_stale, range(len(self.shown)))):
             self._rest_timer.start()
 
     def write_rows(self, first: int, last: int) -> None:
@@ -185,32 +212,24 @@ class HardwareModel(QStandardItemModel):
         runs = []
         with QSignalBlocker(self):
             for position in range(max(first, 0), min(last, len(self.shown) - 1) + 1):
-                if not self._stale[position]:
-                    continue
-                self._stale[position] = False
-                runs += [(position, *run) for run in _runs(self._write_row(position))]
+                if self._is_stale(position):
+                    runs += [(position, *run) for run in _runs(self._write_row(position))]
         for position, first_column, last_column in runs:
             self.dataChanged.emit(self.index(position, first_column), self.index(position, last_column))
 
     def _write_row(self, position: int) -> list[int]:
         """Set table row `position` to its core row; the columns whose cells changed."""
-        row, items = self.shown[position], self._items[position]
-        texts = self.row_text(row)
-        texts.append(f"{row.gpu_name} x{row.n_gpus} ({row.sharding}), {row.bound}-bound; double-click to use it")
-        old = self._texts[position]
-        changed = [c for c, text in enumerate(texts) if old is None or old[c] != text]
-        self._texts[position] = texts
+        table_row, new = self.table[position], shown_row(self.shown[position])
+        old, table_row.written, items = table_row.written, new, table_row.items
+        changed = [c for c, text in enumerate(new.texts) if old is None or old.texts[c] != text]
         for column in changed:
-            if column < len(items):
-                items[column].setText(texts[column])
-            else:
-                items[0].setToolTip(texts[column])
-        style = (row.fits, row.cheapest, row.fastest)
-        if style != self._styles[position]:
-            self._styles[position] = style
-            self._style_row(items, *style)
-            return list(range(len(items)))
-        return [c for c in changed if c < len(items)]
+            items[column].setText(new.texts[column])
+        if old is None or old.tooltip != new.tooltip:
+            items[0].setToolTip(new.tooltip)
+        if old is None or old.style != new.style:
+            self._style_row(items, new)
+            return list(range(len(COLUMNS)))
+        return changed
 
     def _write_rest(self) -> None:
         self.write_rows(0, len(self.shown) - 1)
@@ -218,12 +237,13 @@ class HardwareModel(QStandardItemModel):
     @property
     def stale_rows(self) -> int:
         """Table rows not yet written for the current rows (out of view, waiting for idle)."""
-        return sum(self._stale)
+        return sum(map(self._is_stale, range(len(self.shown))))
 
-    def _style_row(self, items: list[QStandardItem], fits: bool, cheapest: bool, fastest: bool) -> None:
+    def _style_row(self, items: tuple[QStandardItem, ...], shown: ShownRow) -> None:
         """Highlight, grey or bold a row; a plain row's roles are left unset (None), which
         the delegate paints as the defaults: an empty brush or font set on every cell cost
         ~10% of a full table repaint (measured interleaved, offscreen)."""
+        fits, cheapest, fastest = shown.style
         background = self._cheapest_bg if cheapest else self._fastest_bg if fastest else None
         foreground = None if fits else self._no_fit_fg
         font = self._bold if (cheapest or fastest) else None
