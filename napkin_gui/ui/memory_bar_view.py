@@ -16,7 +16,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QTo
 from ..core.result import COMPONENT_LABELS, COMPONENTS, Estimate
 from .. import palette
 from ..units import count, gib, hours, plural, seconds, to_gib, usd
-from .plot_style import QuietHost, fixed_label, nice_ceiling, quiet, recalling_axes, set_view_if_changed, style_plot
+from .plot_style import QuietHost, fixed_label, nice_ceiling, quiet, set_view_if_changed, style_plot
+from .recalling_axis import recalling_axes
 
 ROW_NOW, ROW_PINNED = 1.0, 0.0
 BAR_HEIGHT = 0.6

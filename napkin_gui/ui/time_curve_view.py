@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsItem, QGraphicsPat
 from ..core.result import Estimate
 from .. import palette
 from ..units import count, seconds
-from .plot_style import (fixed_label, nice_ceiling, nice_log_range, quiet, recalling_axes, set_view_if_changed,
-                         style_plot)
+from .plot_style import fixed_label, nice_ceiling, nice_log_range, quiet, set_view_if_changed, style_plot
+from .recalling_axis import recalling_axes
 from .sweeps import Sweep, Sweeps
 
 

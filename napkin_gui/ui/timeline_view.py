@@ -19,7 +19,8 @@ from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QToolTip, QVBoxLayout, 
 from ..core.result import ALLOCATED_COMPONENTS, COMPONENT_LABELS, Estimate
 from .. import palette
 from ..units import GIB, gib, to_gib
-from .plot_style import fixed_label, nice_ceiling, quiet, recalling_axes, set_view_if_changed, style_plot
+from .plot_style import fixed_label, nice_ceiling, quiet, set_view_if_changed, style_plot
+from .recalling_axis import recalling_axes
 
 
 # stage of the step (prefix of core/memory/timeline.py phase names) -> axis label

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 
-from napkin_gui.ui.plot_style import recalling_axes, set_view, style_plot
+from napkin_gui.ui.plot_style import set_view, style_plot
+from napkin_gui.ui.recalling_axis import recalling_axes
 
 
 def _plot(qtbot):
