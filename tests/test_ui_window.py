@@ -83,10 +83,10 @@ def assert_views_show(w, plan):
     # curves: each grid point is core.estimate of the plan with that batch size / seq len
     w.tabs.setCurrentWidget(w.time_view)
     for field, grid in (("batch_size", BATCH_GRID), ("seq_len", SEQ_GRID)):
-        xs, ys = w.time_view.curve_data("step", field)
-        _, tps = w.time_view.curve_data("tps", field)
+        xs, ys = w.time_view.curve_data("step", field)  # read from the painted paths
+        txs, tps = w.time_view.curve_data("tps", field)
         values = grid_values(grid, getattr(plan, field))
-        assert list(xs) == list(values)
+        assert list(xs) == pytest.approx(values) and list(txs) == pytest.approx(values)
         for v, y, t in zip(values, ys, tps):
             e = estimate(dataclasses.replace(plan, **{field: v}))
             assert y == pytest.approx(e.time.step_seconds * 1000)

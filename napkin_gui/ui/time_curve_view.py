@@ -74,7 +74,6 @@ class _CurvePlot:
         self.curve = _SmoothPath()
         self.curve.setPen(pg.mkPen(palette.CURVE, width=2))
         item.addItem(self.curve, ignoreBounds=True)
-        self.data: tuple[np.ndarray, np.ndarray] = (np.zeros(0), np.zeros(0))
         radius = 5.5
         self.current = QGraphicsEllipseItem(-radius, -radius, 2 * radius, 2 * radius)
         self.current.setBrush(pg.mkBrush(palette.CURRENT_POINT))
@@ -112,7 +111,6 @@ class _CurvePlot:
             self.item.getAxis("bottom").setTicks([[(math.log10(v), _short(v)) for v in ticks], []])
         xs = np.array(sweep.values, dtype=float)
         y = np.array(ys, dtype=float)
-        self.data = (xs, y)
         self.curve.setPath(self._path(xs, y))
         i = sweep.current_index
         self.current.setVisible(bool(np.isfinite(y[i]) and y[i] > 0))
@@ -169,8 +167,15 @@ class TimeCurveView(QWidget):
             self.plots[("tps", sweep.field)].show(sweep, sweep.tokens_per_second)
 
     def curve_data(self, metric: str, field: str) -> tuple[np.ndarray, np.ndarray]:
-        """(x, y) the curve holds, before log scaling: metric 'step' (ms) or 'tps'."""
-        return self.plots[(metric, field)].data
+        """(x, y) of the points the drawn curve passes through, in data units (log axes
+        undone): metric 'step' (ms) or 'tps'. Read from the painted path, so a rejected plan
+        (a break in the line) is missing here too."""
+        plot = self.plots[(metric, field)]
+        path = plot.curve.path()
+        points = [path.elementAt(i) for i in range(path.elementCount())]
+        xs = np.array([10 ** e.x for e in points])
+        ys = np.array([10 ** e.y if plot.log_y else e.y for e in points])
+        return xs, ys
 
     def current_point(self, metric: str, field: str) -> tuple[float, float]:
         """The marked point in data units (log axes undone)."""

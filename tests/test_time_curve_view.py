@@ -1,0 +1,40 @@
+"""The Time view draws what the sweeps say: read back from the painted path, a rejected plan
+(nan) is a break in the line, and the OOM zone starts half-way to the first value that does
+not fit."""
+from __future__ import annotations
+
+import math
+
+import pytest
+from PySide6.QtGui import QPainterPath
+
+from napkin_gui.ui.sweeps import Sweep, Sweeps
+from napkin_gui.ui.time_curve_view import TimeCurveView
+
+NAN = math.nan
+
+
+def _sweep(field: str, values, step, fits, current) -> Sweep:
+    tps = tuple(NAN if math.isnan(s) else 1000.0 / s for s in step)
+    return Sweep(field, tuple(values), tuple(step), tps, tuple(fits), current, tuple(values))
+
+
+def test_the_painted_path_breaks_where_a_plan_was_rejected(qtbot):
+    view = TimeCurveView()
+    qtbot.addWidget(view)
+    batch = _sweep("batch_size", (1, 2, 4, 8, 16), (0.1, 0.2, NAN, 0.8, 1.6), (True, True, True, False, False), 2)
+    seq = _sweep("seq_len", (512, 1024, 2048), (0.1, 0.2, 0.4), (True, True, True), 1024)
+    view.show_sweeps(Sweeps(batch=batch, seq=seq))
+    xs, ys = view.curve_data("step", "batch_size")
+    assert list(xs) == pytest.approx([1, 2, 8, 16]) and list(ys) == pytest.approx([100, 200, 800, 1600])
+    path = view.plots[("step", "batch_size")].curve.path()
+    kinds = [path.elementAt(i).type for i in range(path.elementCount())]
+    move, line = QPainterPath.ElementType.MoveToElement, QPainterPath.ElementType.LineToElement
+    assert kinds == [move, line, move, line]  # two pieces: 1-2 and 8-16
+    _, tps = view.curve_data("tps", "batch_size")
+    assert list(tps) == pytest.approx([10_000, 5_000, 1_250, 625])
+    plot = view.plots[("step", "batch_size")]
+    start, _ = plot.oom_region()
+    assert plot.oom_zone.isVisible() and start == pytest.approx((math.log10(4) + math.log10(8)) / 2)
+    assert view.current_point("step", "batch_size") == pytest.approx((2, 200))
+    assert not view.plots[("step", "seq_len")].oom_zone.isVisible()
