@@ -24,10 +24,12 @@ EXAMPLE = Path(__file__).parents[1] / "resources" / "examples" / "llama-3.1-70b-
 def peer_only_bytes(est, n: int) -> int:
     """What a rank holds only because it has peers, under offloaded parameters: the staging
     copy of the next unit's shard (the all-gather's input) and the reduce-scatter's output
-    shard, each 1/n of the largest unit."""
+    shard, each 1/n of the largest unit, and under FSDP the root unit's reduce-scatter output
+    (1/n of its gradients, made while they are all alive at the end of the backward)."""
     state = model_state(est.model, est.plan)
     layer, grads = max(state.per_layer_weight_bytes), max(state.per_layer_gradient_bytes)
-    return -(-layer // n) + -(-grads // n)
+    root = -(-state.head_gradient_bytes // n) if est.plan.sharding == "fsdp" else 0
+    return -(-layer // n) + -(-grads // n) + root
 
 
 def example_plan(**changes) -> Plan:
@@ -133,8 +135,8 @@ def test_fsdp2_keeps_three_units_fsdp1_two():
     assert distributed.gathered_bytes(fsdp1, 100, 7) == 2 * 100 + 7
     offloaded = SimpleNamespace(sharding="fsdp", n_gpus=4, offload="optimizer+params", framework="transformers")
     assert distributed.gathered_bytes(offloaded, 100, 7) == 2 * 100 + 7 + 25   # + the staged shard
-    # two units' unsharded gradients + the reduce-scatter output shard
-    assert distributed.reduce_buffer_bytes(fsdp1, 100, 999) == 2 * 100 + 25
+    # two units' unsharded gradients + the current unit's flat copy + the reduce-scatter output shard
+    assert distributed.reduce_buffer_bytes(fsdp1, 100, 999) == 3 * 100 + 25
 
 
 def test_ddp_keeps_a_bucket_copy_of_every_gradient():

@@ -80,13 +80,18 @@ def _collectives(plan: Plan, weights_bytes: int, grad_bytes: int, trainable_byte
 
 
 def link_traffic(plan: Plan, weights_bytes: int, grad_bytes: int, trainable_params: int,
-                 layers: int) -> LinkTraffic:
+                 layers: int, collective_weights_bytes: float | None = None,
+                 collective_grad_bytes: float | None = None) -> LinkTraffic:
     """Bytes per GPU over the interconnect and the host link for one micro-batch and one step.
 
     weights_bytes: the whole model's weights as stored (NF4 for QLoRA) + adapters;
-    grad_bytes: all trainable gradients; trainable_params: for the offloaded update.
+    grad_bytes: all trainable gradients; trainable_params: for the offloaded update;
+    collective_*: what the all-gathers / reduce-scatters move when that differs from the
+    stored bytes (FSDP mixed precision gathers and reduces bf16 over fp32 shards).
     """
-    fwd, bwd, step, calls = _collectives(plan, weights_bytes, grad_bytes, grad_bytes, layers)
+    gathered = weights_bytes if collective_weights_bytes is None else collective_weights_bytes
+    reduced = grad_bytes if collective_grad_bytes is None else collective_grad_bytes
+    fwd, bwd, step, calls = _collectives(plan, gathered, reduced, reduced, layers)
     n = plan.n_gpus if plan.sharding != "none" else 1
     step_bytes = update_params = phase_bytes = 0.0
     if plan.offload != "none":

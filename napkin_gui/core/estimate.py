@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from .gpu_catalog import find_gpu
 from .gpu_spec import GpuSpec
+from .memory.fsdp_mixed_precision import accelerate_upcast_warning
 from .memory.model_state import model_state
 from .memory.summary import fits_on, memory_estimate, step_peak
 from .model_source import resolve_model
@@ -45,9 +46,10 @@ def estimate(plan: Plan, calibration: CalibrationProfile | None = None) -> Estim
     memory = memory_estimate(plan, spec, gpu, state)
     time = time_estimate(plan, spec, gpu, state)
     total = total_estimate(plan, time.tokens_per_second_total, gpu.price_usd_per_hour)
+    upcast = accelerate_upcast_warning(plan)
     return Estimate(plan=plan, model=spec, gpu=gpu, total_params=state.total_params,
                     trainable_params=state.trainable_params, memory=memory, time=time, total=total,
-                    calibration=label, warnings=spec.warnings)
+                    calibration=label, warnings=spec.warnings + ((upcast,) if upcast else ()))
 
 
 class StepPoint(NamedTuple):

@@ -255,7 +255,16 @@ class StepTime(NamedTuple):
 
 
 def plan_traffic(plan: Plan, spec: ModelSpec, state: ModelState) -> LinkTraffic:
-    """The plan's link traffic per GPU (comm.link_traffic) from its model and state."""
+    """The plan's link traffic per GPU (comm.link_traffic) from its model and state; under FSDP's
+    mixed precision the all-gathers and reduce-scatters move bf16 over fp32 shards
+    (memory/fsdp_mixed_precision.py)."""
+    from .memory.fsdp_mixed_precision import gathered_fraction, uses_fsdp_mixed
+    if uses_fsdp_mixed(plan):
+        half = gathered_fraction(plan)
+        return link_traffic(plan, state.weights_bytes + state.adapter_bytes, state.gradient_bytes,
+                            state.trainable_params, spec.num_layers,
+                            collective_weights_bytes=(state.weights_bytes + state.adapter_bytes) * half,
+                            collective_grad_bytes=state.gradient_bytes * half)
     return link_traffic(plan, state.weights_bytes + state.adapter_bytes, state.gradient_bytes,
                         state.trainable_params, spec.num_layers)
 

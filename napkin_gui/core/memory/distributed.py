@@ -26,6 +26,8 @@ distributed.py (DDP); NCCL src/init.cc (buffer sizes).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ..gpu_spec import GpuSpec
 from ..plan import Plan
 
@@ -49,6 +51,16 @@ FSDP2_UNITS_IN_FLIGHT = 3
 # reduce_scatter_max_input_buffers = 1, ReduceScatterState) while the next unit's gradients
 # are produced on the compute stream.
 GRAD_UNITS_IN_FLIGHT = 2
+# ... and at the end of a unit's backward its per-parameter gradients are copied into one
+# flat gradient while both exist: FSDP1's original parameters are views of the flat
+# parameter (_flat_param.py FlatParamHandle._use_unsharded_views, flat_param.split(...)
+# then .view(shape)), so autograd's SplitWithSizesBackward waits for every view's gradient
+# and cats them (torch/csrc/autograd/FunctionsManual.cpp split_with_sizes_backward) into
+# the unsharded flat gradient that AccumulateGrad hands to _post_backward_hook; FSDP2's
+# foreach_reduce copies the unsharded .grad tensors into its reduce_scatter_input
+# (_fsdp_collectives.py foreach_reduce_scatter_copy_in) before it drops them. One more
+# unit-sized buffer beside the two above.
+FLAT_GRAD_COPY_UNITS = 1
 
 # NCCL buffers per channel and connection (NCCL src/init.cc): DEFAULT_BUFFSIZE 4 MiB (Simple
 # protocol, NCCL_BUFFSIZE), DEFAULT_LL128_BUFFSIZE = 120 elems x 640 threads x 8 steps x 8 B
@@ -119,7 +131,8 @@ def gathered_bytes(plan: Plan, layer_bytes: int, root_bytes: int) -> int:
 
 def reduce_buffer_bytes(plan: Plan, unit_grad_bytes: int, zero2_bucket_bytes: int) -> int:
     """Unsharded gradients waiting on the card for their reduce (or their copy to the host):
-    GRAD_UNITS_IN_FLIGHT units for FSDP, + the reduce-scatter output shard over n > 1 GPUs
+    GRAD_UNITS_IN_FLIGHT units + the current unit's flat copy (FLAT_GRAD_COPY_UNITS) for FSDP,
+    + the reduce-scatter output shard over n > 1 GPUs
     (FSDP1 new_sharded_grad = empty_like(chunks[0]); FSDP2 reduce_output); DeepSpeed's
     reduce bucket for ZeRO-2 (reduce_bucket_size) and one layer's for ZeRO-3."""
     n = plan.n_gpus
@@ -130,7 +143,39 @@ def reduce_buffer_bytes(plan: Plan, unit_grad_bytes: int, zero2_bucket_bytes: in
     if plan.sharding == "zero3":
         return unit_grad_bytes
     out = -(-unit_grad_bytes // n) if n > 1 else 0
-    return GRAD_UNITS_IN_FLIGHT * unit_grad_bytes + out
+    return (GRAD_UNITS_IN_FLIGHT + FLAT_GRAD_COPY_UNITS) * unit_grad_bytes + out
+
+
+class RootGradients(NamedTuple):
+    """The FSDP root unit's (embedding, final norm, lm_head) unsharded gradients on one GPU."""
+
+    through_backward_bytes: int   # lm_head's weight gradient, from the loss's backward to the root's
+    at_root_bytes: int            # at the root's own backward, after the first block's
+    root_temp_bytes: int          # beside them then: the root's gathered parameters + one unit's
+    #                               gradients still awaiting their reduce-scatter
+
+
+def root_gradients(plan: Plan, root_grad_bytes: int, lm_head_grad_bytes: int, root_param_bytes: int,
+                   unit_grad_bytes: int) -> RootGradients:
+    """The root unit is reduced last, so its gradients stay unsharded through the backward.
+
+    lm_head runs first in the backward, embed_tokens last, and both are in the root unit.
+    FSDP1: lm_head.weight is a view of the root's flat parameter, and its gradient waits in
+    the input buffer of the flat parameter's SplitWithSizesBackward until embed_tokens'
+    gradient arrives (torch/csrc/autograd/input_buffer.cpp; FunctionsManual.cpp
+    split_with_sizes_backward cats them): lm_head's [V, h] gradient is alive the whole
+    backward, and at the end the pieces (embedding + lm_head + norm) and their flat copy
+    coexist, then the reduce-scatter's output shard (_runtime_utils._reduce_grad,
+    new_sharded_grad = torch.empty_like(chunks[0])). FSDP2: each parameter's .grad accumulates
+    unsharded and the root's post-backward runs in the final callback
+    (_fsdp_state._root_post_backward_final_callback), where foreach_reduce copies them into
+    one reduce_scatter_input. The root's parameters are still gathered (never resharded after
+    forward: gathered_bytes). Only FSDP units stream parameters: 0 otherwise, and 0 for LoRA
+    (nothing of the root trains)."""
+    if plan.sharding != "fsdp" or not streams_units(plan) or root_grad_bytes == 0:
+        return RootGradients(0, 0, 0)
+    out = -(-root_grad_bytes // plan.n_gpus) if plan.n_gpus > 1 else 0
+    return RootGradients(lm_head_grad_bytes, 2 * root_grad_bytes + out, root_param_bytes + unit_grad_bytes)
 
 
 def ddp_bucket_bytes(plan: Plan, gradient_bytes: int) -> int:

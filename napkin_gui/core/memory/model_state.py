@@ -30,6 +30,7 @@ class ModelState:
     head_gradient_bytes: int                   # embeddings / lm_head / final norm
     weights_formula: str
     optimizer_formula: str
+    lm_head_gradient_bytes: int = 0            # full fine-tuning: lm_head's [V, h] weight gradient
 
 
 def _non_block_params(spec: ModelSpec) -> int:
@@ -210,4 +211,6 @@ def _model_state(spec: ModelSpec, plan: Plan) -> ModelState:
         head_gradient_bytes=gradients.gradient_bytes(head_trainable, grad_dtype),
         weights_formula=weights_formula,
         optimizer_formula=opt_formula,
+        lm_head_gradient_bytes=(0 if plan.is_lora else
+                                gradients.gradient_bytes(spec.vocab_size * spec.hidden_size, grad_dtype)),
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..plan import Plan
-from . import distributed
+from . import distributed, fsdp_mixed_precision
 from .model_state import ModelState
 
 # DeepSpeed ZeRO-2 default reduce_bucket_size = 5e8 elements; FSDP reduce-scatters one
@@ -36,6 +36,8 @@ class GpuState:
     per_layer_gradient_bytes: tuple[int, ...]
     head_gradient_bytes: int
     ddp_bucket_bytes: int = 0  # DDP all-reduce buckets, alive all run (distributed.ddp_bucket_bytes)
+    # the FSDP root unit's unsharded gradients (distributed.root_gradients)
+    root_gradients: distributed.RootGradients = distributed.RootGradients(0, 0, 0)
 
 
 def _split(nbytes: int, n: int) -> int:
@@ -56,11 +58,24 @@ def gpu_state(state: ModelState, plan: Plan) -> GpuState:
     # (distributed.py, one place for each mechanism)
     biggest_layer = max(state.per_layer_weight_bytes, default=0)
     root = max(0, state.weights_bytes - sum(state.per_layer_weight_bytes))
+    unit_grads = max(state.per_layer_gradient_bytes, default=0)
+    head_grads, lm_head_grads = state.head_gradient_bytes, state.lm_head_gradient_bytes
+    low_precision_shard = 0
+    if fsdp_mixed_precision.uses_fsdp_mixed(plan):
+        # FSDP MixedPrecision(param_dtype=bf16): units are gathered and their gradients
+        # produced and reduced in bf16 over fp32 shards (fsdp_mixed_precision.py)
+        low_precision_shard = fsdp_mixed_precision.low_precision_shard_bytes(plan, _split(biggest_layer, n))
+        gathered, reduced = fsdp_mixed_precision.gathered_fraction(plan), fsdp_mixed_precision.reduce_fraction(plan)
+        biggest_layer, root = int(biggest_layer * gathered), int(root * gathered)
+        unit_grads, head_grads, lm_head_grads = (int(unit_grads * reduced), int(head_grads * reduced),
+                                                 int(lm_head_grads * reduced))
     gather = distributed.gathered_bytes(plan, biggest_layer, root)
+    gather += low_precision_shard if distributed.streams_units(plan) else 0
     bytes_per_grad = state.gradient_bytes / max(state.trainable_params, 1)
     zero2_bucket = min(state.gradient_bytes, int(ZERO2_REDUCE_BUCKET_ELEMENTS * bytes_per_grad))
-    bucket = distributed.reduce_buffer_bytes(plan, max(state.per_layer_gradient_bytes, default=0), zero2_bucket)
+    bucket = distributed.reduce_buffer_bytes(plan, unit_grads, zero2_bucket)
     ddp = distributed.ddp_bucket_bytes(plan, state.gradient_bytes)
+    root_grads = distributed.root_gradients(plan, head_grads, lm_head_grads, root, unit_grads)
     host = 0
     if plan.offload in ("optimizer", "optimizer+params"):
         host += states + grads
@@ -78,4 +93,4 @@ def gpu_state(state: ModelState, plan: Plan) -> GpuState:
         per_layer = tuple(0 for _ in per_layer)
     head = _split(state.head_gradient_bytes, n) if shard_grads else state.head_gradient_bytes
     return GpuState(weights, adapters, grads, states, temp, gather, bucket, host, managed,
-                    per_layer, 0 if plan.offload != "none" else head, ddp)
+                    per_layer, 0 if plan.offload != "none" else head, ddp, root_grads)

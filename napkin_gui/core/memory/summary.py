@@ -9,6 +9,7 @@ from ..plan import Plan
 from ..result import ALLOCATED_COMPONENTS, COMPONENTS, MemoryComponent, MemoryEstimate
 from .allocator import allocator_slack_bytes
 from .distributed import nccl_buffer_bytes, nccl_channels
+from .fsdp_mixed_precision import uses_fsdp_mixed
 from .logits import logits_loss_peak_bytes
 from .loss_kernels import loss_memory
 from .model_state import ModelState
@@ -37,6 +38,15 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
         "allocator_slack": "caching allocator: reserved but not allocated (fragmentation)",
         "cuda_context": "CUDA context, kernel images and library handles (outside torch)",
     }
+    root = gpu_state(state, plan).root_gradients
+    if root.at_root_bytes:
+        out["gradients"] += ("; FSDP root unit reduced last (torch FSDP split_with_sizes_backward / foreach_reduce):"
+                             " lm_head's unsharded gradient through the backward, embedding + lm_head gradients"
+                             " and their flat copy at its end")
+    if uses_fsdp_mixed(plan):
+        out["weights"] += "; FSDP MixedPrecision(param_dtype=bf16): fp32 shards, units gathered in bf16"
+        out["temporaries"] += ("; FSDP MixedPrecision: bf16 gathered units + bf16 copy of the shard being"
+                               " gathered (_mp_shard), bf16 gradients awaiting their reduce-scatter")
     if plan.n_gpus > 1:
         out["cuda_context"] += (f" + NCCL communicator buffers: {nccl_channels(gpu)} ring channels x"
                                 " (Simple 4 MiB + LL128 4.7 MiB + LL 0.5 MiB) in 2 MiB granules")

@@ -143,7 +143,10 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
         rows.append((w, a, grads_always, st, kept + block.kept_bytes, 0, ws + block.forward_work_bytes + gather))
         kept += block.kept_bytes
     rows.append((w, a, grads_always, st, kept + final_norm, loss_peak, ws + gather))  # logits & loss
-    grads = gpu_state.head_gradient_bytes
+    root = gpu_state.root_gradients
+    # an FSDP root unit is reduced last: its shard of the gradients appears only at the end,
+    # while lm_head's unsharded gradient is alive from the loss on (distributed.root_gradients)
+    grads = 0 if root.through_backward_bytes else gpu_state.head_gradient_bytes
     per_layer_grads = gpu_state.per_layer_gradient_bytes
     in_bwd = _in_backward(spec, plan, gpu_state)
     for i in range(len(blocks), 0, -1):  # backward, last block first
@@ -155,7 +158,13 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
         alive = max(grads_always, min(grads, gpu_state.gradient_bytes))
         if in_bwd is not None:   # optimizer_in_backward: one parameter's gradient and step at a time
             alive, work = min(alive, in_bwd[0]), work + in_bwd[1]
-        rows.append((w, a, alive, st, live, held, ws + work))
+        row = (w, a, alive + root.through_backward_bytes, st, live, held, ws + work)
+        if i == 1 and root.at_root_bytes:
+            # the root unit's backward right after the first block's: embedding + lm_head
+            # gradients, their flat copy and shard, beside the root's gathered parameters
+            at_root = (w, a, alive + root.at_root_bytes, st, 0, held, ws + root.root_temp_bytes)
+            row = max(row, at_root, key=sum)
+        rows.append(row)
     if in_bwd is not None:   # nothing left to step; gradients were freed as they were used
         rows.append((w, a, 0, st, 0, held, ws))
         rows.append((w, a, 0, st, 0, held, ws))
