@@ -8,7 +8,7 @@ from napkin_gui.core.errors import PlanError
 from napkin_gui.core.estimate import estimate, estimate_point
 from napkin_gui.core.plan import Plan, check_combination
 from napkin_gui.ui.estimate_cache import EstimateCache
-from napkin_gui.ui.sweeps import plan_sweeps
+from napkin_gui.core.sweep import plan_sweeps
 
 from test_calibration import profile
 

@@ -152,15 +152,30 @@ def test_missing_optional_modules_leave_sections_out(monkeypatch):
 
 
 def test_charts_paint_images():
+    from napkin_gui.core.sweep import batch_sweep, priced_by
     from napkin_gui.report import charts, pdf
-    from napkin_gui.report.sweep import batch_sweep
     pdf.ensure_gui_app()
     est = estimate(PLAN)
-    sweep = batch_sweep(PLAN)
-    assert PLAN.batch_size in [p.batch_size for p in sweep]
+    sweep = batch_sweep(PLAN, priced_by())
+    assert PLAN.batch_size in [value for value, *_ in sweep.priced()]
     for image in (charts.memory_bar_image(est.memory), charts.timeline_image(est.memory),
-                  charts.batch_curve_image(sweep, PLAN.batch_size)):
+                  charts.batch_curve_image(sweep)):
         assert not image.isNull() and image.width() > 1000
+
+
+def test_report_sweep_is_the_time_views_batch_curve(monkeypatch):
+    """One sweep (core.sweep) on one grid: the report's batch curve is the Time view's, each
+    point one core.estimate_point call."""
+    from napkin_gui.core import sweep as core_sweep
+    from napkin_gui.ui.estimate_cache import EstimateCache
+    view = core_sweep.plan_sweeps(PLAN, EstimateCache().get_point).batch
+    calls = []
+    point = core_sweep.estimate_point
+    monkeypatch.setattr(core_sweep, "estimate_point", lambda plan, cal=None: calls.append(plan) or point(plan, cal))
+    from napkin_gui.report.data import collect_report_data
+    data = collect_report_data(PLAN)
+    assert data.sweep == view and view.values == core_sweep.grid_values(core_sweep.BATCH_GRID, PLAN.batch_size)
+    assert [p.batch_size for p in calls] == list(view.values)
 
 
 def test_report_needs_no_widgets(tmp_path):

@@ -8,7 +8,7 @@ import math
 import pytest
 from PySide6.QtGui import QPainterPath
 
-from napkin_gui.ui.sweeps import Sweep, Sweeps
+from napkin_gui.core.sweep import Sweep, Sweeps
 from napkin_gui.ui.time_curve_view import TimeCurveView
 
 NAN = math.nan

@@ -18,7 +18,7 @@ from napkin_gui.ui.controller import PlanController
 from napkin_gui.ui.estimate_cache import EstimateCache
 from napkin_gui.ui.estimate_worker import READY, serve
 from napkin_gui.ui.main_window import MainWindow
-from napkin_gui.ui.sweeps import plan_sweeps
+from napkin_gui.core.sweep import plan_sweeps
 
 PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu="rtx-4090")
 

@@ -20,7 +20,7 @@ from napkin_gui import palette, units
 from napkin_gui.ui.main_window import MainWindow
 from napkin_gui.ui.memory_bar_view import ROW_NOW, ROW_PINNED
 from napkin_gui.ui.plan_editor import choice_problem
-from napkin_gui.ui.sweeps import BATCH_GRID, SEQ_GRID, grid_values
+from napkin_gui.core.sweep import BATCH_GRID, SEQ_GRID, grid_values
 
 GIB = 2**30
 PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu="rtx-4090",

@@ -12,8 +12,8 @@ from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath,
 
 from .. import palette
 from ..core.result import ALLOCATED_COMPONENTS, MemoryEstimate
+from ..core.sweep import Sweep
 from ..units import GIB, gib
-from .sweep import SweepPoint
 from .text import component_label
 
 SCALE = 3  # device pixels per layout pixel
@@ -225,22 +225,26 @@ def _curve(p: QPainter, xy: Sequence[QPointF], fits: Sequence[bool], color: str)
         p.drawEllipse(q, 3, 3)
 
 
-def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
-                      width: int = 640, height: int = 220) -> QImage:
-    """Step seconds (left axis) and tokens/s per GPU (right axis) against batch size (log 2)."""
+def batch_curve_image(sweep: Sweep, width: int = 640, height: int = 220) -> QImage:
+    """Step seconds (left axis) and tokens/s per GPU (right axis) against batch size (log 2):
+    the priced points of core.sweep.batch_sweep, the plan's own size marked, the sizes from
+    which none fits shaded."""
     image, p = _new_image(width, height)
     left, right, top, bottom = 52, width - 60, 24, height - 40
+    points = sweep.priced()
     if not points:
         p.end()
         return image
+    sizes, steps, tokens, fits = (list(column) for column in zip(*points))
     sx = (right - left) / max(len(points) - 1, 1)
-    max_s = max(pt.step_seconds for pt in points) * 1.1
-    max_t = max(pt.tokens_per_second for pt in points) * 1.1
+    max_s = max(steps) * 1.1
+    max_t = max(tokens) * 1.1
 
     def y_of(v: float, top_v: float) -> float:
         return bottom - v / top_v * (bottom - top)
 
-    first_oom = next((i for i, pt in enumerate(points) if not pt.fits), None)
+    oom_from = sweep.first_oom_value
+    first_oom = None if oom_from is None else next((i for i, b in enumerate(sizes) if b >= oom_from), None)
     x0 = left + (first_oom or 0) * sx - (sx / 2 if first_oom else 0)
     if first_oom is not None:
         _oom_band(p, x0, right, top, bottom, label_only=False)
@@ -252,15 +256,13 @@ def batch_curve_image(points: Sequence[SweepPoint], current_batch: int,
     p.setPen(_pen(TOKENS_COLOR))
     for v in _ticks(max_t):
         _text(p, right + 4, y_of(v, max_t), f"{v:,.0f}", Qt.AlignmentFlag.AlignLeft, 56)
-    for i, pt in enumerate(points):
+    for i, size in enumerate(sizes):
         p.setPen(_pen(INK, 1.5))
-        if pt.batch_size == current_batch:
+        if size == sweep.current:
             p.drawLine(QPointF(left + i * sx, top), QPointF(left + i * sx, bottom))
-        _text(p, left + i * sx, bottom + 10, str(pt.batch_size), Qt.AlignmentFlag.AlignHCenter, 40)
-    fits = [pt.fits for pt in points]
-    _curve(p, [QPointF(left + i * sx, y_of(pt.step_seconds, max_s)) for i, pt in enumerate(points)], fits, STEP_COLOR)
-    _curve(p, [QPointF(left + i * sx, y_of(pt.tokens_per_second, max_t)) for i, pt in enumerate(points)],
-           fits, TOKENS_COLOR)
+        _text(p, left + i * sx, bottom + 10, str(size), Qt.AlignmentFlag.AlignHCenter, 40)
+    _curve(p, [QPointF(left + i * sx, y_of(v, max_s)) for i, v in enumerate(steps)], fits, STEP_COLOR)
+    _curve(p, [QPointF(left + i * sx, y_of(v, max_t)) for i, v in enumerate(tokens)], fits, TOKENS_COLOR)
     if first_oom is not None:
         _oom_band(p, x0, right, top, bottom, label_only=True)
     p.setPen(_pen(INK))

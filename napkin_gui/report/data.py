@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from ..core.plan import Plan
 from ..core.result import Estimate
+from ..core.sweep import Sweep, batch_sweep, priced_by
 from .extras import advice_lines, hardware_table
-from .sweep import SweepPoint, batch_sweep
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +15,7 @@ class ReportData:
     """The estimate plus the optional extras (empty when their core module is missing)."""
 
     estimate: Estimate
-    sweep: tuple[SweepPoint, ...]
+    sweep: Sweep  # the plan over micro-batch sizes (core.sweep, the Time view's grid)
     hardware_header: tuple[str, ...]
     hardware_rows: tuple[tuple[str, ...], ...]
     hardware_note: str
@@ -30,7 +30,7 @@ def collect_report_data(plan: Plan, calibration=None, today: _dt.date | None = N
     header, rows, note = hardware_table(plan)
     return ReportData(
         estimate=est,
-        sweep=batch_sweep(plan, calibration),
+        sweep=batch_sweep(plan, priced_by(calibration)),
         hardware_header=header,
         hardware_rows=rows,
         hardware_note=note,

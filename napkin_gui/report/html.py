@@ -83,7 +83,7 @@ def report_html(data: ReportData) -> str:
               _table(("component", "GiB", "formula"), component_rows(est.memory), num_cols=(1,), formula_cols=(2,)),
               "<h2>Plan</h2>", _plan_table(data),
               f'<p style="page-break-before: always"></p>{_figure("Memory through one step", TIMELINE)}']
-    if data.sweep:
+    if data.sweep.priced():
         parts.append(_figure("Batch size: step time and throughput", BATCH_CURVE))
     parts += ["<h2>Time</h2>",
               _table((), time_rows(est.time, plan.grad_accum), num_cols=(1,), width="60%"),

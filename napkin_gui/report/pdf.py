@@ -34,7 +34,7 @@ def report_document(data: ReportData):
     est = data.estimate
     images = {MEMORY_BAR: charts.memory_bar_image(est.memory),
               TIMELINE: charts.timeline_image(est.memory),
-              BATCH_CURVE: charts.batch_curve_image(data.sweep, est.plan.batch_size)}
+              BATCH_CURVE: charts.batch_curve_image(data.sweep)}
     for name, image in images.items():
         doc.addResource(QTextDocument.ResourceType.ImageResource, QUrl(name), image)
     doc.setHtml(report_html(data))

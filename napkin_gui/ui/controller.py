@@ -21,8 +21,8 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from ..core.errors import PlanError
 from ..core.plan import Plan, check_combination
+from ..core.sweep import Sweeps, plan_sweeps
 from .estimate_cache import EstimateCache
-from .sweeps import Sweeps, plan_sweeps
 
 MERGE_SECONDS = 1.5  # edits of one field closer than this undo as one step (slider drags)
 # The advice (core.advise: a few dozen estimates, ~10 ms) waits until edits pause this long:

@@ -12,7 +12,7 @@ def run_job(kind: str, plan: Any, calibration: Any, estimates: Any) -> Any:
     """What the window would compute for one job (estimates: an EstimateCache)."""
     estimates.set_calibration(calibration)
     if kind == "sweeps":
-        from .sweeps import plan_sweeps
+        from ..core.sweep import plan_sweeps
         return plan_sweeps(plan, estimates.get_point)
     if kind == "advice":
         from ..core.advise import advise

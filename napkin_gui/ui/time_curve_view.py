@@ -16,11 +16,11 @@ from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsItem, QGraphicsPat
                                QGraphicsSimpleTextItem, QLabel, QVBoxLayout, QWidget)
 
 from ..core.result import Estimate
+from ..core.sweep import Sweep, Sweeps
 from .. import palette
 from ..units import count, seconds
 from .plot_style import fixed_label, nice_ceiling, nice_log_range, quiet, set_view_if_changed, style_plot
 from .recalling_axis import recalling_axes
-from .sweeps import Sweep, Sweeps
 
 
 def bound_text(est: Estimate) -> str:
