@@ -10,7 +10,8 @@ Measured on the 2-core machine (bench/gui_latency.py): the Time tab's p95 falls 
 The hardware table stays in the window: its 152 rows cost more to send and to paint in a
 second pass than the overlap saves.
 
-A job is (job id, kind, plan, calibration) with kind "sweeps" or "advice"; a reply is
+A job is (job id, kind, plan, calibration) with kind "sweeps", "advice" or "search" (the Best
+plans view, which has a child of its own at low priority: ui/best_plans_search.py); a reply is
 (job id, status, payload) with status "ok", "plan-error" (payload: the PlanError line) or
 "error". The child runs only the newest job of each kind, curves before advice, and answers
 "stale" for a job that a newer one of its kind replaced before it started (a slider drag).
@@ -34,7 +35,8 @@ class BackgroundEstimator(QObject):
 
     result_ready = Signal(int, str, object)  # job id, status, payload
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, nice: int = 0, name: str = "napkin-estimates") -> None:
+        """nice > 0: the child runs at that lower CPU priority (estimate_worker.serve)."""
         super().__init__(parent)
         self.ready = False
         self.failed = ""
@@ -44,7 +46,7 @@ class BackgroundEstimator(QObject):
         ctx = multiprocessing.get_context("spawn")  # no fork of a process that runs Qt
         try:
             self._conn, child_conn = ctx.Pipe()
-            self._proc = ctx.Process(target=serve, args=(child_conn,), daemon=True, name="napkin-estimates")
+            self._proc = ctx.Process(target=serve, args=(child_conn, nice), daemon=True, name=name)
             self._proc.start()
             child_conn.close()
         except (OSError, RuntimeError, ValueError) as err:

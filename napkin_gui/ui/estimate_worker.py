@@ -1,10 +1,10 @@
-"""The background process's side of ui/background.py: run curve and advice jobs sent
+"""The background process's side of ui/background.py: run curve, advice and search jobs sent
 through a pipe. Imports no Qt, so the spawned child starts with the core alone."""
 from __future__ import annotations
 
 from typing import Any
 
-KINDS = ("sweeps", "advice")  # in the order the child runs them
+KINDS = ("sweeps", "advice", "search")  # in the order the child runs them
 READY = "ready"
 
 
@@ -17,12 +17,25 @@ def run_job(kind: str, plan: Any, calibration: Any, estimates: Any) -> Any:
     if kind == "advice":
         from ..core.advise import advise
         return tuple(advise(plan, calibration=calibration))
+    if kind == "search":  # the Best plans view (ui/best_plans_search.py)
+        from ..core.best_plans import best_plans
+        return best_plans(plan, calibration)
     raise ValueError(f"unknown job kind {kind!r}")
 
 
-def serve(conn: Any) -> None:
-    """The child's loop: of each kind only the newest job is run, curves before advice."""
+def serve(conn: Any, nice: int = 0) -> None:
+    """The child's loop: of each kind only the newest job is run, curves before advice.
+
+    nice > 0 lowers the child's CPU priority (os.nice) so that it runs only on time the
+    window and the curves' child leave: the search's child (ui/best_plans_search.py)."""
     import gc
+    import os
+
+    if nice > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
 
     from ..core.errors import PlanError
     from ..core.gpu_catalog import gpu_catalog

@@ -1,4 +1,4 @@
-"""MainWindow: editor left, memory bar on top, timeline / time / hardware tabs, advice right.
+"""MainWindow: editor left, memory bar on top, timeline / time / hardware / best plans tabs, advice right.
 
 It wires the PlanController to every view and owns the document: New / Open / Save /
 Save As (*.napkin.json through core.plan.save_plan, atomic), recent files, the
@@ -22,6 +22,8 @@ from ..core.errors import PlanError
 from ..core.plan import PLAN_SUFFIX, Plan, load_plan, plan_from_dict, plan_to_dict, save_plan
 from .. import palette
 from .advice_panel import AdvicePanel
+from .best_plans_search import BestPlansSearch
+from .best_plans_view import BestPlansView
 from .controller import PlanController
 from .hardware_table import HardwareTable
 from .memory_bar_view import MemoryBarView
@@ -88,6 +90,10 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.timeline_view, "Memory timeline")
         self.tabs.addTab(self.time_view, "Time")
         self.tabs.addTab(self.hardware_table, "Hardware")
+        self.best_plans_view = BestPlansView(self)
+        self.tabs.addTab(self.best_plans_view, "Best plans")
+        # the plan search, in a low-priority child of its own when the window has a background
+        self.best_plans = BestPlansSearch(c, background=self.background is not None, parent=self)
         self.center = QSplitter(Qt.Orientation.Vertical, self)
         self.center.addWidget(self.memory_view)
         self.center.addWidget(self.tabs)
@@ -150,7 +156,7 @@ class MainWindow(QMainWindow):
         self.pin_action = self._action(view, "&Pin current as before", self._on_pin_triggered, "Ctrl+P",
                                        "Keep the current bar to compare the next change against.")
         self.pin_action.setCheckable(True)
-        for i, name in enumerate(("Memory timeline", "Time", "Hardware"), start=1):
+        for i, name in enumerate(("Memory timeline", "Time", "Hardware", "Best plans"), start=1):
             self._action(view, name, lambda _=False, i=i: self.tabs.setCurrentIndex(i - 1), f"Ctrl+{i}")
         tools = bar.addMenu("&Tools")
         self.probe_action = self._action(tools, "&Probe GPU", self.start_probe, "Ctrl+R",
@@ -189,6 +195,9 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(self._on_tabs_current_changed)
         self._on_tabs_current_changed(self.tabs.currentIndex())
         self.advice_panel.plan_chosen.connect(c.set_plan)
+        self.best_plans.results_changed.connect(self.best_plans_view.show_results)
+        self.best_plans.status_changed.connect(self.best_plans_view.show_status)
+        self.best_plans_view.plan_chosen.connect(c.set_plan)
         self.memory_view.pin_toggled.connect(self.pin_action.setChecked)
         self.probe_runner = ProbeRunner(c, self.probe_panel, self.nvml_strip, self.timeline_view,
                                         lambda text: self.statusBar().showMessage(text, 10000), self)
@@ -346,6 +355,7 @@ class MainWindow(QMainWindow):
             self.poller.stop()
         if self.background is not None:
             self.background.close()
+        self.best_plans.close()
         event.accept()
 
     # ------------------------------------------------------------------ slots
@@ -377,6 +387,7 @@ class MainWindow(QMainWindow):
             return
         shown = self.tabs.widget(index)
         self.controller.set_wanted(sweeps=shown is self.time_view, hardware=shown is self.hardware_table)
+        self.best_plans.set_wanted(shown is self.best_plans_view)
 
     def _on_pin_triggered(self, checked: bool) -> None:
         self.memory_view.set_pinned(self.controller.estimate if checked else None)
