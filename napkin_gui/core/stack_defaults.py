@@ -16,10 +16,13 @@ with the project's test extra; unsloth read from unslothai/unsloth):
 - litgpt 0.5.13, litgpt/finetune/lora.py setup(): `lora_r=8`, `lora_alpha=16`, `lora_dropout=0.05`;
   fit() calls `model(input_ids, lm_head_chunk_size=128)` and `chunked_cross_entropy(..., chunk_size=128)`
   (litgpt/utils.py); no activation checkpointing on one device.
-- unsloth (unslothai/unsloth unsloth/models/llama.py, FastLlamaModel.get_peft_model): `r=16`,
-  `lora_alpha=16`, `lora_dropout=0`, `use_gradient_checkpointing="unsloth"` (checkpointed inputs
-  offloaded to the host: unsloth_zoo/gradient_checkpointing.py), fused linear cross-entropy
-  (unsloth_zoo/loss_utils.py) instead of full logits.
+- unsloth 2026.8.19 (unslothai/unsloth unsloth/models/llama.py FastLlamaModel.get_peft_model:
+  `r=16`, `lora_alpha=16`, `lora_dropout=0.0`, `use_gradient_checkpointing="unsloth"`, i.e. the
+  checkpointed inputs offloaded to pinned host memory, unsloth_zoo/gradient_checkpointing.py);
+  studio/backend/assets/configs/model_defaults/default.yaml, its defaults for any model:
+  `gradient_checkpointing: "unsloth"`, `optim: "adamw_8bit"`, `lora_dropout: 0.0`;
+  CausalLM_fast_forward's `unsloth_fused_ce_loss` (unsloth_zoo/fused_losses/cross_entropy_loss.py)
+  instead of full logits unless UNSLOTH_RETURN_LOGITS=1. Module code: core/frameworks/unsloth.py.
 - Liger (liger_kernel 0.8.5, transformers/monkey_patch.py apply_liger_kernel_to_llama):
   `fused_linear_cross_entropy=True` by default, so `liger: true` defaults `loss` to fused-linear-ce.
 """
@@ -42,7 +45,7 @@ FRAMEWORK_DEFAULTS: dict[str, dict[str, Any]] = {
     "litgpt": {**_COMMON, "loss": "chunked-ce", "grad_ckpt": False,
                "lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.05},
     "unsloth": {**_COMMON, "loss": "fused-linear-ce", "grad_ckpt": True, "activation_offload": True,
-                "lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.0},
+                "optimizer": "adamw-8bit", "lora_r": 16, "lora_alpha": 16, "lora_dropout": 0.0},
 }
 # torchtune's single-device full fine-tuning configs step inside backward with paged 8-bit
 # AdamW (8B_full_single_device.yaml, 1B_full_single_device.yaml); only with grad_accum 1.

@@ -107,6 +107,12 @@ def loss_memory(plan, spec, logits_bytes: int) -> LossMemory:
     vocab, hidden = spec.vocab_size, spec.hidden_size
     head_trainable = plan.method == "full"
     weight_bytes = 4 if plan.param_dtype == "fp32" else 2
+    if plan.framework == "unsloth":
+        from ..frameworks import unsloth   # unsloth.py builds LossMemory values
+        if plan.loss == "fused-linear-ce":
+            hidden_bytes = 4 if plan.precision == "fp32" else 2
+            return unsloth.fused_ce(tokens, vocab, hidden, hidden_bytes, logits_bytes, head_trainable, weight_bytes)
+        return unsloth.fast_cross_entropy(tokens, vocab, logits_bytes)
     if plan.loss == "chunked-ce" and plan.framework == "litgpt":
         return litgpt_chunked_ce(plan.batch_size, plan.seq_len, vocab, logits_bytes)
     if plan.loss == "chunked-ce":

@@ -13,6 +13,7 @@ from ..plan import Plan
 from ..spec_cache import SpecCache
 from ..frameworks import torchtune
 from . import gradients, lora, optimizer, weights
+from .precision import kbit_upcast
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ def _weights(spec: ModelSpec, plan: Plan) -> tuple[int, str]:
     tensors = sum(n * sum(lin.count for lin in layer.linears) for n, layer in spec.layer_groups)
     # prepare_model_for_kbit_training upcasts every non-quantized parameter to fp32
     # (peft/utils/other.py); without it they stay in the compute dtype.
-    rest_dtype = "fp32" if plan.kbit_prep else plan.compute_dtype
+    rest_dtype = "fp32" if kbit_upcast(plan) else plan.compute_dtype
     rest = total - quantized
     nf4 = weights.nf4_weight_bytes(quantized, tensors, plan.quant_double)
     dense = weights.dense_weight_bytes(rest, rest_dtype)

@@ -101,8 +101,10 @@ def logits_element_bytes(plan: Plan) -> int:
 # Frameworks whose QLoRA path does not run peft's prepare_model_for_kbit_training: torchtune
 # builds every non-quantized parameter in the recipe dtype (torchtune/models/llama3/
 # _component_builders.py lora_llama3, quantize_base), litgpt's BitsandbytesPrecision keeps the
-# embedding and norms in the `-true` dtype (lightning/fabric/plugins/precision/bitsandbytes.py).
-NO_KBIT_PREP_FRAMEWORKS = frozenset({"torchtune", "litgpt"})
+# embedding and norms in the `-true` dtype (lightning/fabric/plugins/precision/bitsandbytes.py);
+# unsloth's own prepare_model_for_kbit_training upcasts only the adapters to fp32
+# (unsloth_zoo/training_utils.py prepare_model_for_training, train_layernorms=False).
+NO_KBIT_PREP_FRAMEWORKS = frozenset({"torchtune", "litgpt", "unsloth"})
 
 
 def kbit_upcast(plan: Plan) -> bool:

@@ -15,7 +15,7 @@ from .loss_kernels import loss_memory
 from .model_state import ModelState
 from .precision import logits_element_bytes
 from .sharding import GpuState, gpu_state
-from .timeline import BlockMemory, block_memories, phase_names, step_timeline
+from .timeline import BlockMemory, block_memories, phase_names, step_timeline, unsloth_offload
 
 
 def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
@@ -23,6 +23,10 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
     tokens = plan.batch_size * plan.seq_len
     shard = f" / {plan.n_gpus} GPUs ({plan.sharding})" if plan.sharding != "none" and plan.n_gpus > 1 else ""
     ckpt = "checkpointed block inputs" if plan.grad_ckpt else "saved tensors of every block"
+    offload = unsloth_offload(spec, plan)
+    if offload:
+        ckpt = (f"unsloth offloaded checkpointing (UnslothCheckpointFunction): {offload.offloaded_layers} block inputs"
+                f" in pinned host RAM, the last on the card")
     saved = blocks[0].saved_bytes / max(tokens, 1) if blocks else 0
     out = {
         "weights": state.weights_formula + (shard if plan.sharding in ("fsdp", "zero3") else ""),
@@ -55,8 +59,8 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
 
 def _largest_transient(plan: Plan, spec: ModelSpec, blocks: tuple[BlockMemory, ...]) -> int:
     tokens = plan.batch_size * plan.seq_len
-    loss = (logits_loss_peak_bytes(tokens, spec.vocab_size, logits_element_bytes(plan)) if plan.loss == "standard"
-            else loss_memory(plan, spec, logits_element_bytes(plan)).peak_bytes)
+    loss = (logits_loss_peak_bytes(tokens, spec.vocab_size, logits_element_bytes(plan))
+            if plan.loss == "standard" and plan.framework != "unsloth" else loss_memory(plan, spec, logits_element_bytes(plan)).peak_bytes)
     recompute = max((b.saved_bytes for b in blocks), default=0) if plan.grad_ckpt else 0
     work = max((b.backward_work_bytes for b in blocks), default=0)
     # the optimizer's temporaries are one tensor per parameter and reuse cached blocks;
@@ -110,9 +114,15 @@ def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState
         peak_phase=names[peak],
         phases=names,
         phase_values=rows,
-        host_bytes=gs.host_bytes,
+        host_bytes=gs.host_bytes + _unsloth_host_bytes(spec, plan),
         managed_bytes=gs.managed_bytes,
     )
+
+
+def _unsloth_host_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Pinned host buffers of unsloth's offloaded checkpointing (frameworks/unsloth.py)."""
+    offload = unsloth_offload(spec, plan)
+    return offload.host_bytes if offload else 0
 
 
 def capacity_bytes(gpu: GpuSpec) -> int:

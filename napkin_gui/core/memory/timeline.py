@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..frameworks import litgpt, torchtune
+from ..frameworks import litgpt, torchtune, unsloth
 from ..model_spec import DecoderLayer, ModelSpec, block_repeats, group_blocks
 from ..plan import Plan
 from . import activations as act
@@ -55,10 +55,58 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
         if plan.grad_ckpt:
             forward_work = max(forward_work, saved)
         score_elements = plan.batch_size * spec.num_heads * plan.seq_len ** 2 if scores else 0
-        backward_work = act.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, score_elements)
+        if _unsloth_modules(plan):
+            backward_work = unsloth.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, targets,
+                                                             _unsloth_dequant_bytes(spec, plan))
+        else:
+            backward_work = act.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, score_elements)
         distinct.append(BlockMemory(saved, kept, forward_work, backward_work, scores))
     blocks = tuple(distinct[i] for (n, _), i in zip(spec.layer_groups, group_blocks(spec)) for _ in range(n))
-    return _first_block_norm(plan, spec, dt, blocks)
+    return _unsloth_offload(spec, plan, dt, _first_block_norm(plan, spec, dt, blocks))
+
+
+def _unsloth_modules(plan: Plan) -> bool:
+    """unsloth's own layer code (fast_lora, Triton norms and RoPE) runs for LoRA and QLoRA;
+    its full fine-tuning goes through transformers' modules (FastModel, full_finetuning=True)."""
+    return plan.framework == "unsloth" and plan.is_lora
+
+
+def unsloth_offload(spec: ModelSpec, plan: Plan) -> unsloth.OffloadedCheckpoint | None:
+    """The plan's unsloth offloaded gradient checkpointing, None when it does not offload."""
+    if plan.framework != "unsloth" or not (plan.grad_ckpt and plan.activation_offload):
+        return None
+    dt = activation_dtypes(plan, spec)
+    return unsloth.offloaded_checkpoint(plan.batch_size * plan.seq_len, spec.hidden_size, spec.num_layers,
+                                        dt.stream, plan.seq_len)
+
+
+def _unsloth_offload(spec: ModelSpec, plan: Plan, dt: act.ActivationDtypes,
+                     blocks: tuple[BlockMemory, ...]) -> tuple[BlockMemory, ...]:
+    """UnslothCheckpointFunction: every checkpointed layer input but the last waits in pinned
+    host memory (its GPU buffers are persistent: unsloth_persistent_bytes)."""
+    if not blocks or unsloth_offload(spec, plan) is None:
+        return blocks
+    return (*(dataclasses.replace(b, kept_bytes=0) for b in blocks[:-1]), blocks[-1])
+
+
+def _unsloth_dequant_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """QLoRA: one dequantized copy of the largest block weight (fast_dequantize)."""
+    if plan.method != "qlora":
+        return 0
+    largest = max((lin.d_in * lin.d_out for _, layer in block_repeats(spec) for lin in layer.linears), default=0)
+    return unsloth.dequant_buffer_bytes(largest, activation_dtypes(plan, spec).linear_out)
+
+
+def unsloth_persistent_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Device buffers unsloth allocates once and keeps: the checkpoint GPU_BUFFER(s) and, under
+    4-bit with the fused LoRA paths, fast_dequantize's global WEIGHT_BUFFER / ABSMAX_BUFFER."""
+    if plan.framework != "unsloth":
+        return 0
+    offload = unsloth_offload(spec, plan)
+    total = offload.gpu_buffer_bytes if offload else 0
+    if _unsloth_modules(plan) and plan.lora_dropout == 0:
+        total += _unsloth_dequant_bytes(spec, plan)
+    return total
 
 
 def _attention_kernel(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes, layer: DecoderLayer) -> tuple[str, bool, bool]:
@@ -67,6 +115,8 @@ def _attention_kernel(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes, lay
     memory-efficient kernel for fp32 on CUDA (and CPU's flash kernel), none keeping s^2."""
     if plan.framework in ("torchtune", "litgpt"):
         return "flash", False, False
+    if _unsloth_modules(plan):  # flash-attn or SDPA(enable_gqa) through run_attention: no s^2
+        return "flash", True, False
     return attention_kernel(plan, spec, dt, layer.sliding_window)
 
 
@@ -81,6 +131,10 @@ def _block_saved_bytes_per_token(plan: Plan, spec: ModelSpec, layer: DecoderLaye
         return litgpt.block_saved_bytes_per_token(layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
                                                   spec.head_dim, kernel, dt, targets, rms=not extras.layer_norm,
                                                   qk_norm=extras.qk_norm)
+    if _unsloth_modules(plan):
+        return unsloth.block_saved_bytes_per_token(layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
+                                                   spec.head_dim, plan.attention == "flash", dt, targets,
+                                                   qk_norm=extras.qk_norm)
     return act.layer_saved_bytes_per_token(
         layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, extras.v_head_dim,
         kernel, native_gqa, dt, targets, rms=not extras.layer_norm, qk_norm=extras.qk_norm,
@@ -112,6 +166,8 @@ def final_norm_saved_bytes(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes
     if plan.framework == "litgpt":
         return tokens * litgpt.final_norm_saved_bytes_per_token(spec.hidden_size, dt,
                                                                 not config_extras(spec).layer_norm)
+    if _unsloth_modules(plan):
+        return tokens * unsloth.final_norm_saved_bytes_per_token(spec.hidden_size, dt)
     # final norm's fp32 x (+ its normalized output and lm_head's input when trainable)
     return tokens * spec.hidden_size * (4 + (2 * dt.stream if dt.base_trainable else 0))
 
@@ -124,7 +180,7 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     tokens = plan.batch_size * plan.seq_len
     logit_bytes = logits_element_bytes(plan)
     softcap = spec.final_logit_softcapping is not None
-    if plan.loss == "standard":
+    if plan.loss == "standard" and plan.framework != "unsloth":
         loss_peak = logits_loss_peak_bytes(tokens, spec.vocab_size, logit_bytes, softcap)
         held = logits_held_bytes(tokens, spec.vocab_size, logit_bytes)
     else:   # chunked / fused / cut cross-entropy (core/memory/loss_kernels.py)
@@ -137,6 +193,7 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     w, a, st = gpu_state.weights_bytes, gpu_state.adapter_bytes, gpu_state.optimizer_state_bytes
     # DDP's all-reduce buckets are made at wrap time and live as long as the workspaces
     ws, gather = workspace_bytes + gpu_state.ddp_bucket_bytes, gpu_state.gather_bytes
+    ws += unsloth_persistent_bytes(spec, plan)
     rows = [(w, a, grads_always, st, 0, 0, ws)]  # weights loaded
     kept = 0
     for block in blocks:  # forward: each block keeps its saved tensors (or its checkpointed input)
