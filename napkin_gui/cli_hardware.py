@@ -45,13 +45,21 @@ def _advice_dict(advice) -> dict:
     return {"title": advice.title, "reason": advice.reason, "fits_after": advice.fits_after,
             "memory_delta_bytes": advice.memory_delta_bytes,
             "time_delta_fraction": advice.time_delta_fraction,
-            "cost_delta_fraction": advice.cost_delta_fraction, "plan": plan_to_dict(advice.plan)}
+            "cost_delta_fraction": advice.cost_delta_fraction, "changes": list(advice.changes),
+            "plan": plan_to_dict(advice.plan)}
 
 
-def format_advice(items, plan, fits: bool, largest: int) -> str:
+def format_advice(items, plan, fits: bool, summary: str) -> str:
+    """The plan in one line with what fits its card (core.advise.fit_summary), then the items.
+    When nothing fits the card, the header points at the items that would."""
     state = "fits" if fits else "does NOT fit"
-    lines = [f"{plan.model} {plan.method} bs {plan.batch_size} × {plan.seq_len} on {plan.gpu} × {plan.n_gpus}: {state};"
-             f" largest batch that fits this card: {largest}"]
+    header = (f"{plan.model} {plan.method} bs {plan.batch_size} × {plan.seq_len} on {plan.gpu} × {plan.n_gpus}: "
+              f"{state}; {summary}")
+    if not fits:
+        fixing = [str(i) for i, a in enumerate(items, start=1) if a.fits_after]
+        header += (f"; what would fit: {', '.join(fixing)}" if fixing else
+                   "; nothing napkin tried fits (more GPUs with sharding, or a larger card)")
+    lines = [header]
     if not items:
         lines.append("  nothing found that helps")
     for i, advice in enumerate(items, start=1):
@@ -61,14 +69,14 @@ def format_advice(items, plan, fits: bool, largest: int) -> str:
 
 def advise_command(args: argparse.Namespace) -> int:
     """napkin advise PLAN.json [--json]."""
-    from .core.advise import advise, largest_batch_that_fits
+    from .core.advise import advise, fit_summary, largest_batch_that_fits
     from .core.estimate import estimate
     plan = load_plan(args.plan)
     items = advise(plan)
-    largest = largest_batch_that_fits(plan)
+    fits = estimate(plan).memory.fits
     if args.json:
-        print(json.dumps({"fits": estimate(plan).memory.fits, "largest_batch_that_fits": largest,
-                          "advice": [_advice_dict(a) for a in items]}, indent=2))
+        print(json.dumps({"fits": fits, "largest_batch_that_fits": largest_batch_that_fits(plan),
+                          "summary": fit_summary(plan), "advice": [_advice_dict(a) for a in items]}, indent=2))
     else:
-        print(format_advice(items, plan, estimate(plan).memory.fits, largest))
+        print(format_advice(items, plan, fits, fit_summary(plan)))
     return 0

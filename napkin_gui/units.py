@@ -30,7 +30,7 @@ def gib(nbytes: float | None, digits: int = 2) -> str:
 def gib_delta(nbytes: float, digits: int = 1) -> str:
     """A signed change: '+0.4 GiB', '-10.7 GiB' (a change that rounds to zero reads '±0.0 GiB')."""
     text = f"{nbytes / GIB:+,.{digits}f}"
-    if float(text) == 0:
+    if float(text.replace(",", "")) == 0:   # "+1,192.5": thousands separators
         text = "±" + text[1:]
     return f"{text} GiB"
 

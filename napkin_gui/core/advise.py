@@ -1,8 +1,13 @@
-"""What to change in a plan: candidate edits, each estimated, described by its effect, ranked.
+"""What to change in a plan: a view of the search (core/search.py), then single edits.
 
-When the plan does not fit, the edits that make it fit come first, the cheapest in time
-first; when it fits, the edits that speed it up most (tokens/s over all GPUs), then the ones
-that cut its cost. Each Advice carries the changed Plan, so a UI can apply it as is.
+The first items are the search's best plans that train the same thing: "fastest on this
+card" (the plan's card, at most its GPU count), "cheapest overall" (every catalog card, up
+to 8 GPUs) and, when the plan does not fit, "fits on this card" (the plan on its card with
+the fewest changes, then the fastest). When nothing of the space fits the card, the search
+may also change the method (LoRA / QLoRA) to say what would fit there. Then come single
+edits, each estimated: when the plan does not fit, those that make it fit, the cheapest in
+time first; when it fits, those that speed it up most, then the ones that cut its cost. No
+two items lead to the same plan. Each Advice carries the changed Plan, so a UI can apply it.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from ..units import gib_delta, percent, usd
 from .compare import compare_hardware
 from .errors import PlanError
 from .estimate import estimate
+from .frontier import largest_batch_size
 from .gpu_catalog import find_gpu, gpu_catalog
 from .memory.model_state import model_state
 from .memory.summary import memory_estimate
@@ -23,9 +29,15 @@ from .result import Estimate
 if TYPE_CHECKING:
     from .calibration import CalibrationProfile
 
-MAX_BATCH = 4096
 SHARD_COUNTS = (2, 4, 8)
 METHOD_ORDER = ("full", "lora", "qlora")
+# the search's items: titles a UI can tell apart from single edits
+FASTEST_ON_CARD = "fastest on this card"
+CHEAPEST_OVERALL = "cheapest overall"
+FITS_ON_CARD = "fits on this card"
+SEARCH_TITLES = (FASTEST_ON_CARD, CHEAPEST_OVERALL, FITS_ON_CARD)
+# a search item is shown when it beats the plan by more than this (relative)
+BETTER = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +51,7 @@ class Advice:
     fits_after: bool
     reason: str
     cost_delta_fraction: float = 0.0   # USD per token after / before - 1
+    changes: tuple[str, ...] = ()      # "field: old -> new" (the search's items)
 
 
 def _card(gpu_id: str, calibration: CalibrationProfile | None = None):
@@ -53,25 +66,20 @@ def _card(gpu_id: str, calibration: CalibrationProfile | None = None):
 
 def largest_batch_that_fits(plan: Plan, gpu_id: str | None = None,
                             calibration: CalibrationProfile | None = None) -> int:
-    """The largest batch_size whose step fits on gpu_id (default: the plan's card); 0 if none."""
-    gpu = _card(gpu_id or plan.gpu, calibration)
-    spec = resolve_model(plan.model)
-    state = model_state(spec, plan)
-    base = replace(plan, gpu=gpu.id)
+    """The largest batch_size whose step fits on gpu_id (default: the plan's card); 0 if none
+    (core.frontier.largest_batch_size: bisection on the model)."""
+    return largest_batch_size(plan, gpu_id, calibration)
 
-    def fits(bs: int) -> bool:
-        return memory_estimate(replace(base, batch_size=bs), spec, gpu, state).fits
 
-    if not fits(1):
-        return 0
-    lo, hi = 1, 2
-    while hi <= MAX_BATCH and fits(hi):
-        lo, hi = hi, hi * 2
-    hi = min(hi, MAX_BATCH + 1)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
+def fit_summary(plan: Plan, calibration: CalibrationProfile | None = None) -> str:
+    """One line on what fits the plan's card: the largest micro-batch, or that nothing does
+    (never "largest batch: 0")."""
+    gpu = find_gpu(plan.gpu)
+    count = f" × {plan.n_gpus}" if plan.n_gpus > 1 else ""
+    largest = largest_batch_size(plan, calibration=calibration)
+    if largest == 0:
+        return f"nothing fits {gpu.name}{count} as planned, not even micro-batch 1 of {plan.seq_len} tokens"
+    return f"largest micro-batch that fits {gpu.name}{count}: {largest}"
 
 
 def _seconds_per_token(est: Estimate) -> float:
@@ -94,7 +102,7 @@ def _smallest_card(plan: Plan, calibration: CalibrationProfile | None = None) ->
 
 
 def _advice(title: str, plan: Plan, before: Estimate, note: str = "",
-            calibration: CalibrationProfile | None = None) -> Advice | None:
+            calibration: CalibrationProfile | None = None, changes: tuple[str, ...] = ()) -> Advice | None:
     """Estimate the changed plan and describe its effect; None when the change cannot run."""
     try:
         after = estimate(check_combination(plan), calibration=calibration)
@@ -104,14 +112,14 @@ def _advice(title: str, plan: Plan, before: Estimate, note: str = "",
     time = _seconds_per_token(after) / _seconds_per_token(before) - 1
     cost = _usd_per_token(after) / _usd_per_token(before) - 1
     speed = f"{percent(1 / (1 + time) - 1, signed=True)} tokens/s" if time < -0.005 else f"{percent(time, signed=True)} time"
-    words = f"{title}: {gib_delta(mem)}, {speed}"
+    words = f"{title}: " + (f"{', '.join(changes)}: " if changes else "") + f"{gib_delta(mem)}, {speed}"
     if abs(cost - time) > 0.01:
         words += f", {percent(cost, signed=True)} cost"
     if after.memory.fits and not before.memory.fits:
         words += ", fits"
     if note:
         words += f"; {note}"
-    return Advice(title, after.plan, mem, time, after.memory.fits, words, cost)
+    return Advice(title, after.plan, mem, time, after.memory.fits, words, cost, changes)
 
 
 def _memory_edits(p: Plan) -> list[tuple[str, Plan]]:
@@ -168,7 +176,7 @@ def _scale_edits(p: Plan, calibration: CalibrationProfile | None = None) -> list
             if row.gpu_id != current or p.n_gpus != 1:
                 edits.append((f"{label}: {row.gpu_name}", replace(single, gpu=row.gpu_id),
                               f"{usd(row.usd_per_million_tokens)} per M tokens"))
-    best = largest_batch_that_fits(p, calibration=calibration)
+    best = largest_batch_size(p, calibration=calibration)
     if best > p.batch_size:
         edits.append((f"largest batch that fits: {p.batch_size} → {best}", replace(p, batch_size=best), ""))
     return edits
@@ -231,12 +239,62 @@ def _rank(items: list[Advice], fits_now: bool) -> list[Advice]:
     return faster + cheaper
 
 
+def _search_items(plan: Plan, before: Estimate, calibration: CalibrationProfile | None) -> list[Advice]:
+    """The search's best plans for this one (module docstring), each with its changes."""
+    from .search import DEFAULT_MAX_GPUS, plan_changes, search_table
+    card = find_gpu(plan.gpu).id
+    try:
+        table = search_table(plan, max_gpus=max(DEFAULT_MAX_GPUS, plan.n_gpus), calibration=calibration)
+    except PlanError:
+        return []
+    mine = table.rows(gpus=(card,), max_gpus=plan.n_gpus)
+    everywhere = table.rows()
+    base_tps = before.time.tokens_per_second_total
+    base_usd = _usd_per_token(before)
+    picks: list[tuple[str, Plan]] = []
+    if len(mine):
+        best = int(table.ranked("fastest", mine)[0])
+        if not before.memory.fits or table.tokens_per_second[best] > base_tps * (1 + BETTER):
+            picks.append((FASTEST_ON_CARD, table.plan(best)))
+    if len(everywhere):
+        best = int(table.ranked("cheapest", everywhere)[0])
+        if not before.memory.fits or table.usd_per_token[best] < base_usd * (1 - BETTER):
+            picks.append((CHEAPEST_OVERALL, table.plan(best)))
+    if not before.memory.fits:
+        import numpy
+        rows, changed = mine, table
+        if not len(rows):   # nothing of the space fits this card: would another method?
+            try:
+                changed = search_table(plan, gpus=(card,), max_gpus=plan.n_gpus, allow=frozenset({"method"}),
+                                       calibration=calibration)
+            except PlanError:
+                changed = None
+            rows = changed.rows() if changed is not None else numpy.zeros(0, dtype=int)
+        if len(rows):
+            order = numpy.lexsort((-changed.tokens_per_second[rows], changed.changes[rows]))
+            picks.append((FITS_ON_CARD, changed.plan(int(rows[order[0]]))))
+    items = []
+    for title, changed_plan in picks:
+        advice = _advice(title, changed_plan, before, calibration=calibration,
+                         changes=plan_changes(plan, changed_plan))
+        if advice is not None:
+            items.append(advice)
+    return items
+
+
+def _same_plan(a: Plan, b: Plan) -> bool:
+    """Plans equal but for how the card is named."""
+    return replace(a, gpu=find_gpu(a.gpu).id) == replace(b, gpu=find_gpu(b.gpu).id)
+
+
 def advise(plan: Plan, limit: int = 8, calibration: CalibrationProfile | None = None) -> tuple[Advice, ...]:
-    """The few changes that help this plan most, each with its modelled effect, ranked.
+    """The search's best plans for this one, then the single changes that help most, each
+    with its modelled effect; no two lead to the same plan.
 
     calibration: every estimate (and every card's fit) uses the probe's measured figures where
     they apply, as core.estimate(plan, calibration) does."""
     before = estimate(plan, calibration=calibration)
+    found = _search_items(plan, before, calibration)
     items: list[Advice] = []
     for title, changed in _memory_edits(plan) + _batch_edits(plan):
         advice = _advice(title, changed, before, calibration=calibration)
@@ -254,4 +312,9 @@ def advise(plan: Plan, limit: int = 8, calibration: CalibrationProfile | None = 
     for i, advice in enumerate(items):
         if advice.plan.method != plan.method and advice.plan.method in ("lora", "qlora"):
             items[i] = replace(advice, reason=f"{advice.reason}; {_smallest_card(advice.plan, calibration)}")
-    return tuple(_rank(items, before.memory.fits)[:limit])
+    out: list[Advice] = []
+    for advice in found + _rank(items, before.memory.fits):
+        if _same_plan(advice.plan, plan) or any(_same_plan(advice.plan, o.plan) for o in out):
+            continue
+        out.append(advice)
+    return tuple(out[:limit])
