@@ -175,7 +175,11 @@ def test_report_sweep_is_the_time_views_batch_curve(monkeypatch):
     from napkin_gui.report.data import collect_report_data
     data = collect_report_data(PLAN)
     assert data.sweep == view and view.values == core_sweep.grid_values(core_sweep.BATCH_GRID, PLAN.batch_size)
-    assert [p.batch_size for p in calls] == list(view.values)
+    sizes = [p.batch_size for p in calls]
+    assert sizes[:len(view.values)] == list(view.values)   # each grid value priced once
+    # then only core.frontier's bisection for the exact edge, between the samples around it
+    first = view.first_oom_value
+    assert all(first // 2 < b < first for b in sizes[len(view.values):]) and view.fit_edge is not None
 
 
 def test_report_needs_no_widgets(tmp_path):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .errors import PlanError
 from .estimate import StepPoint, estimate_point
+from .frontier import largest_true
 from .plan import Plan, check_combination
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ class Sweep:
     fits: tuple[bool, ...]
     current: int  # the plan's own value (always among values)
     grid: tuple[int, ...] = ()  # the fixed grid values (the axis ticks), without the plan's own
+    # the largest value that fits, found between the samples by core.frontier's bisection
+    # (None: every sample fits); the OOM zone starts just above it, not between two samples
+    fit_edge: int | None = None
 
     @property
     def current_index(self) -> int:
@@ -92,7 +96,23 @@ def sweep(plan: Plan, field: str, grid: tuple[int, ...], point_fn: PointFn) -> S
         step.append(point.step_seconds if point else math.nan)
         tps.append(point.tokens_per_second if point else math.nan)
         fits.append(bool(point and point.fits))
-    return Sweep(field, values, tuple(step), tuple(tps), tuple(fits), current, grid)
+    out = Sweep(field, values, tuple(step), tuple(tps), tuple(fits), current, grid)
+    return dataclasses.replace(out, fit_edge=_fit_edge(plan, out, point_fn))
+
+
+def _fit_edge(plan: Plan, sweep: Sweep, point_fn: PointFn) -> int | None:
+    """The largest value of the field that fits (core.frontier.largest_true between the last
+    sample that fits and the first out of memory, log2 of their gap in calls; the same
+    point_fn, so the same cache and calibration as the samples); None when every sample fits."""
+    first = sweep.first_oom_value
+    if first is None:
+        return None
+    j = sweep.values.index(first)
+
+    def fits(value: int) -> bool:
+        point = point_fn(dataclasses.replace(plan, **{sweep.field: value}))
+        return bool(point and point.fits)
+    return largest_true(fits, first - 1, known_true=sweep.values[j - 1] if j else 0, known_false=first)
 
 
 def batch_sweep(plan: Plan, point_fn: PointFn) -> Sweep:

@@ -132,7 +132,12 @@ class _CurvePlot:
             self.oom_label.hide()
             return
         j = sweep.values.index(first)
-        start = math.log10(first) if j == 0 else (math.log10(first) + math.log10(sweep.values[j - 1])) / 2
+        if sweep.fit_edge is not None:
+            # half a step above the largest value that fits (core.frontier's exact edge): the
+            # zone never covers a value that fits and starts below the first that does not
+            start = max(lo_x, math.log10(sweep.fit_edge + 0.5))
+        else:   # no edge known: half-way between the samples
+            start = math.log10(first) if j == 0 else (math.log10(first) + math.log10(sweep.values[j - 1])) / 2
         self.oom_zone.setRect(QRectF(start, lo_y, hi_x - start, hi_y - lo_y))
         self.oom_zone.show()
         self.oom_label.setPos(start, hi_y)
