@@ -36,7 +36,7 @@ from .plan import PLAN_FIELDS, Plan, check_combination, plan_to_dict
 from .search_space import Layout, Recipe, global_batch, layouts, recipes, runs, splits
 from .step_work import StepWork, step_work
 from .time_efficiency import time_efficiency
-from .time_model import card_rates, plan_traffic, priced_step
+from .time_model import CardRates, card_rates_over, plan_traffic, priced_step
 
 if TYPE_CHECKING:
     from numpy import ndarray
@@ -99,8 +99,9 @@ class SearchTable:
         self.n_gpus = column(lambda c: c.plan.n_gpus)[config_of_row]
         workspace = numpy.array([g.cublas_workspace_bytes - cards[0].cublas_workspace_bytes for g in cards], dtype=float)
         # the CUDA context and, with peers, NCCL's buffers (outside torch: summary.outside_torch_bytes)
-        context = numpy.array([outside_torch_bytes(cards[k], int(n)) for k, n in zip(card_of_row, self.n_gpus)],
-                              dtype=float)
+        counts, count_of_row = numpy.unique(self.n_gpus, return_inverse=True)
+        outside = numpy.array([[outside_torch_bytes(g, int(n)) for g in cards] for n in counts], dtype=float)
+        context = outside[count_of_row, card_of_row] if len(card_of_row) else numpy.zeros(0)
         self.device_used_bytes = (column(lambda c: c.reserved_bytes + c.managed_bytes)[config_of_row]
                                   + workspace[card_of_row] + context)
         base_card = find_gpu(base.gpu).id
@@ -164,6 +165,12 @@ class SearchTable:
         # lexicographic, best first: no row can beat one before it
         by = numpy.lexsort((rows, self.changes[rows], -points[:, 2], -points[:, 1], -points[:, 0]))
         order, points = rows[by], points[by]
+        # of equal points only the first (fewest changes) can be on the front: drop the rest
+        # before the pairwise pass (variants that price alike, e.g. a stack field that changes
+        # neither memory nor time of this plan, are half the rows or more)
+        first = numpy.ones(len(points), dtype=bool)
+        first[1:] = numpy.any(points[1:] != points[:-1], axis=1)
+        order, points = order[first], points[first]
         return order[_unbeaten(points)]
 
     def entry(self, row: int) -> SearchEntry:
@@ -336,7 +343,8 @@ def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray
     StepWork (card_rates, once per work and card) and each config's link traffic come as
     columns, and so do the fields of the plan the rows differ in (batch_size, grad_accum,
     n_gpus) and the host counts of the work. The plan passed is the recipe's with those
-    fields as arrays; what priced_step reads beyond them (offload) is the group's."""
+    fields as arrays; what priced_step reads beyond them (offload) is the group's. The card
+    rates come from time_model.card_rates_over: one call per split's work for all cards."""
     import numpy
     eff = time_efficiency()
     tps = numpy.zeros(len(config_of_row))
@@ -356,6 +364,9 @@ def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray
         work_of_config.append(works[key])
         traffic.append(plan_traffic(c.plan, spec, state))
     work_of_config = numpy.array(work_of_config, dtype=int)
+    dtype = configs[0].plan.compute_dtype   # the recipes keep the plan's precision
+    # [work, CardRates field, card]: each split's device seconds on every card at once
+    rates = numpy.stack([numpy.stack(card_rates_over(w, cards, eff, dtype)) for w in work_list])
     keys: dict[tuple, int] = {}
     group_of_config = numpy.array([keys.setdefault((c.recipe, c.plan.offload), len(keys)) for c in configs], dtype=int)
     group_of_row = group_of_config[config_of_row]
@@ -368,9 +379,7 @@ def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray
         row_configs, row_cards = config_of_row[rows], card_of_row[rows]
         first = configs[int(row_configs[0])].plan
         row_works = work_of_config[row_configs]
-        pairs, pair_index = numpy.unique(row_works * len(cards) + row_cards, return_inverse=True)
-        card = _columns([card_rates(work_list[p // len(cards)], cards[p % len(cards)], eff, first.compute_dtype)
-                         for p in pairs.tolist()], pair_index)
+        card = CardRates(*rates[row_works, :, row_cards].T)
         used_configs, config_index = numpy.unique(row_configs, return_inverse=True)
         link = _columns([traffic[c] for c in used_configs.tolist()], config_index)
         used_works, work_index = numpy.unique(row_works, return_inverse=True)

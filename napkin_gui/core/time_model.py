@@ -114,19 +114,40 @@ def device_seconds(phase: PhaseWork, gpu: GpuSpec, eff: TimeEfficiency, compute_
 
 
 def _device_seconds(phase: PhaseWork, gpu: GpuSpec, eff: TimeEfficiency, compute_dtype: str) -> tuple[float, float]:
-    bw = bandwidth_bytes_per_second(gpu, eff)
+    return _phase_device_seconds(phase, bandwidth_bytes_per_second(gpu, eff),
+                                 lambda dtype: matmul_flops_per_second(gpu, eff, dtype), eff, compute_dtype)
+
+
+def _phase_device_seconds(phase: PhaseWork, bw, rate_of, eff: TimeEfficiency, compute_dtype: str):
+    """(compute, memory) seconds of one phase at bandwidth bw and matmul rates rate_of(dtype):
+    floats for one card, or numpy arrays with one element per card (card_rates_over). Each
+    matmul at max(FLOPs / rate, bytes / bandwidth) plus its launch, counted as compute or
+    memory by which term is larger. The array branch runs the float branch's sums in the same
+    order (adding 0.0 where a matmul is the other kind), so each element equals its card's
+    float; the float branch stays plain Python (estimate and compare_hardware's rows)."""
     compute = memory = 0.0
-    rates: dict[str, float] = {}
-    for (dtype, flops, nbytes), launches in phase.matmuls.items():
-        rate = rates.get(dtype) or rates.setdefault(dtype, matmul_flops_per_second(gpu, eff, dtype))
-        flops_s = flops / (rate * eff.matmul_efficiency)
-        bytes_s = nbytes / bw
-        t = launches * (max(flops_s, bytes_s) + eff.matmul_launch_seconds)
-        if flops_s >= bytes_s:
-            compute += t
-        else:
-            memory += t
-    rate16 = matmul_flops_per_second(gpu, eff, compute_dtype)
+    rates: dict = {}
+    if type(bw) is float:
+        for (dtype, flops, nbytes), launches in phase.matmuls.items():
+            rate = rates.get(dtype) or rates.setdefault(dtype, rate_of(dtype))
+            flops_s = flops / (rate * eff.matmul_efficiency)
+            bytes_s = nbytes / bw
+            t = launches * (max(flops_s, bytes_s) + eff.matmul_launch_seconds)
+            if flops_s >= bytes_s:
+                compute += t
+            else:
+                memory += t
+    else:
+        import numpy
+        for (dtype, flops, nbytes), launches in phase.matmuls.items():
+            rate = rates[dtype] if dtype in rates else rates.setdefault(dtype, rate_of(dtype))
+            flops_s = flops / (rate * eff.matmul_efficiency)
+            bytes_s = nbytes / bw
+            t = launches * (numpy.maximum(flops_s, bytes_s) + eff.matmul_launch_seconds)
+            compute_bound = flops_s >= bytes_s
+            compute = compute + numpy.where(compute_bound, t, 0.0)
+            memory = memory + numpy.where(compute_bound, 0.0, t)
+    rate16 = rate_of(compute_dtype)
     compute += phase.attention_flops / (rate16 * eff.attention_efficiency)
     memory += (phase.elementwise_bytes + phase.dequant_bytes) / (bw * eff.elementwise_efficiency)
     memory += (phase.launches + phase.autograd_launches) * eff.device_kernel_seconds
@@ -153,6 +174,24 @@ def card_rates(work: StepWork, gpu: GpuSpec, eff: TimeEfficiency, compute_dtype:
                      *device_seconds(work.backward, gpu, eff, compute_dtype),
                      *device_seconds(work.optimizer, gpu, eff, compute_dtype),
                      interconnect_bytes_per_second(gpu, eff), host_bytes_per_second(gpu, eff))
+
+
+def card_rates_over(work: StepWork, gpus: tuple[GpuSpec, ...], eff: TimeEfficiency, compute_dtype: str) -> CardRates:
+    """card_rates of the work on every card at once: numpy arrays with one element per card
+    (the search prices each split's StepWork on every catalog card)."""
+    import numpy
+    bw = numpy.array([bandwidth_bytes_per_second(g, eff) for g in gpus])
+    memo: dict[str, ndarray] = {}
+
+    def rate_of(dtype: str) -> ndarray:
+        if dtype not in memo:
+            memo[dtype] = numpy.array([matmul_flops_per_second(g, eff, dtype) for g in gpus])
+        return memo[dtype]
+    phases = [_phase_device_seconds(phase, bw, rate_of, eff, compute_dtype)
+              for phase in (work.forward, work.backward, work.optimizer)]
+    return CardRates(*(numpy.broadcast_to(x, bw.shape) for pair in phases for x in pair),
+                     numpy.array([interconnect_bytes_per_second(g, eff) for g in gpus]),
+                     numpy.array([host_bytes_per_second(g, eff) for g in gpus]))
 
 
 def host_seconds(phase: PhaseWork, eff: TimeEfficiency) -> float:
