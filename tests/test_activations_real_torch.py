@@ -5,6 +5,8 @@ tensor autograd saves during the forward with saved_tensors_hooks, and compares 
 with the model's per-token count. Dropout is 0 here: on CPU torch's dropout saves an fp32
 noise tensor where CUDA's fused kernel saves a bool mask.
 """
+import dataclasses
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -146,3 +148,32 @@ def test_moe_lora_trainable_count_matches_peft():
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     spec = model_spec_from_config({"model_type": "mixtral", **kw}, "toy-moe")
     assert model_state(spec, Plan(model="toy", lora_r=4)).trainable_params == trainable
+
+
+def test_lm_head_adapter_saved_tensors_match_peft():
+    """peft's lora.Linear on lm_head: x.to(fp32) (the fp32 adapter's dtype) saved by lora_A and the
+    [tokens, r] fp32 product saved by lora_B; the frozen head itself saves nothing."""
+    from napkin_gui.core.memory.timeline import final_norm_saved_bytes
+    batch, seq = 2, 64
+    spec = toy_spec()
+
+    def measured(targets):
+        cfg = transformers.AutoConfig.for_model(
+            "llama", hidden_size=H, intermediate_size=FF, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+            num_key_value_heads=KV, vocab_size=VOCAB, max_position_embeddings=256)
+        cfg._attn_implementation = "eager"
+        torch.manual_seed(0)
+        model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
+        model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
+                                                           target_modules=targets))
+        model.enable_input_require_grads()
+        return saved_bytes(model.train(), batch, seq)
+
+    plan = Plan(model="toy", lora_r=8, lora_dropout=0.0, batch_size=batch, seq_len=seq, attention="eager",
+                lora_targets=("q_proj", "v_proj", "lm_head"))
+    dt = activation_dtypes(plan, spec)
+    without = dataclasses.replace(plan, lora_targets=("q_proj", "v_proj"))
+    head = final_norm_saved_bytes(plan, spec, dt) - final_norm_saved_bytes(without, spec, dt)
+    assert head == batch * seq * (H * 4 + 8 * 4)
+    extra = measured(["q_proj", "v_proj", "lm_head"]) - measured(["q_proj", "v_proj"])
+    assert head == pytest.approx(extra, rel=0.03)

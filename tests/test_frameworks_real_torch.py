@@ -80,7 +80,8 @@ def default_dtype(dtype):
 TT_ATTN = {"q_proj": "q_proj", "k_proj": "k_proj", "v_proj": "v_proj", "o_proj": "output_proj"}
 
 
-def torchtune_model(method: str, dtype, targets: tuple[str, ...], hidden: int = H, ff: int = FF):
+def torchtune_model(method: str, dtype, targets: tuple[str, ...], hidden: int = H, ff: int = FF,
+                    dropout: float = 0.0):
     """torchtune.models.llama3 builders, as the recipes build them (model dtype = recipe dtype)."""
     pytest.importorskip("torchtune")
     with warnings.catch_warnings():
@@ -95,7 +96,7 @@ def torchtune_model(method: str, dtype, targets: tuple[str, ...], hidden: int = 
             return llama3(**kw).train()
         mlp = any(t in targets for t in ("gate_proj", "up_proj", "down_proj"))
         model = lora_llama3(lora_attn_modules=[TT_ATTN[t] for t in targets if t in TT_ATTN], apply_lora_to_mlp=mlp,
-                            apply_lora_to_output=False, lora_rank=8, lora_alpha=16, lora_dropout=0.0,
+                            apply_lora_to_output="lm_head" in targets, lora_rank=8, lora_alpha=16, lora_dropout=dropout,
                             quantize_base=method == "qlora", **kw)
     set_trainable_params(model, get_adapter_params(model))
     return model.train()
@@ -156,7 +157,8 @@ def test_torchtune_adapters_and_weights(method, precision):
 
 # ---------------------------------------------------------------- litgpt 0.5.13
 
-LG_FLAGS = {"q_proj": "lora_query", "k_proj": "lora_key", "v_proj": "lora_value", "o_proj": "lora_projection"}
+LG_FLAGS = {"q_proj": "lora_query", "k_proj": "lora_key", "v_proj": "lora_value", "o_proj": "lora_projection",
+            "lm_head": "lora_head"}
 
 
 def litgpt_model(method: str, dtype, targets: tuple[str, ...], kv: int = KV, mlp: str = "LLaMAMLP",
@@ -218,3 +220,25 @@ def test_litgpt_adapters(targets):
     assert state.trainable_params == sum(p.numel() for p in trainable)
     assert state.adapter_bytes == sum(p.numel() * p.element_size() for p in trainable)
     assert state.optimizer_state_bytes == 2 * state.adapter_bytes
+
+
+# ------------------------------------------------------------- an adapter on lm_head
+
+HEAD = ("q_proj", "v_proj", "lm_head")
+
+
+@pytest.mark.parametrize("framework", ["torchtune", "litgpt"])
+def test_lm_head_adapter_saved_tensors(framework):
+    """apply_lora_to_output (torchtune) / lora_head (litgpt): the head's LoRA keeps the final
+    norm's output and its [tokens, r] product, in the model dtype."""
+    build = torchtune_model if framework == "torchtune" else litgpt_model
+    plan = Plan(model="toy", lora_r=8, lora_dropout=0.0, batch_size=BATCH, seq_len=SEQ,
+                lora_targets=HEAD, framework=framework)
+    ids = torch.randint(0, VOCAB, (BATCH, SEQ))
+    measured = measured_saved(build("lora", torch.bfloat16, HEAD), ids)
+    without = measured_saved(build("lora", torch.bfloat16, HEAD[:2]), ids)
+    spec = llama_spec()
+    head = napkin_saved(spec, plan) - napkin_saved(spec, dataclasses.replace(plan, lora_targets=HEAD[:2]))
+    assert head == BATCH * SEQ * (H + 8) * 2
+    assert head == pytest.approx(measured - without, rel=0.03)
+    assert napkin_saved(spec, plan) == pytest.approx(measured, rel=0.03)

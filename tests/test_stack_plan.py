@@ -49,6 +49,9 @@ def test_a_framework_fills_what_the_plan_leaves_out_and_the_plan_wins():
                                "grad_accum": 4}).optimizer_in_backward
     assert plan_from_dict({"model": "m", "liger": True}).loss == "fused-linear-ce"
     assert plan_from_dict({"model": "m", "framework": "litgpt"}).loss == "chunked-ce"
+    # litgpt/finetune/lora.py: --quantize bnb.* swaps the optimizer for bnb PagedAdamW
+    assert plan_from_dict({"model": "m", "framework": "litgpt", "method": "qlora"}).optimizer == "paged-adamw"
+    assert plan_from_dict({"model": "m", "framework": "litgpt"}).optimizer == "adamw"
 
 
 def test_with_framework_sets_every_filled_field_and_back():
@@ -74,6 +77,9 @@ def test_with_framework_sets_every_filled_field_and_back():
     ({"loss": "fused-linear-ce"}, "loss"),
     ({"framework": "torchtune", "loss": "cut-ce"}, "loss"),
     ({"framework": "litgpt", "activation_offload": True}, "activation_offload"),
+    ({"framework": "litgpt", "method": "qlora", "precision": "mixed-bf16"}, "precision"),
+    ({"framework": "litgpt", "method": "qlora", "n_gpus": 2}, "n_gpus"),
+    ({"framework": "litgpt", "method": "qlora", "optimizer": "adamw-8bit"}, "optimizer"),
     ({"framework": "unsloth", "grad_ckpt": False}, "activation_offload"),
     ({"framework": "torchtune", "sharding": "zero3", "n_gpus": 2}, "sharding"),
     ({"framework": "jax"}, "framework"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QMessageBox
+from PySide6.QtWidgets import QGroupBox, QMessageBox
 
 from napkin_gui.core.compare import compare_hardware
 from napkin_gui.core.estimate import estimate
@@ -19,7 +19,9 @@ from napkin_gui.core.result import ALLOCATED_COMPONENTS, COMPONENTS
 from napkin_gui import palette, units
 from napkin_gui.ui.main_window import MainWindow
 from napkin_gui.ui.memory_bar_view import ROW_NOW, ROW_PINNED
-from napkin_gui.ui.plan_editor import choice_problem
+from napkin_gui.core.stack_defaults import FRAMEWORKS, STACK_FIELDS, with_framework
+from napkin_gui.ui.help_text import CHOICE_TIPS, FIELD_TIPS
+from napkin_gui.ui.plan_editor import choice_problem, next_plan
 from napkin_gui.core.sweep import BATCH_GRID, SEQ_GRID, grid_values
 
 GIB = 2**30
@@ -404,14 +406,18 @@ EDITED_VALUES = {"model": "llama-3.1-8b", "lora_r": 64, "lora_alpha": 8.5, "lora
 
 def test_every_row_binds_both_ways(window):
     """Each row of the binding table: the plan's value shows in the widget, and a user edit of
-    the widget (its `edited` signal, with what the widget shows) sets exactly that plan field."""
+    the widget (its `edited` signal, with what the widget shows) sets exactly that plan field
+    (or, for a row with `apply`, makes the plan that apply makes: a framework and its defaults)."""
     e, c = window.editor, window.controller
-    before = dataclasses.replace(PLAN, method="qlora")  # every row enabled
+    qlora = dataclasses.replace(PLAN, method="qlora")  # every row but the torchtune-only one enabled
     for field, bound in e.bound.items():
+        row = e.rows[field]
+        before = next(p for p in (qlora, with_framework(dataclasses.replace(PLAN, method="full"), "torchtune"))
+                      if row.enabled(p))
         c.reset_plan(before)
         if bound.choices:
             value = next(v for v in bound.choices if v != getattr(before, field)
-                         and choice_problem(before, field, v) is None)
+                         and choice_problem(before, field, v, row.apply) is None)
         elif isinstance(getattr(before, field), bool):
             value = not getattr(before, field)
         else:
@@ -422,7 +428,37 @@ def test_every_row_binds_both_ways(window):
         if c.plan == before:
             # search combos and spin sliders show silently; the text field commits on editingFinished
             bound.edited.emit(*(() if field == "lora_targets" else (value,)))
-        assert c.plan == dataclasses.replace(before, **{field: value}), field
+        assert c.plan == next_plan(before, field, value, row.apply), field
+
+
+def test_choosing_a_framework_fills_its_defaults_as_one_undoable_edit(window):
+    e, c = window.editor, window.controller
+    before = dataclasses.replace(PLAN, lora_r=64, grad_ckpt=False)
+    c.reset_plan(before)
+    combo = e.combos["framework"]
+    commands = c.undo_stack.count()
+    combo.setCurrentIndex(combo.findData("unsloth"))
+    assert c.plan == with_framework(before, "unsloth")
+    assert (c.plan.loss, c.plan.grad_ckpt, c.plan.activation_offload, c.plan.optimizer, c.plan.lora_r) == (
+        "fused-linear-ce", True, True, "adamw-8bit", 16)
+    assert c.undo_stack.count() == commands + 1
+    # the other rows show the framework's values, and what it cannot run is greyed out
+    assert e.combos["loss"].currentData() == "fused-linear-ce" and e.widgets["activation_offload"].isChecked()
+    assert not e.widgets["liger"].isEnabled() and not e.widgets["optimizer_in_backward"].isEnabled()
+    window.undo_action.trigger()
+    assert c.plan == before and e.combos["framework"].currentData() == "transformers"
+    assert not e.widgets["activation_offload"].isChecked() and e.widgets["liger"].isEnabled()
+
+
+def test_stack_rows_have_one_sentence_tips(window):
+    box = next(b for b in window.editor.findChildren(QGroupBox) if b.title() == "Stack")
+    for field in STACK_FIELDS:
+        tip = window.editor.widgets[field].toolTip()
+        assert tip == FIELD_TIPS[field] and tip.count(". ") == 0 and tip.endswith(".")
+        assert box.isAncestorOf(window.editor.widgets[field])
+    combo = window.editor.combos["framework"]
+    assert [combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(combo.count())] == [
+        CHOICE_TIPS["framework"][f] for f in FRAMEWORKS]
 
 
 def test_bad_lora_targets_show_the_core_line(window):

@@ -298,6 +298,8 @@ def check_stack(plan: Plan) -> Plan:
         raise PlanError(f"sharding: torchtune shards with FSDP only; use none or fsdp (got {plan.sharding})")
     if plan.optimizer_in_backward:
         _check_optimizer_in_backward(plan)
+    if fw == "litgpt" and plan.method == "qlora":
+        _check_litgpt_quantized(plan)
     if plan.activation_offload and fw == "litgpt":
         raise PlanError("activation_offload: litgpt has no activation offloading; use false")
     if plan.activation_offload and fw == "unsloth" and not plan.grad_ckpt:
@@ -309,6 +311,21 @@ def check_stack(plan: Plan) -> Plan:
     if plan.precision == "fsdp-mixed-bf16" and plan.method == "qlora":
         raise PlanError("precision: qlora stores 4-bit weights, not fp32 shards; use bf16 with FSDP")
     return plan
+
+
+def _check_litgpt_quantized(plan: Plan) -> None:
+    """litgpt 0.5.13 finetune/lora.py setup() with --quantize bnb.*: ValueError "Quantization and
+    mixed precision is not supported", NotImplementedError for more than one device, and
+    litgpt/utils.py instantiate_bnb_optimizer: PagedAdamW for any AdamW, ValueError otherwise."""
+    if plan.precision.startswith("mixed-"):
+        raise PlanError(f"precision: litgpt does not quantize under mixed precision; use bf16 or fp16 "
+                        f"(its bf16-true / 16-true), got {plan.precision}")
+    if plan.n_gpus > 1:
+        raise PlanError("n_gpus: litgpt quantizes on one device only; use 1 or method lora")
+    if plan.optimizer != "paged-adamw":
+        # any AdamW becomes bnb.optim.PagedAdamW(model.parameters()); other optimizers raise
+        raise PlanError(f"optimizer: litgpt's quantized fine-tuning runs bitsandbytes PagedAdamW for any AdamW "
+                        f"and refuses other optimizers; use paged-adamw, got {plan.optimizer}")
 
 
 def _check_optimizer_in_backward(plan: Plan) -> None:

@@ -15,7 +15,13 @@ with the project's test extra; unsloth read from unslothai/unsloth):
   `torch.optim.AdamW`, `optimizer_in_bwd: False`.
 - litgpt 0.5.13, litgpt/finetune/lora.py setup(): `lora_r=8`, `lora_alpha=16`, `lora_dropout=0.05`;
   fit() calls `model(input_ids, lm_head_chunk_size=128)` and `chunked_cross_entropy(..., chunk_size=128)`
-  (litgpt/utils.py); no activation checkpointing on one device.
+  (litgpt/utils.py); no activation checkpointing on one device. With `--quantize bnb.*`, main()
+  replaces the optimizer by `bnb.optim.PagedAdamW` (litgpt/utils.py instantiate_bnb_optimizer), so
+  a litgpt QLoRA plan defaults to `paged-adamw`. Precision `bf16` is litgpt's `bf16-true` (the
+  config_hub finetune recipes' `precision: bf16-true`; setup() alone would take bf16-mixed from
+  get_default_supported_precision), keeping adapters and AdamW states in bf16
+  (core/memory/lora.py adapter_dtype). Its default LoRA targets (lora_query, lora_value) are not
+  filled in: napkin's targets are module names, which depend on the model.
 - unsloth 2026.8.19 (unslothai/unsloth unsloth/models/llama.py FastLlamaModel.get_peft_model:
   `r=16`, `lora_alpha=16`, `lora_dropout=0.0`, `use_gradient_checkpointing="unsloth"`, i.e. the
   checkpointed inputs offloaded to pinned host memory, unsloth_zoo/gradient_checkpointing.py);
@@ -51,6 +57,10 @@ FRAMEWORK_DEFAULTS: dict[str, dict[str, Any]] = {
 # AdamW (8B_full_single_device.yaml, 1B_full_single_device.yaml); only with grad_accum 1.
 TORCHTUNE_FULL_SINGLE_DEVICE = {"optimizer": "paged-adamw-8bit", "optimizer_in_backward": True}
 
+# litgpt/finetune/lora.py main(): `if isinstance(fabric.strategy.precision, BitsandbytesPrecision):
+# optimizer = instantiate_bnb_optimizer(optimizer, model.parameters())` -> bnb.optim.PagedAdamW
+LITGPT_QUANTIZED_OPTIMIZER = "paged-adamw"
+
 STACK_FIELDS = ("framework", "loss", "liger", "compile", "activation_offload", "optimizer_in_backward")
 # Every field a framework choice may fill (the editor's "choose a framework" edit sets these).
 FILLED_FIELDS = tuple(FRAMEWORK_DEFAULTS["transformers"])
@@ -62,6 +72,8 @@ def framework_defaults(framework: str, method: str = "lora", n_gpus: int = 1, gr
     out = dict(FRAMEWORK_DEFAULTS[framework])
     if framework == "torchtune" and method == "full" and n_gpus == 1 and grad_accum == 1:
         out.update(TORCHTUNE_FULL_SINGLE_DEVICE)
+    if framework == "litgpt" and method == "qlora":
+        out["optimizer"] = LITGPT_QUANTIZED_OPTIMIZER
     if liger and framework == "transformers":
         out["loss"] = "fused-linear-ce"
     return out

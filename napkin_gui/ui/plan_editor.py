@@ -34,6 +34,7 @@ from ..core.gpu_catalog import gpu_catalog, lookup_gpu
 from ..core.model_source import list_presets
 from ..core.plan import (ATTENTIONS, METHODS, OFFLOADS, OPTIMIZERS, PLAN_FIELDS, PRECISIONS, SHARDINGS,
                          Plan, check_combination, parse_lora_targets)
+from ..core.stack_defaults import FRAMEWORKS, LOSSES, with_framework
 from .. import palette
 from ..units import gib, params, usd_per_hour
 from .controller import PlanController
@@ -82,6 +83,9 @@ class Row:
     # check_combination reads. Re-checking costs ~20 dataclasses.replace (~0.2 ms), too much
     # for every step of a slider drag.
     gates: bool = False
+    # how an edit of this field makes the next plan (None: replace the field): choosing a
+    # framework also fills the fields it sets with its defaults, as one undoable edit
+    apply: Callable[[Plan, Any], Plan] | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,31 @@ def _is_qlora(plan: Plan) -> bool:
     return plan.method == "qlora"
 
 
+def _patches_transformers(plan: Plan) -> bool:
+    """Liger patches Hugging Face transformers models only (core.plan.check_stack)."""
+    return plan.framework == "transformers"
+
+
+def _offloads_activations(plan: Plan) -> bool:
+    """litgpt has no activation offloading (core.plan.check_stack)."""
+    return plan.framework != "litgpt"
+
+
+def _steps_in_backward(plan: Plan) -> bool:
+    """Only torchtune's full fine-tuning recipes step the optimizer inside backward."""
+    return plan.framework == "torchtune" and plan.method == "full"
+
+
+# The training stack (plan-v1 "Additions: the training stack"): a framework choice brings its
+# release defaults for the other fields (core.stack_defaults.with_framework).
+STACK_GROUP = Group("Stack", (Row("framework", "Framework", choice(FRAMEWORKS), apply=with_framework),
+                              Row("loss", "Loss", choice(LOSSES)),
+                              Row("liger", "Liger kernels", check, _patches_transformers),
+                              Row("compile", "torch.compile", check),
+                              Row("activation_offload", "Activation offload", check, _offloads_activations),
+                              Row("optimizer_in_backward", "Optimizer in backward", check, _steps_in_backward)))
+
+
 GROUPS: tuple[Group, ...] = (
     Group("Model", (Row("model", "Model", model_input, gates=True),)),
     Group("Method", (Row("method", "Method", choice(METHODS)),
@@ -212,6 +241,7 @@ GROUPS: tuple[Group, ...] = (
                        Row("offload", "Offload", choice(OFFLOADS)),
                        Row("sharding", "Sharding", choice(SHARDINGS)),
                        Row("grad_ckpt", "Gradient checkpointing", check))),
+    STACK_GROUP,
     Group("Batch", (Row("batch_size", "Batch size", power_slider(1, 4096)),
                     Row("seq_len", "Sequence length", power_slider(16, 1 << 20)),
                     Row("grad_accum", "Grad accumulation", power_slider(1, 1024)))),
@@ -302,7 +332,7 @@ class PlanEditor(QWidget):
         plan = self.controller.plan
         if value is None or getattr(plan, field) == value:
             return
-        self.controller.set_plan(dataclasses.replace(plan, **{field: value}))
+        self.controller.set_plan(next_plan(plan, field, value, self.rows[field].apply if field in self.rows else None))
 
     def open_model_path(self, path: str) -> None:
         """Use a config.json or model folder path as the plan's model."""
@@ -348,7 +378,8 @@ class PlanEditor(QWidget):
         valid = choice_problem(plan, "method", "") is None
         for field, combo in self.combos.items():
             values = self.bound[field].choices
-            reasons = tuple(choice_problem(plan, field, value) if valid else None for value in values)
+            apply = self.rows[field].apply
+            reasons = tuple(choice_problem(plan, field, value, apply) if valid else None for value in values)
             if self._choices_shown.get(field) == reasons:
                 continue
             self._choices_shown[field] = reasons
@@ -387,12 +418,18 @@ def gpu_id_for(name: str) -> str:
     return spec.id if spec is not None else name
 
 
-def choice_problem(plan: Plan, field: str, value: str) -> str | None:
+def next_plan(plan: Plan, field: str, value: Any, apply: Callable[[Plan, Any], Plan] | None = None) -> Plan:
+    """The plan after an edit of `field` to `value` (through the row's `apply` when it has one)."""
+    return apply(plan, value) if apply is not None else dataclasses.replace(plan, **{field: value})
+
+
+def choice_problem(plan: Plan, field: str, value: str,
+                   apply: Callable[[Plan, Any], Plan] | None = None) -> str | None:
     """core's reason why plan with field=value cannot run, None when it can ("" value: plan itself)."""
     if value and getattr(plan, field) == value:
         return None
     try:
-        check_combination(dataclasses.replace(plan, **{field: value}) if value else plan)
+        check_combination(next_plan(plan, field, value, apply) if value else plan)
     except PlanError as err:
         return str(err)
     return None

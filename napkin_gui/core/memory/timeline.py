@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..frameworks import litgpt, torchtune, unsloth
-from ..model_spec import DecoderLayer, ModelSpec, block_repeats, group_blocks
+from ..model_spec import DecoderLayer, LinearShape, ModelSpec, block_repeats, group_blocks
 from ..plan import Plan
 from . import activations as act
 from .logits import logits_held_bytes, logits_loss_peak_bytes
@@ -159,7 +159,29 @@ def _first_block_norm(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes,
 
 
 def final_norm_saved_bytes(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes) -> int:
-    """The final norm (+ the output projection's input when it is trained), whole micro-batch."""
+    """The final norm (+ the output projection's input when it is trained, + an lm_head
+    adapter's saved tensors), whole micro-batch."""
+    tokens = plan.batch_size * plan.seq_len
+    return tokens * lm_head_lora_saved_bytes_per_token(plan, spec, dt) + _final_norm_saved_bytes(plan, spec, dt)
+
+
+def lm_head_lora_saved_bytes_per_token(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes) -> int:
+    """An adapter on lm_head (lora_targets names it), per token: the frozen head saves nothing,
+    so its LoRA keeps the final norm's output (or, with dropout, a mask and the dropped copy)
+    and the [tokens, r] product, in each framework's adapter code: torchtune LoRALinear and
+    litgpt LoRALinear in the model dtype (litgpt's 128-token lm_head chunks are views of one
+    tensor: the same bytes), peft's lora.Linear through an fp32 copy (unsloth runs peft's too)."""
+    if not plan.is_lora or isinstance(plan.lora_targets, str) or "lm_head" not in plan.lora_targets:
+        return 0
+    if plan.framework == "torchtune":
+        return torchtune.lora_saved_bytes(spec.hidden_size, dt.lora_rank, dt.linear_out, dt.lora_dropout, False)
+    if plan.framework == "litgpt":
+        return litgpt.lora_saved_bytes(spec.hidden_size, dt.lora_rank, dt.linear_out, dt.lora_dropout, False)
+    head = LinearShape("lm_head", spec.hidden_size, spec.vocab_size)
+    return act.lora_saved_bytes(head, dt.stream, dt)
+
+
+def _final_norm_saved_bytes(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes) -> int:
     tokens = plan.batch_size * plan.seq_len
     if plan.framework == "torchtune":
         return tokens * torchtune.final_norm_saved_bytes_per_token(spec.hidden_size, dt)
