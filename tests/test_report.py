@@ -221,3 +221,30 @@ def test_hardware_comparison_and_advice_sections(tmp_path):
     items = advise.advise(PLAN)
     if items:
         assert squash(items[0].reason) in body
+
+
+def test_best_plans_section_is_the_search_best_per_objective():
+    """The report's "Best plans": core.search's best per objective (figures of core.estimate),
+    and what fits the plan's own card from core.frontier."""
+    from napkin_gui.core.search import search
+    from napkin_gui.report import extras
+    from napkin_gui.report.html import report_html
+    from napkin_gui.units import count
+    plan = replace(PLAN, grad_accum=2)
+    header, rows, note = extras.best_plans(plan)
+    assert header == extras.BEST_HEADER
+    for objective in ("fastest", "cheapest"):
+        mine = [r for r in rows if r[0] == objective]
+        assert 1 <= len(mine) <= extras.BEST_PER_OBJECTIVE
+        best = search(plan, objective, top=1).results[0]
+        assert mine[0][5] == count(best.tokens_per_second) and mine[0][8] == "; ".join(best.changes)
+    assert "micro-batch up to" in note and "train the same thing" in note
+    from napkin_gui.report.data import collect_report_data
+    html = report_html(collect_report_data(plan))
+    assert "Best plans" in html and note in html.replace("&#x27;", "'")
+
+
+def test_best_plans_left_out_without_the_search(monkeypatch):
+    from napkin_gui.report import extras
+    monkeypatch.setitem(sys.modules, "napkin_gui.core.search", None)
+    assert extras.best_plans(PLAN) == ((), (), "")

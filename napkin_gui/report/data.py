@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..core.plan import Plan
 from ..core.result import Estimate
 from ..core.sweep import Sweep, batch_sweep, priced_by
-from .extras import advice_lines, hardware_table
+from .extras import advice_lines, best_plans, hardware_table
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +21,18 @@ class ReportData:
     hardware_note: str
     advice: tuple[str, ...]
     created: str  # ISO date the report was made
+    best_header: tuple[str, ...] = ()             # core.search's best plans per objective
+    best_rows: tuple[tuple[str, ...], ...] = ()
+    best_note: str = ""
 
 
 def collect_report_data(plan: Plan, calibration=None, today: _dt.date | None = None) -> ReportData:
-    """Run core.estimate, the batch sweep, the hardware comparison and the advice for a plan."""
+    """Run core.estimate, the batch sweep, the hardware comparison, the plan search and the
+    advice for a plan."""
     from ..core.estimate import estimate
     est = estimate(plan, calibration)
     header, rows, note = hardware_table(plan)
+    best_header, best_rows, best_note = best_plans(plan, calibration)
     return ReportData(
         estimate=est,
         sweep=batch_sweep(plan, priced_by(calibration)),
@@ -36,4 +41,7 @@ def collect_report_data(plan: Plan, calibration=None, today: _dt.date | None = N
         hardware_note=note,
         advice=advice_lines(plan),
         created=(today or _dt.date.today()).isoformat(),
+        best_header=best_header,
+        best_rows=best_rows,
+        best_note=best_note,
     )

@@ -1,4 +1,4 @@
-"""Optional report sections from core.compare and core.advise, formatted as plain strings.
+"""Optional report sections from core.compare, core.search and core.advise, formatted as plain strings.
 
 Both modules are imported lazily: when one is missing (or fails on this plan) its section
 is left out of the report instead of failing it.
@@ -56,3 +56,51 @@ def advice_lines(plan: Plan) -> tuple[str, ...]:
     except PlanError as err:
         return (f"Advice unavailable: {err}",)
     return tuple(a.reason for a in items)
+
+
+BEST_PER_OBJECTIVE = 3   # distinct plans per objective in the "Best plans" section
+BEST_HEADER = ("objective", "GPU", "count", "setup", "used / GPU", "tokens/s", "hours", "cost", "changes")
+
+
+def best_plans(plan: Plan, calibration=None) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...], str]:
+    """(header, rows, note) of the search's best plans per objective (core.search: the plans
+    that train what this one trains, each figure core.estimate's), and what fits the plan's
+    own card (core.frontier); empty when unavailable."""
+    try:
+        from ..core.frontier import largest_batch_size, longest_seq_len
+        from ..core.search import OBJECTIVES, search_table
+    except ImportError:
+        return (), (), ""
+    try:
+        table = search_table(plan, calibration=calibration)
+        rows = []
+        for objective in OBJECTIVES:
+            for r in table.distinct(table.ranked(objective, table.rows()))[:BEST_PER_OBJECTIVE]:
+                rows.append(_best_row(objective, table.entry(int(r))))
+        largest = largest_batch_size(plan, calibration=calibration)
+        longest = longest_seq_len(plan, calibration=calibration)
+    except PlanError as err:
+        return (), (), f"Plan search unavailable: {err}"
+    from ..core.gpu_catalog import find_gpu
+    card = f"{find_gpu(plan.gpu).name} × {plan.n_gpus}"
+    on_card = (f"nothing fits {card} as planned, not even micro-batch 1" if largest == 0 else
+               f"on {card} as planned: micro-batch up to {largest}, "
+               f"sequences up to {count(longest)} tokens at micro-batch {plan.batch_size}")
+    note = (f"{count(table.tried)} plans searched that train the same thing (same model, method, sequence length "
+            f"and global batch {plan.batch_size * plan.grad_accum * plan.n_gpus} sequences; every card, 1 to 8 GPUs, "
+            f"sharding, offload, checkpointing, micro-batch split, AdamW variant, loss kernel), "
+            f"{count(len(table))} fit; {on_card}.")
+    if not rows:
+        note += " None of them fits."
+    return BEST_HEADER, tuple(rows), note
+
+
+def _best_row(objective: str, e) -> tuple[str, ...]:
+    p = e.plan
+    setup = [f"{p.batch_size} × {p.grad_accum}", "ckpt" if p.grad_ckpt else "no ckpt", p.optimizer]
+    setup += [x for x in (p.sharding if p.sharding != "none" else "", f"offload {p.offload}" if p.offload != "none"
+                          else "", p.loss if p.loss != "standard" else "",
+                          "activation offload" if p.activation_offload else "") if x]
+    from ..core.gpu_catalog import find_gpu
+    return (objective, find_gpu(p.gpu).name, str(p.n_gpus), ", ".join(setup), gib(e.device_used_bytes),
+            count(e.tokens_per_second), hours(e.hours), usd(e.cost_usd), "; ".join(e.changes) or "none")

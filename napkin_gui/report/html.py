@@ -92,8 +92,13 @@ def report_html(data: ReportData) -> str:
     total = total_text(est)
     parts.append(f"<p><b>Total:</b> {esc(total)}</p>" if total
                  else '<p class="sub">No dataset size in the plan (dataset_tokens = 0): no total time or cost.</p>')
-    if data.hardware_rows or data.hardware_note or data.advice or est.warnings:
+    if data.hardware_rows or data.hardware_note or data.advice or est.warnings or data.best_rows or data.best_note:
         parts.append('<p style="page-break-before: always"></p>')
+    if data.best_rows:
+        parts += ["<h2>Best plans: fastest and cheapest that train the same thing</h2>",
+                  _table(data.best_header, data.best_rows, num_cols=(2, 4, 5, 6, 7), small=True)]
+    if data.best_note:
+        parts.append(f'<p class="sub">{esc(data.best_note)}</p>')
     if data.hardware_rows:
         parts += ["<h2>Hardware that fits: cheapest and fastest</h2>",
                   _table(data.hardware_header, data.hardware_rows, num_cols=(1, 3, 4, 5, 6, 7, 8), small=True)]
