@@ -16,7 +16,7 @@ plans view, which has a child of its own at low priority: ui/best_plans_search.p
 "error". The child runs only the newest job of each kind, curves before advice, and answers
 "stale" for a job that a newer one of its kind replaced before it started (a slider drag).
 If the child cannot start or dies, every job still out is answered "error" and `available`
-turns False: the controller then computes in its own thread, as it does until the child is
+turns False: ui/figures.py then computes in the window's thread, as it does until the child is
 ready.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .estimate_worker import READY, serve
 
 
 class BackgroundEstimator(QObject):
-    """One child process computing curves and advice for the PlanController."""
+    """One child process computing curves and advice for ui/figures.py."""
 
     result_ready = Signal(int, str, object)  # job id, status, payload
 

@@ -1,4 +1,4 @@
-"""PlanController: owns the plan, its undo history and the recompute; views listen to it.
+"""PlanController: owns the plan, its undo history and the recompute timers; views listen to it.
 
 Editors call set_plan(replace(plan, ...)); plan_changed fires at once (editors re-sync
 under QSignalBlocker), then one 0-ms single-shot timer coalesces a burst of edits into a
@@ -6,9 +6,9 @@ single recompute that emits estimate_changed, then sweeps_changed. The hardware 
 (only while it is visible) follows on its own 0-ms timer, after the bars and curves; the
 advice once edits pause for ADVICE_DELAY_MS.
 
-With a BackgroundEstimator (use_background; the app has one) the curves and the advice are
-computed in its child process while this thread paints the bars, and emitted when they
-arrive; without one, or until the child is ready, they are computed here.
+The curves, the hardware rows and the advice come from ui/figures.py (their caches, the
+background process, the fallback here); a finished probe reaches the views through
+probe_changed.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from ..core.errors import PlanError
 from ..core.plan import Plan, check_combination
-from ..core.sweep import Sweeps, plan_sweeps
 from .estimate_cache import EstimateCache
+from .figures import Figures
 
 MERGE_SECONDS = 1.5  # edits of one field closer than this undo as one step (slider drags)
 # The advice (core.advise: a few dozen estimates, ~10 ms) waits until edits pause this long:
@@ -72,26 +72,24 @@ class PlanController(QObject):
     plan_changed = Signal(object)       # Plan
     estimate_changed = Signal(object)   # Estimate of a valid plan
     error_changed = Signal(str)         # PlanError line, "" when the plan is valid
-    sweeps_changed = Signal(object)     # sweeps.Sweeps
+    sweeps_changed = Signal(object)     # core.sweep.Sweeps
     hardware_changed = Signal(object)   # tuple of core.compare rows
     advice_changed = Signal(object)     # tuple of core.advise Advice
+    probe_changed = Signal(object)      # probe.runner.ProbeResult of the last probe
     recomputed = Signal()               # after every view got the new figures (benchmarks, tests)
 
     def __init__(self, plan: Plan, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._plan = plan
         self.estimates = EstimateCache()
+        self.figures = Figures(self.estimates, lambda: self._plan, self)
+        self.figures.ready.connect(self._on_figure_ready)
         self.undo_stack = QUndoStack(self)
         self.estimate = None
         self.error = ""
-        self.hardware_counts = (1, 2, 4, 8)
+        self.probe_result: Any = None
         self.sweeps_wanted = self.hardware_wanted = True
         self._sweeps_stale = self._hardware_stale = False
-        self._hardware_cache: dict[Plan, Any] = {}
-        self._advice_cache: dict[tuple[Plan, Any], Any] = {}
-        self._sweeps_cache: dict[tuple[Plan, Any], Sweeps] = {}
-        self.background: Any = None               # a BackgroundEstimator, or None
-        self._jobs: dict[int, tuple[str, Any]] = {}  # background job -> (kind, cache key)
         self._timer = QTimer(self, singleShot=True, interval=0)
         self._timer.timeout.connect(self.recompute)
         # the table (compare_hardware: ~150 estimates) follows the views on its own 0-ms
@@ -127,6 +125,12 @@ class PlanController(QObject):
     def calibration(self) -> Any:
         return self.estimates.calibration
 
+    def set_probe_result(self, result: Any) -> None:
+        """A finished probe (probe.runner.ProbeResult): the views show it against the current
+        estimate (its profile, if any, was set with set_calibration first)."""
+        self.probe_result = result
+        self.probe_changed.emit(result)
+
     def _apply(self, plan: Plan) -> None:
         self._plan = plan
         # the curves' job goes out before the editors re-sync and the recompute timer fires
@@ -139,10 +143,14 @@ class PlanController(QObject):
         """Recompute once the current burst of events is handled."""
         self._timer.start()
 
+    @property
+    def background(self) -> Any:
+        """The BackgroundEstimator computing curves and advice, or None."""
+        return self.figures.background
+
     def use_background(self, estimator: Any) -> None:
         """Compute curves and advice in estimator's child process from now on."""
-        self.background = estimator
-        estimator.result_ready.connect(self._on_background_result)
+        self.figures.use_background(estimator)
 
     def flush(self, hardware: bool = True, advice: bool = True) -> None:
         """Run pending work now instead of on the timers, and wait for the background jobs
@@ -155,20 +163,13 @@ class PlanController(QObject):
             if wanted and timer.isActive():
                 timer.stop()
                 run()
-        kinds = self._waited_kinds(advice)
-        while self.background is not None:
-            waiting = [job for job, (kind, _) in self._jobs.items() if kind in kinds]
-            if not waiting:
-                break
-            self.background.wait(waiting[0])
-            self._jobs.pop(waiting[0], None)  # answered (a stale one included)
+        self.figures.wait(self._waited_kinds(advice))
 
     def busy(self, hardware: bool = True, advice: bool = False) -> bool:
         """Whether some figure of the current plan is still to be computed or delivered."""
-        kinds = self._waited_kinds(advice)
         return (self._timer.isActive() or (hardware and self._hardware_timer.isActive())
                 or (advice and self._advice_timer.isActive())
-                or any(kind in kinds for kind, _ in self._jobs.values()))
+                or self.figures.pending(self._waited_kinds(advice)))
 
     @staticmethod
     def _waited_kinds(advice: bool) -> set[str]:
@@ -178,9 +179,7 @@ class PlanController(QObject):
 
     def clear_caches(self) -> None:
         self.estimates.clear()
-        self._hardware_cache.clear()
-        self._advice_cache.clear()
-        self._sweeps_cache.clear()
+        self.figures.clear()
 
     # ---------------------------------------------------------------- figures out
     def recompute(self) -> None:
@@ -220,58 +219,23 @@ class PlanController(QObject):
         """Hand the current plan's curves to the background process, if they are wanted and
         not known: the child prices them while this thread estimates the plan and updates the
         bars (a result for an invalid plan is dropped)."""
-        key = (self._plan, self.calibration)
-        if self.sweeps_wanted and key not in self._sweeps_cache:
-            self._submit("sweeps", key, self._plan, self.calibration)
+        if self.sweeps_wanted:
+            self.figures.get("sweeps", self._plan, compute=False)
 
-    def _submit(self, kind: str, key: Any, plan: Plan, calibration: Any = None) -> bool:
-        """Hand a job to the background process; False when this thread must compute it."""
-        if self.background is None:
-            return False
-        if any(k == kind and pending_key == key for k, pending_key in self._jobs.values()):
-            return True  # already on its way
-        job = self.background.submit(kind, plan, calibration)
-        if job is None:
-            return False
-        self._jobs[job] = (kind, key)
-        return True
+    def _on_figure_ready(self, kind: str, value: Any) -> None:
+        """A figure of the current plan from the background process (or its fallback here)."""
+        if kind == "sweeps" and not self.error:
+            self.sweeps_changed.emit(value)
+        elif kind == "advice":
+            self.advice_changed.emit(value)
 
-    def _on_background_result(self, job: int, status: str, payload: Any) -> None:
-        kind, key = self._jobs.pop(job, (None, None))
-        if kind is None or status == "stale":
-            return
-        current = key == (self._plan, self.calibration)
-        if status == "error" or (kind == "sweeps" and status != "ok"):
-            # the child failed, or could not price what this process can (a model only this
-            # process resolved): compute it here if it is still wanted
-            if current:
-                (self._recompute_sweeps if kind == "sweeps" else self._recompute_advice)(here=True)
-            return
-        if kind == "sweeps":
-            self._remember(self._sweeps_cache, key, payload)
-            if current and not self.error:
-                self.sweeps_changed.emit(payload)
-        else:
-            self._remember(self._advice_cache, key, payload if status == "ok" else ())
-            if current:
-                self.advice_changed.emit(self._advice_cache[key])
-
-    @staticmethod
-    def _remember(cache: dict, key: Any, value: Any) -> None:
-        if len(cache) > 256:
-            cache.clear()
-        cache[key] = value
-
-    def _recompute_sweeps(self, here: bool = False) -> None:
+    def _recompute_sweeps(self) -> None:
         if self.error or self.estimate is None:
             return
         self._sweeps_stale = False
-        key = (self._plan, self.calibration)
-        if key not in self._sweeps_cache:
-            if not here and self._submit("sweeps", key, self._plan, self.calibration):
-                return
-            self._remember(self._sweeps_cache, key, plan_sweeps(self._plan, self.estimates.get_point))
-        self.sweeps_changed.emit(self._sweeps_cache[key])
+        sweeps = self.figures.get("sweeps", self._plan)
+        if sweeps is not None:  # else it arrives from the background process
+            self.sweeps_changed.emit(sweeps)
 
     def _recompute_hardware(self) -> None:
         if self.error or self.estimate is None:
@@ -280,37 +244,11 @@ class PlanController(QObject):
         self.hardware_changed.emit(self.hardware_rows(self._plan))
 
     def hardware_rows(self, plan: Plan) -> tuple:
-        """core.compare.compare_hardware rows for plan, memoised; () when it is unavailable.
+        """core.compare.compare_hardware rows for plan under the calibration, memoised; ()
+        when the core rejects the plan."""
+        return self.figures.get("hardware", plan)
 
-        compare_hardware replaces the plan's gpu and n_gpus in every row, so plans that
-        differ only there share one entry. Rows use the calibration, as the bars do.
-        """
-        key = (dataclasses.replace(plan, gpu="", n_gpus=1), self.calibration)
-        if key not in self._hardware_cache:
-            try:
-                from ..core.compare import compare_hardware
-            except ImportError:
-                return ()
-            try:
-                rows = tuple(compare_hardware(plan, counts=self.hardware_counts, calibration=self.calibration))
-            except PlanError:
-                rows = ()
-            self._remember(self._hardware_cache, key, rows)
-        return self._hardware_cache[key]
-
-    def _recompute_advice(self, here: bool = False) -> None:
-        plan = self._plan
-        key = (plan, self.calibration)
-        if key not in self._advice_cache:
-            if not here and self._submit("advice", key, plan, self.calibration):
-                return
-            try:
-                from ..core.advise import advise
-            except ImportError:
-                return
-            try:
-                items = tuple(advise(plan, calibration=self.calibration))
-            except PlanError:
-                items = ()
-            self._remember(self._advice_cache, key, items)
-        self.advice_changed.emit(self._advice_cache[key])
+    def _recompute_advice(self) -> None:
+        advice = self.figures.get("advice", self._plan)
+        if advice is not None:  # else it arrives from the background process
+            self.advice_changed.emit(advice)

@@ -30,9 +30,9 @@ from .memory_bar_view import MemoryBarView
 from .plan_editor import PlanEditor
 from .settings import add_recent_file, app_settings, recent_files
 from .probe_runner import ProbeRunner
-from .status_strip import NvmlStrip, ProbePanel
+from .status_strip import NvmlStrip, ProbePanel, measured_vs_estimated
 from .time_curve_view import TimeCurveView
-from .timeline_view import MemoryTimelineView
+from .timeline_view import MemoryTimelineView, measured_timeline
 
 DEFAULT_PLAN = Plan(model="llama-3.1-8b", batch_size=4, grad_ckpt=True, dataset_tokens=100e6)
 FILE_FILTER = f"napkin plans (*{PLAN_SUFFIX});;JSON (*.json)"
@@ -199,10 +199,15 @@ class MainWindow(QMainWindow):
         self.best_plans.status_changed.connect(self.best_plans_view.show_status)
         self.best_plans_view.plan_chosen.connect(c.set_plan)
         self.memory_view.pin_toggled.connect(self.pin_action.setChecked)
-        self.probe_runner = ProbeRunner(c, self.probe_panel, self.nvml_strip, self.timeline_view,
-                                        lambda text: self.statusBar().showMessage(text, 10000), self)
+        c.probe_changed.connect(self._on_controller_probe_changed)
+        self.probe_runner = runner = ProbeRunner(c, self)
+        runner.running_changed.connect(self._on_probe_runner_running_changed)
+        runner.progress.connect(self.probe_panel.show_progress)
+        runner.failed.connect(self._on_probe_runner_failed)
+        runner.nvml_updated.connect(self.nvml_strip.show_snapshot)
+        runner.message.connect(self._on_probe_runner_message)
         self.probe_panel.probe_requested.connect(self.start_probe)
-        self.probe_panel.cancel_requested.connect(self.probe_runner.cancel)
+        self.probe_panel.cancel_requested.connect(runner.cancel)
 
     def _focus(self, widget: QWidget) -> None:
         widget.setFocus()
@@ -388,6 +393,28 @@ class MainWindow(QMainWindow):
         shown = self.tabs.widget(index)
         self.controller.set_wanted(sweeps=shown is self.time_view, hardware=shown is self.hardware_table)
         self.best_plans.set_wanted(shown is self.best_plans_view)
+
+    # the probe's thread may finish while the window is being destroyed (closeEvent cancels it)
+    def _on_probe_runner_running_changed(self, running: bool) -> None:
+        if not shiboken6.isValid(self):
+            return
+        self.probe_panel.set_running(running)
+        if running:
+            self.probe_panel.show_result("probing…")
+
+    def _on_probe_runner_failed(self, message: str) -> None:
+        if shiboken6.isValid(self):
+            self.probe_panel.show_result(message, ok=False)
+
+    def _on_probe_runner_message(self, text: str) -> None:
+        if shiboken6.isValid(self):
+            self.statusBar().showMessage(text, 10000)
+
+    def _on_controller_probe_changed(self, result: Any) -> None:
+        """The probe's trial against the estimate it was run for, and its measured timeline."""
+        record = result.trial.record if result.trial is not None else None
+        self.probe_panel.show_result(measured_vs_estimated(record, self.controller.estimate) or result.status)
+        self.timeline_view.set_measured(measured_timeline(record))
 
     def _on_pin_triggered(self, checked: bool) -> None:
         self.memory_view.set_pinned(self.controller.estimate if checked else None)

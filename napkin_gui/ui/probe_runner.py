@@ -1,29 +1,35 @@
-"""ProbeRunner: the Probe action. Runs a ProbeWorker in a QThread and shows what it found.
+"""ProbeRunner: the Probe action. Runs a ProbeWorker in a QThread and hands what it found to
+the controller.
 
 The probe itself runs in a spawned child process (probe.isolated) by default, so the app
-never imports torch or holds a CUDA context. On a profile: saved to the store, used for the
-estimates, "estimated X GiB · measured Y GiB" in the strip, and the measured timeline drawn
-over the estimated one.
+never imports torch or holds a CUDA context. On a profile measured on CUDA: saved to the
+store and used for the estimates (controller.set_calibration); then the result goes to
+controller.set_probe_result, whose probe_changed the window shows ("estimated X GiB ·
+measured Y GiB" in the probe panel, the measured timeline over the estimated one). Progress,
+NVML snapshots and failures are this runner's own signals; it knows no view.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Signal
 
 from ..core.errors import PlanError
 from .controller import PlanController
-from .status_strip import NvmlStrip, ProbePanel, measured_vs_estimated
-from .timeline_view import MemoryTimelineView, measured_timeline
 
 
 class ProbeRunner(QObject):
     """Starts, cancels and reports one probe at a time."""
 
-    def __init__(self, controller: PlanController, panel: ProbePanel, strip: NvmlStrip,
-                 timeline: MemoryTimelineView, say: Callable[[str], None], parent: QObject | None = None) -> None:
+    running_changed = Signal(bool)
+    progress = Signal(float, str)    # fraction done, what it is doing
+    nvml_updated = Signal(object)    # probe.nvml.NvmlSnapshot taken during the probe
+    failed = Signal(str)             # the probe raised: one line
+    message = Signal(str)            # a note for the status bar (the profile could not be saved)
+
+    def __init__(self, controller: PlanController, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.controller, self.panel, self.strip, self.timeline, self.say = controller, panel, strip, timeline, say
+        self.controller = controller
         self.thread: Any = None
         self.worker: Any = None
 
@@ -39,15 +45,14 @@ class ProbeRunner(QObject):
         if not callable(probe):  # QAction.triggered / clicked pass a bool
             from ..probe.isolated import run_probe_isolated as probe
         worker = ProbeWorker(trial_plan=self.controller.plan, probe=probe, **probe_kwargs)
-        worker.progress.connect(self.panel.show_progress)
+        worker.progress.connect(self.progress)
         worker.finished.connect(self._on_worker_finished)
-        worker.failed.connect(self._on_worker_failed)
-        worker.nvml_updated.connect(self.strip.show_snapshot)
+        worker.failed.connect(self.failed)
+        worker.nvml_updated.connect(self.nvml_updated)
         self.worker = worker
         self.thread = start_in_thread(worker, parent=self)
         self.thread.finished.connect(self._on_thread_finished)
-        self.panel.set_running(True)
-        self.panel.show_result("probing…")
+        self.running_changed.emit(True)
 
     def cancel(self) -> None:
         """Ask the probe to stop and wait for its thread (the child gets a grace period)."""
@@ -59,21 +64,16 @@ class ProbeRunner(QObject):
 
     def _on_thread_finished(self) -> None:
         self.thread = self.worker = None
-        self.panel.set_running(False)
+        self.running_changed.emit(False)
 
     def _on_worker_finished(self, result: Any) -> None:
         from ..core import calibration as cal
         profile = result.profile
-        record = result.trial.record if result.trial is not None else None
         if profile is not None and profile.device == "cuda":
             try:
                 cal.save_profile(profile)
             except (PlanError, OSError) as err:
-                self.say(f"profile not saved: {err}")
+                self.message.emit(f"profile not saved: {err}")
             self.controller.set_calibration(profile)
             self.controller.flush()
-        self.panel.show_result(measured_vs_estimated(record, self.controller.estimate) or result.status)
-        self.timeline.set_measured(measured_timeline(record))
-
-    def _on_worker_failed(self, message: str) -> None:
-        self.panel.show_result(message, ok=False)
+        self.controller.set_probe_result(result)
