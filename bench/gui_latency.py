@@ -12,7 +12,8 @@ the app.
 Two passes: "session" replays the edits as a user makes them (the estimate cache helps
 where a plan or a curve point repeats); "cold" makes every plan unique (nothing cached).
 The advice (core.advise) waits for a pause in the edits and is timed apart.
-Prints p50/p95/max in milliseconds.
+Prints p50/p95/max in milliseconds. --search adds Time-tab edits while a Best plans search
+runs in its low-priority child.
 """
 from __future__ import annotations
 
@@ -97,11 +98,37 @@ def startup_seconds(runs: int) -> None:
           f"max {times[-1]:.2f} s; torch imported: {torch}")
 
 
+def search_contention(window, c, base, n: int, settle) -> None:
+    """Time-tab edits while a plan search runs in its low-priority child (ui/best_plans_search.py):
+    before each edit a search of another plan is sent to that child (its answers are dropped: no
+    view asked for them), so the curves' child and the window share the CPU with a search."""
+    from napkin_gui.ui.best_plans_search import SEARCH_NICE
+    window.tabs.setCurrentWidget(window.best_plans_view)   # starts the search's child
+    search = window.best_plans.estimator
+    if search is None or not search.wait_ready():
+        print("no search child: skipped the edits-during-a-search pass")
+        return
+    window.tabs.setCurrentIndex(1)
+    settle(True, True)
+    during = []
+    for k, plan in enumerate(edits(base, n, seed=9)):
+        search.submit("search", dataclasses.replace(plan, epochs=3 + k * 1e-6))
+        time.sleep(0.05)   # the child has taken it and is searching
+        t0 = time.perf_counter()
+        c.set_plan(dataclasses.replace(plan, epochs=4 + k * 1e-6))
+        settle(hardware=False)
+        during.append((time.perf_counter() - t0) * 1000)
+    print("  time tab while a plan search runs (nice {}):            ".format(SEARCH_NICE)
+          + "p50 {:.1f} ms  p95 {:.1f} ms  max {:.1f} ms".format(*_stats(during)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", type=int, default=240)
     parser.add_argument("--model", default="llama-3.1-8b")
     parser.add_argument("--startup", type=int, default=5, metavar="RUNS", help="startup runs (0: skip)")
+    parser.add_argument("--search", action="store_true",
+                        help="also time Time-tab edits while the Best plans search keeps its child busy")
     parser.add_argument("--sync", action="store_true",
                         help="compute the curves and advice in the window's thread (no background process)")
     args = parser.parse_args()
@@ -194,6 +221,8 @@ def main() -> int:
         advice.append(max(0.0, (time.perf_counter() - t0) * 1000 - ADVICE_DELAY_MS))
     print(f"advice, shown after edits pause for {ADVICE_DELAY_MS} ms: "
           "p50 {:.1f} ms  p95 {:.1f} ms  max {:.1f} ms later".format(*_stats(advice)))
+    if args.search:
+        search_contention(window, c, base, args.edits // 3, settle)
     print(f"machine speed after: reference loop {python_speed_ms():.0f} ms")
     c.undo_stack.setClean()
     window.close()

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .core.errors import PlanError
-from .units import count, gib, hours, params, seconds, usd
+from .units import count, gib, hours, params, seconds, usd, usd_per_hour
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,6 +57,9 @@ def format_estimate(est) -> str:
                   f"optimizer step, {count(t.tokens_per_second)} tokens/s per GPU, {t.bound}-bound"]
     if est.total is not None:
         lines.append(f"total {hours(est.total.hours)}, {usd(est.total.cost_usd)} for {count(est.total.tokens)} tokens")
+    from .core.user_prices import price_citation
+    lines.append(f"price {usd_per_hour(est.gpu.price_usd_per_hour)} per GPU: "
+                 f"{price_citation(est.gpu.price_source, est.gpu.price_date)}")
     if est.calibration:
         lines.append(f"calibrated: {est.calibration}")
     lines += [f"warning: {w}" for w in est.warnings]
@@ -208,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("plan")
     rep.add_argument("-o", "--output", required=True, metavar="OUT.pdf")
     rep.set_defaults(func=_lazy("napkin_gui.report.command", "report_command"))
+    from .cli_catalog import add_catalog_parser  # napkin catalog import|show|reset
+    add_catalog_parser(sub)
     return parser
 
 

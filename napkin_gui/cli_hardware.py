@@ -25,7 +25,18 @@ def format_compare(rows, plan) -> str:
     lines.append(f"{fitting} of {len(rows)} (card, count) fit · "
                  + ("time and cost for " + f"{count(plan.dataset_tokens * plan.epochs)} tokens"
                     if plan.dataset_tokens > 0 else "set dataset_tokens for hours and cost"))
-    return "\n".join(lines)
+    return "\n".join(lines + price_sources(rows))
+
+
+def price_sources(rows) -> list[str]:
+    """'prices: <source>, <date>: card, card, ...' for every source the rows' prices come from."""
+    from .core.user_prices import price_citation
+    cards: dict[str, list[str]] = {}
+    for r in rows:
+        names = cards.setdefault(price_citation(r.price_source, r.price_date), [])
+        if r.gpu_id not in names:
+            names.append(r.gpu_id)
+    return [f"prices: {citation}: {', '.join(names)}" for citation, names in cards.items()]
 
 
 def compare_command(args: argparse.Namespace) -> int:

@@ -115,7 +115,16 @@ def format_search(result, plan, gpu_names: dict[str, str]) -> str:
         lines.append(f"     {changes}" + (f"  ({', '.join(effect)})" if effect else ""))
     if plan.dataset_tokens <= 0:
         lines.append("set dataset_tokens in the plan for hours and cost (cheapest ranks by cost per token)")
-    return "\n".join(lines)
+    return "\n".join(lines + price_lines(result))
+
+
+def price_lines(result) -> list[str]:
+    """'price h100-80gb-sxm: $2.99/h per GPU, <source>, <date>' for each card shown."""
+    from .core.gpu_catalog import find_gpu
+    from .core.user_prices import price_citation
+    cards = [find_gpu(g) for g in dict.fromkeys(e.plan.gpu for e in (result.baseline, *result.results))]
+    return [f"price {g.id}: {units.usd_per_hour(g.price_usd_per_hour)} per GPU, "
+            f"{price_citation(g.price_source, g.price_date)}" for g in cards]
 
 
 def search_command(args: argparse.Namespace) -> int:

@@ -51,6 +51,8 @@ class HardwareRow:
     bound: str
     cheapest: bool = False
     fastest: bool = False
+    price_source: str = ""            # where price_usd_per_hour is from (GpuSpec.price_source)
+    price_date: str = ""
 
     @property
     def price_usd_per_hour_total(self) -> float:
@@ -151,6 +153,7 @@ def _row(gpu: GpuSpec, variant: _Variant, step_seconds: float, tokens_per_second
         capacity_bytes=capacity_bytes(gpu), step_seconds=step_seconds, tokens_per_second=tps,
         usd_per_million_tokens=per_million, hours=total.hours if total else None,
         cost_usd=total.cost_usd if total else None, price_usd_per_hour=gpu.price_usd_per_hour,
+        price_source=gpu.price_source, price_date=gpu.price_date,
         bound=bound)
 
 

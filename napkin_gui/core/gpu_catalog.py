@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import importlib.resources
 import json
+import os
 import re
 import statistics
 from functools import lru_cache
@@ -62,9 +63,34 @@ def _catalog_text() -> str:
         return (Path(__file__).parents[2] / "resources" / "gpus.json").read_text("utf-8")
 
 
-@lru_cache(maxsize=1)
 def gpu_catalog() -> tuple[GpuSpec, ...]:
-    """Every card of resources/gpus.json, in file order, validated."""
+    """Every card of resources/gpus.json, in file order, validated; priced from the user's price
+    file where it has a price for the card (core/user_prices.py), else as shipped."""
+    return _priced_catalog(_prices_key())
+
+
+def _prices_key() -> tuple[str, str, str]:
+    """What the user price file's path depends on (core.calibration.config_dir): a cheap key,
+    read on every lookup, so that a test's or a user's own config folder is followed."""
+    env = os.environ
+    return env.get("NAPKIN_CONFIG_DIR", ""), env.get("XDG_CONFIG_HOME", ""), env.get("HOME", "")
+
+
+@lru_cache(maxsize=8)
+def _priced_catalog(_key: tuple[str, str, str]) -> tuple[GpuSpec, ...]:
+    from .user_prices import catalog_with_user_prices, prices_path
+    return catalog_with_user_prices(shipped_gpu_catalog(), prices_path())
+
+
+def reload_prices() -> None:
+    """Read the user price file again at the next lookup (after napkin catalog import)."""
+    _priced_catalog.cache_clear()
+    _index_for.cache_clear()
+
+
+@lru_cache(maxsize=1)
+def shipped_gpu_catalog() -> tuple[GpuSpec, ...]:
+    """Every card of resources/gpus.json, in file order, validated, with the shipped prices."""
     try:
         data = json.loads(_catalog_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -198,9 +224,13 @@ def _lookup_index(specs: tuple[GpuSpec, ...], source: str = "gpus.json") -> dict
     return index
 
 
-@lru_cache(maxsize=1)
 def _catalog_index() -> dict[str, GpuSpec]:
-    return _lookup_index(gpu_catalog())
+    return _index_for(_prices_key())
+
+
+@lru_cache(maxsize=8)
+def _index_for(key: tuple[str, str, str]) -> dict[str, GpuSpec]:
+    return _lookup_index(_priced_catalog(key))
 
 
 def lookup_gpu(name: str) -> GpuSpec | None:

@@ -34,8 +34,20 @@ def hardware_table(plan: Plan) -> tuple[tuple[str, ...], tuple[tuple[str, ...], 
                 if r not in picked:
                     picked.append(r)
     note = (f"{len(fitting)} of {len(rows)} catalog setups (each card × 1, 2, 4, 8) fit; shown: the "
-            f"{TOP_ROWS} cheapest cards per token, then the {TOP_ROWS} fastest, each at its best GPU count.")
+            f"{TOP_ROWS} cheapest cards per token, then the {TOP_ROWS} fastest, each at its best GPU count."
+            + _price_note(picked))
     return HARDWARE_HEADER, tuple(_hardware_row(r) for r in picked), note
+
+
+def _price_note(rows) -> str:
+    """' Prices per GPU-hour: <source>, <date> (card, card); ...': where each shown price is from."""
+    from ..core.user_prices import price_citation
+    cards: dict[str, list[str]] = {}
+    for r in rows:
+        names = cards.setdefault(price_citation(r.price_source, r.price_date), [])
+        if r.gpu_name not in names:
+            names.append(r.gpu_name)
+    return (" Prices per GPU-hour: " + "; ".join(f"{c} ({', '.join(n)})" for c, n in cards.items()) + ".") if cards else ""
 
 
 def _hardware_row(row) -> tuple[str, ...]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..core.user_prices import price_citation
 from ..units import params, usd_per_hour
 from .data import ReportData
 from .text import (esc, component_rows, plan_rows, term_rows, time_rows, title_text, total_text,
@@ -109,6 +110,7 @@ def report_html(data: ReportData) -> str:
     if est.warnings:
         parts += ["<h2>Warnings</h2>", "<ul>" + "".join(f"<li>{esc(w)}</li>" for w in est.warnings) + "</ul>"]
     parts.append(f'<p class="sub">napkin estimate for {esc(est.gpu.name)} '
-                 f"({usd_per_hour(est.gpu.price_usd_per_hour)}{', ' + esc(est.gpu.price_source) if est.gpu.price_source else ''}).</p>")
+                 f"({usd_per_hour(est.gpu.price_usd_per_hour)}, "
+                 f"{esc(price_citation(est.gpu.price_source, est.gpu.price_date))}).</p>")
     parts.append("</body></html>")
     return "\n".join(parts)

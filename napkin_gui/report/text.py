@@ -5,6 +5,7 @@ import html
 
 from ..core.plan import Plan, plan_to_dict
 from ..core.result import COMPONENT_LABELS, Estimate, MemoryEstimate, TimeEstimate
+from ..core.user_prices import price_citation
 from ..units import count, gib, hours, plural, seconds, usd, usd_per_hour
 
 
@@ -87,4 +88,5 @@ def total_text(est: Estimate) -> str | None:
     t = est.total
     return (f"{count(t.tokens)} tokens ({plural(est.plan.epochs, 'epoch')}): "
             f"{hours(t.hours)} on {est.plan.n_gpus} × {est.gpu.name}, "
-            f"{usd(t.cost_usd)} at {usd_per_hour(est.gpu.price_usd_per_hour)} per GPU")
+            f"{usd(t.cost_usd)} at {usd_per_hour(est.gpu.price_usd_per_hour)} per GPU "
+            f"({price_citation(est.gpu.price_source, est.gpu.price_date)})")

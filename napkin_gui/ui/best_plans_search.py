@@ -2,9 +2,9 @@
 
 The search prices thousands of plans (0.3-2 s on the 2-core machine), so it never runs in the
 window's thread of the app and never queues in front of the Time curves: it has a child
-process of its own (ui/background.py, estimate worker protocol, job kind "search") started at
-a lower CPU priority (SEARCH_NICE), which runs only on time the window and the curves' child
-leave. The search starts SEARCH_DELAY_MS after the last estimate of a burst of edits, only
+process of its own (ui/background.py, estimate worker protocol, job kind "search"), started
+when the view is first shown, at a lower CPU priority (SEARCH_NICE): it runs on the time the
+window and the curves' child leave. The search starts SEARCH_DELAY_MS after the last estimate of a burst of edits, only
 while the view is shown (set_wanted), and each result is kept by (plan, calibration): undo or a
 plan seen before shows at once. A result is shown only if it is for the plan and calibration
 the controller holds when it arrives; the child itself answers "stale" for a job that a newer
@@ -32,17 +32,16 @@ class BestPlansSearch(QObject):
 
     def __init__(self, controller: Any, background: bool = True, parent: QObject | None = None,
                  estimator: Any = None) -> None:
-        """estimator: a BackgroundEstimator-like object (tests); else one is started when
-        background is True."""
+        """estimator: a BackgroundEstimator-like object (tests); else, when background is True,
+        one is started the first time the view is shown (a window that never shows it never
+        pays for a third process)."""
         super().__init__(parent)
         self.controller = controller
         self.wanted = False
-        self.estimator = estimator
-        if estimator is None and background:
-            from .background import BackgroundEstimator
-            self.estimator = BackgroundEstimator(self, nice=SEARCH_NICE, name="napkin-search")
-        if self.estimator is not None:
-            self.estimator.result_ready.connect(self._on_estimator_result_ready)
+        self.background = background and estimator is None
+        self.estimator = None
+        if estimator is not None:
+            self._use(estimator)
         self._results: dict[tuple, Any] = {}   # (plan, calibration) -> BestPlans or the PlanError line
         self._jobs: dict[int, tuple] = {}      # job id -> its (plan, calibration)
         self._timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
@@ -50,12 +49,19 @@ class BestPlansSearch(QObject):
         controller.estimate_changed.connect(self._on_controller_estimate_changed)
         controller.error_changed.connect(self._on_controller_error_changed)
 
+    def _use(self, estimator: Any) -> None:
+        self.estimator = estimator
+        estimator.result_ready.connect(self._on_estimator_result_ready)
+
     def key(self) -> tuple:
         return (self.controller.plan, self.controller.calibration)
 
     def set_wanted(self, wanted: bool) -> None:
         """Search only while the view is shown; when it is shown, bring it up to date."""
         self.wanted = wanted
+        if wanted and self.background and self.estimator is None:
+            from .background import BackgroundEstimator
+            self._use(BackgroundEstimator(self, nice=SEARCH_NICE, name="napkin-search"))
         if wanted and not self.controller.error:
             self._on_controller_estimate_changed(None)
 

@@ -20,7 +20,9 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeade
                                QTableView, QVBoxLayout, QWidget)
 
 from ..core.best_plans import OBJECTIVES
+from ..core.gpu_catalog import find_gpu
 from ..core.search import DEFAULT_MAX_GPUS
+from ..core.user_prices import price_citation
 from .. import palette, units
 from .plot_style import fixed_label, nice_log_range, set_view_if_changed, style_plot
 
@@ -96,7 +98,10 @@ class BestPlansModel(QAbstractTableModel):
             return self._cells[index.row()][index.column()]
         if role == Qt.ItemDataRole.ToolTipRole:
             entry = self.entries[index.row()]
-            return "Click to apply (Ctrl+Z undoes):\n" + ("\n".join(entry.changes) or "your plan as it is")
+            gpu = find_gpu(entry.plan.gpu)
+            return ("Click to apply (Ctrl+Z undoes):\n" + ("\n".join(entry.changes) or "your plan as it is")
+                    + f"\n{units.usd_per_hour(gpu.price_usd_per_hour)} per GPU: "
+                    + price_citation(gpu.price_source, gpu.price_date))
         if role == Qt.ItemDataRole.TextAlignmentRole and 2 <= index.column() <= 5:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

@@ -23,7 +23,8 @@ from PySide6.QtGui import QBrush, QColor, QFont, QStandardItem, QStandardItemMod
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QItemDelegate, QLabel, QTableView, QVBoxLayout, QWidget
 
 from .. import palette
-from ..units import MISSING, count, gib, hours, seconds, usd
+from ..core.user_prices import price_citation
+from ..units import MISSING, count, gib, hours, seconds, usd, usd_per_hour
 from .plot_style import fixed_label
 
 # (header, HardwareRow attribute or a function of the row, tooltip)
@@ -114,7 +115,8 @@ def shown_row(row: Any) -> ShownRow:
     tags = [t for t, flag in (("cheapest", row.cheapest), ("fastest", row.fastest)) if flag]
     if tags:
         texts[0] += f"  ({', '.join(tags)})"
-    tooltip = f"{row.gpu_name} x{row.n_gpus} ({row.sharding}), {row.bound}-bound; double-click to use it"
+    tooltip = (f"{row.gpu_name} x{row.n_gpus} ({row.sharding}), {row.bound}-bound; double-click to use it\n"
+               f"{usd_per_hour(row.price_usd_per_hour)} per GPU: {price_citation(row.price_source, row.price_date)}")
     return ShownRow(row, tuple(texts), tooltip, (row.fits, row.cheapest, row.fastest))
 
 

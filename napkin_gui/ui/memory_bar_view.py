@@ -15,7 +15,8 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QTo
 
 from ..core.result import COMPONENT_LABELS, COMPONENTS, Estimate
 from .. import palette
-from ..units import count, gib, hours, plural, seconds, to_gib, usd
+from ..core.user_prices import price_citation
+from ..units import count, gib, hours, plural, seconds, to_gib, usd, usd_per_hour
 from .plot_style import QuietHost, fixed_label, nice_ceiling, quiet, set_view_if_changed, style_plot
 from .recalling_axis import recalling_axes
 
@@ -52,6 +53,12 @@ def summary_text(est: Estimate) -> str:
     if est.calibration:
         parts.append(f"calibrated: {est.calibration}")
     return "  ·  ".join(parts)
+
+
+def price_tooltip(est: Estimate) -> str:
+    """Where the cost's price is from: '$2.99/h per GPU: <source>, <date>'."""
+    return (f"{usd_per_hour(est.gpu.price_usd_per_hour)} per GPU: "
+            f"{price_citation(est.gpu.price_source, est.gpu.price_date)}")
 
 
 def legend_html() -> str:
@@ -177,6 +184,9 @@ class MemoryBarView(QWidget):
             self.verdict.setStyleSheet(f"QLabel#verdict {{ color: white; background: {color}; font-size: 15px;"
                                        " font-weight: bold; padding: 4px 8px; border-radius: 3px; }")
         self.summary.setText(summary_text(est))
+        tip = price_tooltip(est)
+        if tip != self.summary.toolTip():
+            self.summary.setToolTip(tip)
 
     def _label_row(self, row: float, est: Estimate, used: float) -> None:
         mark = "✓" if est.memory.fits else "✗ OOM"
