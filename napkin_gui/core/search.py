@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 OBJECTIVES = ("fastest", "cheapest")
 DEFAULT_MAX_GPUS = 8
+MAX_SEARCH_GPUS = 1024   # GPU counts tried are the divisors of the global batch up to this
 # figures closer than this (relative) count as equal when ranking and building the front:
 # the array path prices to ~1e-15 of step_time (compare._step_times)
 TIE = 1e-9
@@ -246,8 +247,8 @@ def search_table(plan: Plan, gpus: Iterable[str] | None = None, max_gpus: int = 
     """Every plan of the space that fits, priced (steps 1 and 2 of the module docstring)."""
     import numpy
     plan = check_combination(plan)
-    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 1:
-        raise PlanError(f"max_gpus: must be an integer >= 1, got {max_gpus!r}")
+    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or not 1 <= max_gpus <= MAX_SEARCH_GPUS:
+        raise PlanError(f"max_gpus: must be an integer between 1 and {MAX_SEARCH_GPUS}, got {max_gpus!r}")
     cards = search_cards(gpus, calibration)
     if not cards:
         raise PlanError("gpus: name at least one card (a catalog id)")

@@ -145,7 +145,7 @@ def _layout_options(plan: Plan, n: int) -> list[tuple[str, str]]:
 def layouts(plan: Plan, sequences: int, max_gpus: int) -> list[Layout]:
     """GPU counts up to max_gpus that split the step's sequences evenly, each with the
     shardings and offloads that can run there (check_combination)."""
-    return [Layout(n, sharding, offload) for n in range(1, max_gpus + 1) if sequences % n == 0
+    return [Layout(n, sharding, offload) for n in range(1, min(max_gpus, sequences) + 1) if sequences % n == 0
             for sharding, offload in _layout_options(plan, n)
             if runs(replace(plan, n_gpus=n, sharding=sharding, offload=offload, batch_size=sequences // n))]
 
@@ -153,4 +153,6 @@ def layouts(plan: Plan, sequences: int, max_gpus: int) -> list[Layout]:
 def splits(per_gpu_sequences: int) -> list[tuple[int, int]]:
     """(batch_size, grad_accum) with batch_size x grad_accum = per_gpu_sequences, smallest
     micro-batch first."""
-    return [(bs, per_gpu_sequences // bs) for bs in range(1, per_gpu_sequences + 1) if per_gpu_sequences % bs == 0]
+    small = [d for d in range(1, int(per_gpu_sequences ** 0.5) + 1) if per_gpu_sequences % d == 0]
+    divisors = sorted(set(small) | {per_gpu_sequences // d for d in small})   # O(sqrt n), not a scan to n
+    return [(bs, per_gpu_sequences // bs) for bs in divisors]
