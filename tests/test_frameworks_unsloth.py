@@ -128,3 +128,25 @@ def test_unsloth_needs_less_than_transformers_for_the_same_run(method):
     hf = estimate(plan_from_dict(base)).memory.peak_reserved_bytes
     us = estimate(plan_from_dict({**base, "framework": "unsloth"})).memory.peak_reserved_bytes
     assert us < hf
+
+
+def test_stack_defaults_are_unsloths_own():
+    """core/stack_defaults.py's unsloth entry says what unsloth's defaults say (get_peft_model and
+    studio's default.yaml, kept in frameworks/unsloth.py TRAINING_DEFAULTS)."""
+    from napkin_gui.core.stack_defaults import framework_defaults
+    src, ours = unsloth.TRAINING_DEFAULTS, framework_defaults("unsloth")
+    assert src["gradient_checkpointing"] == "unsloth" and ours["grad_ckpt"] and ours["activation_offload"]
+    assert {"adamw_8bit": "adamw-8bit"}[src["optim"]] == ours["optimizer"]
+    assert (src["lora_r"], src["lora_alpha"], src["lora_dropout"]) == (
+        ours["lora_r"], ours["lora_alpha"], ours["lora_dropout"])
+    llama = resolve_model("llama-3.1-8b")
+    assert set(src["target_modules"]) == {lin.name for _, layer in llama.layer_groups for lin in layer.linears}
+
+
+def test_short_sequences_fall_back_to_plain_checkpointing():
+    """apply_unsloth_gradient_checkpointing: below 512 tokens "unsloth" becomes True: inputs stay
+    on the card and no host buffers exist."""
+    short = estimate(plan_from_dict({"model": "llama-3.2-1b", "framework": "unsloth", "seq_len": 511}))
+    assert short.memory.host_bytes == 0
+    spec = resolve_model("llama-3.2-1b")
+    assert _components(short)["activations"] >= spec.num_layers * 511 * spec.hidden_size * 2

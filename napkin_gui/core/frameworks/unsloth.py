@@ -21,8 +21,9 @@ LlamaDecoderLayer_fast_forward: norm -> attention -> residual add -> norm -> MLP
   flash_attn_func when installed (saves q, k, v at their kv-head width, out, fp32 lse; out is
   [b, s, h, d], so o_proj's `A.reshape(...)` is a view of it), else SDPA with
   `enable_gqa=True` (torch >= 2.5), whose `out.transpose(1, 2)` makes o_proj's reshape a copy.
-  (xformers, the third backend, expands k and v to every head under GQA; napkin's attention
-  field names flash and sdpa only.)
+  napkin's `attention: flash` is flash-attn, `sdpa` (and `eager`, which unsloth never runs in
+  training) the SDPA path. (xformers, the third backend, expands k and v to every head under
+  GQA; it is not a value of napkin's attention field.)
 - LoRA on o_proj (LoRA_W.forward): `ctx.save_for_backward(A, B, X)`: its input only.
 - LoRA on gate, up and down together (LoRA_MLP.forward):
   `ctx.save_for_backward(gateA, gateB, upA, upB, downA, downB, X, e, g)`: the input X and the
