@@ -6,6 +6,7 @@ from typing import NamedTuple
 from ..gpu_spec import GpuSpec
 from ..model_spec import ModelSpec
 from ..plan import Plan
+from ...units import gib
 from ..result import ALLOCATED_COMPONENTS, COMPONENTS, MemoryComponent, MemoryEstimate
 from .allocator import allocator_slack_bytes
 from .distributed import nccl_buffer_bytes, nccl_channels
@@ -15,12 +16,14 @@ from .loss_kernels import loss_memory
 from .model_state import ModelState
 from .precision import logits_element_bytes
 from .sharding import GpuState, gpu_state
+from .algorithm_timeline import AlgorithmPhases, algorithm_timeline
+from .preference import FUSED_HEAD_ALGORITHMS, fused_head_largest_bytes, policy_forward_plan
 from .timeline import BlockMemory, block_memories, phase_names, step_timeline, unsloth_offload
 
 
 def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
               blocks: tuple[BlockMemory, ...]) -> dict[str, str]:
-    tokens = plan.batch_size * plan.seq_len
+    tokens = policy_forward_plan(plan).tokens_per_micro_batch
     shard = f" / {plan.n_gpus} GPUs ({plan.sharding})" if plan.sharding != "none" and plan.n_gpus > 1 else ""
     ckpt = "checkpointed block inputs" if plan.grad_ckpt else "saved tensors of every block"
     offload = unsloth_offload(spec, plan)
@@ -57,10 +60,33 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
     return out
 
 
+def _algorithm_formulas(out: dict[str, str], plan: Plan, phases: AlgorithmPhases) -> None:
+    """What the preference / RL phases add to the components' formulas."""
+    out["logits_loss"] = phases.head_formula
+    out["activations"] += (f"; one policy forward runs {phases.policy_sequences} sequences of "
+                           f"{phases.sequence_tokens:,} tokens ({plan.algorithm})")
+    if phases.reference_weights_bytes:
+        out["weights"] += f" + frozen reference copy ({gib(phases.reference_weights_bytes)})"
+    if phases.kv_cache_bytes:
+        out["activations"] += (f"; generate: DynamicCache {phases.generation_sequences} sequences x "
+                               f"{plan.prompt_len + plan.completion_len - 1:,} tokens = "
+                               f"{gib(phases.kv_cache_bytes)}")
+    if phases.vllm_reserved_bytes:
+        out["temporaries"] += (f" + vLLM colocated: {plan.vllm_gpu_memory_utilization:g} x the card "
+                               f"({gib(phases.vllm_reserved_bytes)}) held all run")
+
+
 def _largest_transient(plan: Plan, spec: ModelSpec, blocks: tuple[BlockMemory, ...]) -> int:
     tokens = plan.batch_size * plan.seq_len
-    loss = (logits_loss_peak_bytes(tokens, spec.vocab_size, logits_element_bytes(plan))
-            if plan.loss == "standard" and plan.framework != "unsloth" else loss_memory(plan, spec, logits_element_bytes(plan)).peak_bytes)
+    if plan.algorithm in FUSED_HEAD_ALGORITHMS:   # TRL's fused head: tiles and [N, H] / [V, H] gradients
+        loss = fused_head_largest_bytes(plan, spec)
+    elif plan.algorithm != "sft":   # ORPO / SimPO: the concatenated batch's logits
+        loss = logits_loss_peak_bytes(policy_forward_plan(plan).tokens_per_micro_batch, spec.vocab_size,
+                                      logits_element_bytes(plan))
+    else:
+        loss = (logits_loss_peak_bytes(tokens, spec.vocab_size, logits_element_bytes(plan))
+                if plan.loss == "standard" and plan.framework != "unsloth"
+                else loss_memory(plan, spec, logits_element_bytes(plan)).peak_bytes)
     recompute = max((b.saved_bytes for b in blocks), default=0) if plan.grad_ckpt else 0
     work = max((b.backward_work_bytes for b in blocks), default=0)
     # the optimizer's temporaries are one tensor per parameter and reuse cached blocks;
@@ -77,6 +103,7 @@ class StepPeak(NamedTuple):
     peak: int                           # index of the first phase that reaches the maximum
     allocated_bytes: int                # allocated at the peak
     reserved_bytes: int                 # + the caching allocator's slack
+    algorithm: AlgorithmPhases | None = None   # DPO family / GRPO: their phases and what sets them
 
 
 def step_peak(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState,
@@ -85,19 +112,26 @@ def step_peak(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState,
     of the plan when the caller has them (the search shares them over GPU counts and shardings)."""
     gs = gpu_state(state, plan)
     blocks = block_memories(spec, plan) if blocks is None else blocks
-    rows = step_timeline(spec, plan, gs, gpu.cublas_workspace_bytes, blocks)
+    phases = None
+    if plan.algorithm == "sft":
+        rows = step_timeline(spec, plan, gs, gpu.cublas_workspace_bytes, blocks)
+    else:   # preference / RL: the reference, generation and log-prob phases (algorithm_timeline)
+        phases = algorithm_timeline(spec, plan, gs, gpu, blocks)
+        rows = phases.rows
     totals = [sum(row) for row in rows]
     peak = totals.index(max(totals))  # the first phase that reaches the peak
     slack = allocator_slack_bytes(_largest_transient(plan, spec, blocks))
-    return StepPeak(gs, blocks, rows, peak, totals[peak], totals[peak] + slack)
+    return StepPeak(gs, blocks, rows, peak, totals[peak], totals[peak] + slack, phases)
 
 
 def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState) -> MemoryEstimate:
     """Peak allocated / reserved / NVML-used bytes of one GPU for a steady training step."""
     step = step_peak(plan, spec, gpu, state)
     gs, rows, peak, reserved = step.gpu_state, step.rows, step.peak, step.reserved_bytes
-    names = phase_names(len(step.blocks))
+    names = phase_names(len(step.blocks)) if step.algorithm is None else step.algorithm.names
     formulas = _formulas(plan, spec, state, gpu, step.blocks)
+    if step.algorithm is not None:
+        _algorithm_formulas(formulas, plan, step.algorithm)
     at_peak = dict(zip(ALLOCATED_COMPONENTS, rows[peak]))
     at_peak["allocator_slack"] = reserved - step.allocated_bytes
     outside = outside_torch_bytes(gpu, plan.n_gpus)

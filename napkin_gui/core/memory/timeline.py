@@ -18,6 +18,7 @@ from . import activations as act
 from .logits import logits_held_bytes, logits_loss_peak_bytes
 from .loss_kernels import loss_memory
 from .precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
+from .preference import policy_forward_plan
 from .sharding import GpuState
 
 
@@ -34,6 +35,7 @@ class BlockMemory:
 
 def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
     """BlockMemory of every decoder block (identical blocks computed once)."""
+    plan = policy_forward_plan(plan)   # DPO family / GRPO: the sequences one policy forward runs
     dt = activation_dtypes(plan, spec)
     extras = config_extras(spec)
     tokens = plan.batch_size * plan.seq_len
@@ -196,7 +198,7 @@ def _final_norm_saved_bytes(plan: Plan, spec: ModelSpec, dt: act.ActivationDtype
 
 def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_bytes: int,
                   blocks: tuple[BlockMemory, ...]) -> tuple[tuple[int, ...], ...]:
-    """Allocated bytes after each phase of a steady step (named by phase_names), split by
+    """Allocated bytes after each phase of a steady SFT step (named by phase_names), split by
     component: weights, adapters, gradients, optimizer states, activations, logits & loss,
     temporaries (ALLOCATED_COMPONENTS order)."""
     tokens = plan.batch_size * plan.seq_len
@@ -211,17 +213,35 @@ def step_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_by
     final_norm = final_norm_saved_bytes(plan, spec, dt)
     # under autocast lm_head saves its 16-bit weight copy until its backward
     final_norm += 2 * spec.vocab_size * spec.hidden_size if dt.autocast else 0
+    return train_rows(spec, plan, gpu_state, workspace_bytes, blocks,
+                      head=((final_norm, loss_peak, 0),), held=held)
+
+
+Row = tuple[int, ...]
+
+
+def train_rows(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_bytes: int,
+               blocks: tuple[BlockMemory, ...], head: tuple[tuple[int, int, int], ...], held: int,
+               before: tuple[tuple[int, int, int], ...] = (), extra_weights_bytes: int = 0) -> tuple[Row, ...]:
+    """The rows of a training step: weights loaded, `before` (phases ahead of the policy forward:
+    (activations, logits & loss, temporaries) on top of the model state, e.g. GRPO's generation),
+    forward per block, `head` (phases after the last block: (activations beyond the blocks' kept
+    tensors, logits & loss, temporaries)), backward per block with `held` bytes of loss outputs,
+    optimizer step, after zero_grad. extra_weights_bytes: a frozen reference copy."""
     grads_always = gpu_state.gradient_bytes if plan.grad_accum > 1 else 0
-    w, a, st = gpu_state.weights_bytes, gpu_state.adapter_bytes, gpu_state.optimizer_state_bytes
+    w, a, st = gpu_state.weights_bytes + extra_weights_bytes, gpu_state.adapter_bytes, gpu_state.optimizer_state_bytes
     # DDP's all-reduce buckets are made at wrap time and live as long as the workspaces
     ws, gather = workspace_bytes + gpu_state.ddp_bucket_bytes, gpu_state.gather_bytes
     ws += unsloth_persistent_bytes(spec, plan)
     rows = [(w, a, grads_always, st, 0, 0, ws)]  # weights loaded
+    for acts, loss, temp in before:
+        rows.append((w, a, grads_always, st, acts, loss, ws + temp))
     kept = 0
     for block in blocks:  # forward: each block keeps its saved tensors (or its checkpointed input)
         rows.append((w, a, grads_always, st, kept + block.kept_bytes, 0, ws + block.forward_work_bytes + gather))
         kept += block.kept_bytes
-    rows.append((w, a, grads_always, st, kept + final_norm, loss_peak, ws + gather))  # logits & loss
+    for acts, loss, temp in head:  # logits & loss (or the log-prob head and the reference)
+        rows.append((w, a, grads_always, st, kept + acts, loss, ws + gather + temp))
     root = gpu_state.root_gradients
     # an FSDP root unit is reduced last: its shard of the gradients appears only at the end,
     # while lm_head's unsharded gradient is alive from the loss on (distributed.root_gradients)
