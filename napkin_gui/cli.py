@@ -34,7 +34,7 @@ def format_estimate(est) -> str:
     mem, t = est.memory, est.time
     p = est.plan
     lines = [
-        f"{est.model.name} · {p.method} · {p.precision}{_algorithm_label(p)} · bs {p.batch_size} × {p.seq_len}"
+        f"{est.model.name} · {p.method} · {p.precision}{_algorithm_label(p)} · bs {p.batch_size} × {_tokens_text(p)}"
         f"{' · ckpt' if p.grad_ckpt else ''} · {p.optimizer} · {est.gpu.name} × {p.n_gpus}"
         f"{_stack_text(p)}",
         f"params {params(est.total_params)}, trainable {params(est.trainable_params)}",
@@ -53,6 +53,7 @@ def format_estimate(est) -> str:
         lines.append(f"  {'host RAM':<18}{gib(mem.host_bytes):>12}   offloaded state")
     if mem.managed_bytes:
         lines.append(f"  {'managed':<18}{gib(mem.managed_bytes):>12}   paged optimizer states")
+    lines += _algorithm_lines(est)
     lines += ["", f"time  {seconds(t.step_seconds)} per micro-batch, {seconds(t.optimizer_step_seconds)} per "
                   f"optimizer step, {count(t.tokens_per_second)} tokens/s per GPU, {t.bound}-bound"]
     if est.total is not None:
@@ -64,6 +65,23 @@ def format_estimate(est) -> str:
         lines.append(f"calibrated: {est.calibration}")
     lines += [f"warning: {w}" for w in est.warnings]
     return "\n".join(lines)
+
+
+def _tokens_text(p) -> str:
+    """Tokens per sequence: seq_len, or GRPO's prompt + completion (it never reads seq_len)."""
+    return f"({p.prompt_len} + {p.completion_len})" if p.algorithm == "grpo" else str(p.seq_len)
+
+
+def _algorithm_lines(est) -> list[str]:
+    """A preference / RL plan's own phases with their allocated bytes (none for SFT)."""
+    algo = est.memory.algorithm
+    if algo is None:
+        return []
+    by_phase = {p.phase: p.allocated_bytes for p in est.memory.timeline}
+    lines = ["", f"{algo.algorithm}: {algo.policy_sequences} sequences x {algo.sequence_tokens:,} tokens per policy "
+                 f"forward, {algo.scored_tokens:,} scored; reference {algo.reference}"]
+    lines += [f"  {name:<22}{gib(by_phase[name]):>12}" for name in algo.phases]
+    return lines
 
 
 def _stack_text(p) -> str:

@@ -192,7 +192,7 @@ def plan_from_dict(data: Any) -> Plan:
     model = data["model"]
     if not isinstance(model, str) or not model.strip():
         raise PlanError(f"model: must be a non-empty string, got {shown(model)}")
-    v = {**_DEFAULTS, **_stack_defaults(data), **data}
+    v = {**_DEFAULTS, **_stack_defaults(data), **_grpo_batch_default(data), **data}
     plan = Plan(
         model=model.strip(),
         method=_choice("method", v["method"], METHODS),
@@ -241,6 +241,17 @@ def _stack_defaults(data: dict[str, Any]) -> dict[str, Any]:
     grad_accum = _int("grad_accum", data.get("grad_accum", 1), 1, 1_000_000)
     liger = _bool("liger", data.get("liger", False))
     return framework_defaults(framework, method, n_gpus, grad_accum, liger)
+def _grpo_batch_default(data: dict[str, Any]) -> dict[str, Any]:
+    """A GRPO plan without batch_size gets one group of completions per micro-batch:
+    batch_size = num_generations (TRL's defaults agree: TrainingArguments'
+    per_device_train_batch_size 8, GRPOConfig's num_generations 8), which every GPU count and
+    accumulation satisfies; SFT's default of 1 would fail GRPOConfig's divisibility check."""
+    if "batch_size" in data or _choice("algorithm", data.get("algorithm", "sft"), ALGORITHMS) != "grpo":
+        return {}
+    return {"batch_size": _int("num_generations", data.get("num_generations", _DEFAULTS["num_generations"]),
+                               2, 1_000_000)}
+
+
 def _share(field: str, value: Any) -> float:
     """A number strictly between 0 and 1 (vLLM's gpu_memory_utilization)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -376,11 +387,21 @@ def check_algorithm(plan: Plan) -> None:
         generation_batch = plan.batch_size * plan.n_gpus * plan.grad_accum
         if generation_batch % plan.num_generations:
             # GRPOConfig.__post_init__: generation_batch_size % num_generations == 0
+            others = plan.n_gpus * plan.grad_accum
+            fix = plan.num_generations // math.gcd(plan.num_generations, others)
             raise PlanError(f"num_generations: batch_size x n_gpus x grad_accum ({generation_batch}, TRL's "
-                            f"generation_batch_size) must be divisible by it, got {plan.num_generations}")
+                            f"generation_batch_size) must be divisible by it, got {plan.num_generations}; "
+                            f"use batch_size {fix} (or a multiple){_or_generations(generation_batch, plan.num_generations)}")
         if plan.generation != "vllm-colocate" and plan.vllm_gpu_memory_utilization != _DEFAULTS[
                 "vllm_gpu_memory_utilization"]:
             raise PlanError("vllm_gpu_memory_utilization: only used with generation vllm-colocate")
+
+
+def _or_generations(generation_batch: int, num_generations: int) -> str:
+    """", or num_generations D" with D the largest divisor >= 2 of the generation batch below
+    num_generations; empty when there is none."""
+    d = next((d for d in range(min(num_generations, generation_batch), 1, -1) if generation_batch % d == 0), None)
+    return f" or num_generations {d}" if d else ""
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:

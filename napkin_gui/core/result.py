@@ -63,6 +63,24 @@ class TimelinePoint(NamedTuple):
 
 
 @dataclass(frozen=True, slots=True)
+class AlgorithmMemory:
+    """What a preference / RL step adds to the SFT picture (core/memory/algorithm_timeline.py,
+    TRL 1.16); MemoryEstimate.algorithm is None for SFT."""
+
+    algorithm: str
+    reference: str
+    policy_sequences: int          # sequences in one policy forward (DPO family: chosen + rejected)
+    sequence_tokens: int           # tokens per sequence (GRPO: prompt + completion)
+    scored_tokens: int             # positions with a label (the completions)
+    reference_weights_bytes: int   # a frozen reference copy on the card
+    reference_forward: bool        # a reference forward inside each step
+    kv_cache_bytes: int            # GRPO with transformers: the DynamicCache at its largest
+    generation_sequences: int      # GRPO: sequences decoded together
+    vllm_reserved_bytes: int       # GRPO vllm-colocate: its share of the card, every phase
+    phases: tuple[str, ...]        # the phases the algorithm adds beside SFT's
+
+
+@dataclass(frozen=True, slots=True)
 class MemoryEstimate:
     components: tuple[MemoryComponent, ...]
     peak_allocated_bytes: int
@@ -80,6 +98,7 @@ class MemoryEstimate:
     # (paged optimizers: on the card while there is room, paged to the host when not)
     host_bytes: int = 0
     managed_bytes: int = 0
+    algorithm: AlgorithmMemory | None = None
 
     def component(self, name: str) -> MemoryComponent:
         for comp in self.components:

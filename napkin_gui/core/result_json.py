@@ -1,6 +1,7 @@
 """Estimate -> the JSON object of the `napkin estimate --json` contract (plan-v1.md)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .plan import plan_to_dict
@@ -8,7 +9,26 @@ from .result import Estimate
 
 
 def estimate_to_dict(est: Estimate) -> dict[str, Any]:
-    """The contract's fields (memory.*, time.*, total.*, calibration) plus a few extras."""
+    """The contract's fields (memory.*, time.*, total.*, calibration) plus a few extras; a
+    preference / RL plan adds "algorithm" (its phases and what sets them)."""
+    out = _estimate_dict(est)
+    if est.memory.algorithm is not None:
+        out["algorithm"] = algorithm_to_dict(est)
+    return out
+
+
+def algorithm_to_dict(est: Estimate) -> dict[str, Any]:
+    """The algorithm's figures, its own phases with their allocated bytes, and GRPO's generation time."""
+    algo = est.memory.algorithm
+    out = dataclasses.asdict(algo)
+    by_phase = {p.phase: p.allocated_bytes for p in est.memory.timeline}
+    out["phases"] = [{"phase": name, "allocated_bytes": by_phase[name]} for name in algo.phases]
+    terms = {t.name: t.seconds for t in est.time.terms}
+    out["generation_seconds"] = terms["generation"] * est.plan.grad_accum if "generation" in terms else None
+    return out
+
+
+def _estimate_dict(est: Estimate) -> dict[str, Any]:
     mem, time = est.memory, est.time
     return {
         "plan": plan_to_dict(est.plan),

@@ -6,12 +6,15 @@ Counted per decoder block from the ModelSpec and the plan; identical blocks once
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 
 from . import flops as fl
 from . import traffic as tr
 from .memory.activations import linear_roles, role_input_bytes
+from .memory import rollout
 from .memory.lora import lora_target_linears
+from .memory.preference import no_grad_forwards, policy_forward_plan
 from .memory.precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
 from .model_spec import DecoderLayer, ModelSpec, block_repeats
 from .plan import Plan
@@ -76,6 +79,9 @@ class StepWork:
     model_flops: float      # without recompute (MFU numerator)
     trainable_params: int
     trainable_tensors: int
+    # GRPO: generating the completions of one optimizer step (prefill + decoding), None otherwise
+    generation: PhaseWork | None = None
+    generation_host: bool = True   # transformers' generate runs from Python; vLLM replays CUDA graphs
 
 
 def _add_matmul(phase: PhaseWork, shape: MatmulShape, launches: float) -> None:
@@ -337,6 +343,8 @@ def step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
 
 
 def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
+    algorithm = plan
+    plan = policy_forward_plan(plan)   # DPO family / GRPO: the sequences one policy forward runs
     fwd, bwd = PhaseWork("forward"), PhaseWork("backward")
     for n, layer in block_repeats(spec):  # each distinct block priced once
         f, b = block_work(layer, spec, plan)
@@ -346,6 +354,12 @@ def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
             bwd.add(f, n)
             bwd.checkpoints += n
     _model_level(spec, plan, fwd, bwd)
+    no_grad = no_grad_forwards(algorithm)
+    if no_grad:   # the reference / KL / old-policy forwards cost a forward each (no backward)
+        policy = PhaseWork("forward")
+        policy.add(fwd)
+        fwd.add(policy, no_grad)
+    generation = generation_work(spec, algorithm) if algorithm.algorithm == "grpo" else None
     tensors = trainable_tensors(spec, plan)
     state_bytes = 4 if plan.is_lora or plan.param_dtype == "fp32" else 2
     if plan.grad_accum > 1:   # later micro-batches add into .grad: read, read, write
@@ -357,4 +371,37 @@ def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
                     optimizer=optimizer_work(plan, trainable_params, tensors, state_bytes),
                     tokens=plan.batch_size * plan.seq_len,
                     executed_flops=_matmul_flops(fwd) + _matmul_flops(bwd), model_flops=model,
-                    trainable_params=trainable_params, trainable_tensors=tensors)
+                    trainable_params=trainable_params, trainable_tensors=tensors,
+                    generation=generation, generation_host=algorithm.generation == "transformers")
+
+
+def generation_work(spec: ModelSpec, plan: Plan) -> PhaseWork:
+    """GRPO's generation of one optimizer step (core/memory/rollout.py: batch_size x grad_accum
+    sequences decode together): the prefill, a forward over the prompts (large matmuls: compute),
+    then completion_len decoding steps, each a forward of one token per sequence whose matmuls
+    read every weight (memory-bound at small batch) plus the KV cache read by attention (at its
+    mean length) and the LM head over the vocabulary for the sampled position. Same launches as a
+    forward per step: transformers' generate (peft adapters unmerged, bitsandbytes dequantizing per
+    step) is host-bound on small models; vLLM replays CUDA graphs over merged 16-bit weights."""
+    base = dataclasses.replace(policy_forward_plan(plan), grad_ckpt=False)
+    if plan.generation != "transformers":
+        # vLLM gets the policy's weights with the adapters merged (grpo_trainer.py / vllm_generation.py
+        # sync: merge_adapter, load_weights, unmerge_adapter) in the compute dtype: plain 16-bit linears
+        base = dataclasses.replace(base, method="full", precision=plan.compute_dtype)
+    sequences = rollout.generation_sequences(plan)
+    dt = activation_dtypes(base, spec)
+    phase = PhaseWork("generate")
+    for length, times in ((plan.prompt_len, 1), (1, plan.completion_len)):
+        step = dataclasses.replace(base, batch_size=sequences, seq_len=length)
+        for n, layer in block_repeats(spec):
+            f, _ = block_work(layer, spec, step)
+            phase.add(f, n * times)
+        head_dtype = "fp32" if logits_element_bytes(base) == 4 and not dt.autocast else base.compute_dtype
+        _mm(phase, head_dtype, sequences, spec.hidden_size, spec.vocab_size, logits_element_bytes(base), times)
+        phase.launches += MODEL_LAUNCHES * times
+        phase.modules += MODEL_MODULES * times
+    mean_context = plan.prompt_len + plan.completion_len / 2
+    phase.elementwise_bytes += plan.completion_len * rollout.kv_cache_bytes(spec, sequences, int(mean_context), dt.attn)
+    phase.attention_flops += (plan.completion_len * 4.0 * sequences * mean_context * spec.num_heads * spec.head_dim
+                              * spec.num_layers)
+    return phase

@@ -166,6 +166,8 @@ class CardRates(NamedTuple):
     optimizer_memory_seconds: float
     interconnect_bytes_per_second: float
     host_bytes_per_second: float
+    generation_compute_seconds: float = 0.0   # GRPO: StepWork.generation on the card
+    generation_memory_seconds: float = 0.0
 
 
 def card_rates(work: StepWork, gpu: GpuSpec, eff: TimeEfficiency, compute_dtype: str) -> CardRates:
@@ -173,7 +175,9 @@ def card_rates(work: StepWork, gpu: GpuSpec, eff: TimeEfficiency, compute_dtype:
     return CardRates(*device_seconds(work.forward, gpu, eff, compute_dtype),
                      *device_seconds(work.backward, gpu, eff, compute_dtype),
                      *device_seconds(work.optimizer, gpu, eff, compute_dtype),
-                     interconnect_bytes_per_second(gpu, eff), host_bytes_per_second(gpu, eff))
+                     interconnect_bytes_per_second(gpu, eff), host_bytes_per_second(gpu, eff),
+                     *(device_seconds(work.generation, gpu, eff, compute_dtype) if work.generation is not None
+                       else (0.0, 0.0)))
 
 
 def card_rates_over(work: StepWork, gpus: tuple[GpuSpec, ...], eff: TimeEfficiency, compute_dtype: str) -> CardRates:
@@ -189,9 +193,12 @@ def card_rates_over(work: StepWork, gpus: tuple[GpuSpec, ...], eff: TimeEfficien
         return memo[dtype]
     phases = [_phase_device_seconds(phase, bw, rate_of, eff, compute_dtype)
               for phase in (work.forward, work.backward, work.optimizer)]
+    generation = (_phase_device_seconds(work.generation, bw, rate_of, eff, compute_dtype)
+                  if work.generation is not None else (0.0, 0.0))   # GRPO's generation
     return CardRates(*(numpy.broadcast_to(x, bw.shape) for pair in phases for x in pair),
                      numpy.array([interconnect_bytes_per_second(g, eff) for g in gpus]),
-                     numpy.array([host_bytes_per_second(g, eff) for g in gpus]))
+                     numpy.array([host_bytes_per_second(g, eff) for g in gpus]),
+                     *(numpy.broadcast_to(x, bw.shape) for x in generation))
 
 
 def host_seconds(phase: PhaseWork, eff: TimeEfficiency) -> float:
@@ -239,13 +246,28 @@ def step_phases(plan: Plan, work: StepWork, card: CardRates, eff: TimeEfficiency
     return (fwd, bwd), opt
 
 
-def _bound(fwd: PhaseSeconds, bwd: PhaseSeconds, opt: PhaseSeconds, ga: int) -> tuple[str, dict[str, float]]:
-    """What an optimizer step (ga micro-batches and one update) spends its seconds on, and
-    the kind that bounds it."""
+def generation_phase(work: StepWork, card: CardRates, eff: TimeEfficiency) -> PhaseSeconds | None:
+    """GRPO's generation priced on the card: prefill compute, decoding's weight and KV reads
+    (core/step_work.py generation_work); the host only for transformers' generate."""
+    generation = getattr(work, "generation", None)   # search's per-row work carries no generation
+    if generation is None:
+        return None
+    host = host_seconds(generation, eff) if work.generation_host else 0.0
+    return PhaseSeconds(card.generation_compute_seconds, card.generation_memory_seconds, host)
+
+
+def _bound(fwd: PhaseSeconds, bwd: PhaseSeconds, opt: PhaseSeconds, ga: int,
+           gen: PhaseSeconds | None = None) -> tuple[str, dict[str, float]]:
+    """What an optimizer step (ga micro-batches, one update, GRPO's generation) spends its
+    seconds on, and the kind that bounds it."""
     totals = {"compute": ga * (fwd.compute + bwd.compute) + opt.compute,
               "memory": ga * (fwd.memory + bwd.memory) + opt.memory,
               "overhead": ga * (fwd.host + bwd.host) + opt.host,
               "pcie": ga * (fwd.link + bwd.link) + opt.link}
+    if gen is not None:
+        totals["compute"] += gen.compute
+        totals["memory"] += gen.memory
+        totals["overhead"] += gen.host
     device = totals["compute"] + totals["memory"]
     return where(totals["overhead"] > device + totals["pcie"], "overhead",
                  first_largest(totals, ("compute", "memory", "pcie"))), totals
@@ -277,8 +299,15 @@ _FORMULAS: dict[tuple, tuple[GpuSpec, TimeEfficiency, tuple[str, str, str, str]]
 def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork) -> tuple[TimeTerm, ...]:
     """Per-micro-batch seconds of each kind of work (they overlap: their sum exceeds the step)."""
     ga = plan.grad_accum
-    return tuple(TimeTerm(name, totals[name] / ga, text)
-                 for name, text in zip(("compute", "memory", "overhead", "pcie"), _term_formulas(plan, gpu, eff, work)))
+    terms = tuple(TimeTerm(name, totals[name] / ga, text)
+                  for name, text in zip(("compute", "memory", "overhead", "pcie"), _term_formulas(plan, gpu, eff, work)))
+    if "generation" in totals:   # GRPO: its generation's share of each micro-batch (in the terms above too)
+        who = "transformers generate" if work.generation_host else f"vLLM ({plan.generation})"
+        terms += (TimeTerm("generation", totals["generation"] / ga,
+                           f"{who}: prefill of {plan.prompt_len} prompt tokens (compute) + {plan.completion_len} "
+                           f"decoding steps reading the weights and KV cache (memory), "
+                           f"{plan.batch_size * plan.grad_accum} sequences together"),)
+    return terms
 
 
 class StepTime(NamedTuple):
@@ -327,8 +356,12 @@ def priced_step(plan: Plan, work: StepWork, card: CardRates, traffic: LinkTraffi
     (fwd, bwd), opt = step_phases(plan, work, card, eff, comm, traffic.shards)
     micro = overlapped_seconds((fwd, bwd), eff)
     update = overlapped_seconds((opt,), eff)
-    total = plan.grad_accum * micro + update
-    bound, totals = _bound(fwd, bwd, opt, plan.grad_accum)
+    gen = generation_phase(work, card, eff)
+    generation = overlapped_seconds((gen,), eff) if gen is not None else 0.0
+    total = plan.grad_accum * micro + update + generation
+    bound, totals = _bound(fwd, bwd, opt, plan.grad_accum, gen)
+    if gen is not None:
+        totals["generation"] = generation
     return StepTime(total / plan.grad_accum, total, work.tokens * plan.grad_accum / total, bound, totals, work)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from ..core.user_prices import price_citation
 from ..units import params, usd_per_hour
 from .data import ReportData
-from .text import (esc, component_rows, plan_rows, term_rows, time_rows, title_text, total_text,
+from .text import (algorithm_rows, esc, component_rows, plan_rows, term_rows, time_rows, title_text, total_text,
                    verdict_text)
 
 # names the QImages are registered under (QTextDocument.addResource)
@@ -67,6 +67,15 @@ def _figure(title: str, name: str) -> str:
             f'{esc(title)}</span><br/><img src="{name}" width="{IMAGE_WIDTH}"></p>')
 
 
+def _algorithm_section(est) -> list[str]:
+    """The preference / RL phases (nothing for SFT)."""
+    rows = algorithm_rows(est)
+    if not rows:
+        return []
+    return [f"<h2>{esc(est.plan.algorithm.upper())} phases</h2>",
+            _table(("phase", "GiB allocated", "what runs"), rows, num_cols=(1,), formula_cols=(2,))]
+
+
 def report_html(data: ReportData) -> str:
     """The whole report as one HTML string; images are referenced by the names above."""
     est = data.estimate
@@ -82,6 +91,7 @@ def report_html(data: ReportData) -> str:
     # page 1: verdict, memory, plan; page 2: the step charts and time; page 3: hardware, advice
     parts += [_verdict(data), _figure("Memory per GPU at the peak", MEMORY_BAR),
               _table(("component", "GiB", "formula"), component_rows(est.memory), num_cols=(1,), formula_cols=(2,)),
+              *_algorithm_section(est),
               "<h2>Plan</h2>", _plan_table(data),
               f'<p style="page-break-before: always"></p>{_figure("Memory through one step", TIMELINE)}']
     if data.sweep.priced():

@@ -64,6 +64,24 @@ def component_rows(mem: MemoryEstimate) -> tuple[tuple[str, str, str], ...]:
     return tuple(rows)
 
 
+def algorithm_rows(est: Estimate) -> tuple[tuple[str, str, str], ...]:
+    """A preference / RL plan's own phases: (phase, GiB allocated, what runs); empty for SFT."""
+    algo = est.memory.algorithm
+    if algo is None:
+        return ()
+    by_phase = {p.phase: p.allocated_bytes for p in est.memory.timeline}
+    what = {"policy log-probs": f"{algo.policy_sequences} sequences x {algo.sequence_tokens:,} tokens, "
+                                f"{algo.scored_tokens:,} scored",
+            "reference log-probs": f"reference {algo.reference}, no_grad, on the policy's saved tensors",
+            "log-probs backward": "the log-prob head's gradients",
+            "KL log-probs": "KTO's KL batch, no_grad",
+            "generate": (f"{algo.generation_sequences} sequences decoded together"
+                         + (f", KV cache {gib(algo.kv_cache_bytes)}" if algo.kv_cache_bytes else "")
+                         + (f", vLLM share {gib(algo.vllm_reserved_bytes)}" if algo.vllm_reserved_bytes else "")),
+            "old-policy log-probs": "vLLM importance-sampling correction, no_grad"}
+    return tuple((name, gib(by_phase[name]), what.get(name, "")) for name in algo.phases)
+
+
 def time_rows(time: TimeEstimate, grad_accum: int) -> tuple[tuple[str, str], ...]:
     rows = [
         ("step (one micro-batch)", seconds(time.step_seconds)),

@@ -174,6 +174,21 @@ def reference_runs_in_step(plan: Plan) -> bool:
     return plan.reference in ("copy", "adapter-off")
 
 
+def no_grad_forwards(plan: Plan) -> int:
+    """Forwards without backward per micro-batch: DPO's reference (dpo_trainer.py _compute_loss);
+    KTO's policy KL batch and, with a reference, its reference over the batch and the KL batch
+    (kto_trainer.py); GRPO's reference (beta > 0) and, with vLLM, the old-policy log-probs for
+    its importance-sampling correction, both over the generation batch (grpo_trainer.py)."""
+    ref = int(reference_runs_in_step(plan))
+    if plan.algorithm == "dpo":
+        return ref
+    if plan.algorithm == "kto":
+        return 1 + 2 * ref
+    if plan.algorithm == "grpo":
+        return ref + int(plan.generation != "transformers")
+    return 0
+
+
 def reference_weights_bytes(plan: Plan, policy_weights_bytes: int) -> int:
     """A frozen copy: create_model_from_path with the policy's dtype and quantization_config
     (dpo_trainer.py / grpo_trainer.py __init__), prepared like the policy (sharded by FSDP /

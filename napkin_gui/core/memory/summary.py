@@ -7,7 +7,7 @@ from ..gpu_spec import GpuSpec
 from ..model_spec import ModelSpec
 from ..plan import Plan
 from ...units import gib
-from ..result import ALLOCATED_COMPONENTS, COMPONENTS, MemoryComponent, MemoryEstimate
+from ..result import ALLOCATED_COMPONENTS, COMPONENTS, AlgorithmMemory, MemoryComponent, MemoryEstimate
 from .allocator import allocator_slack_bytes
 from .distributed import nccl_buffer_bytes, nccl_channels
 from .fsdp_mixed_precision import uses_fsdp_mixed
@@ -150,6 +150,7 @@ def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState
         phase_values=rows,
         host_bytes=gs.host_bytes + _unsloth_host_bytes(spec, plan),
         managed_bytes=gs.managed_bytes,
+        algorithm=None if step.algorithm is None else _algorithm_memory(plan, step.algorithm),
     )
 
 
@@ -157,6 +158,18 @@ def _unsloth_host_bytes(spec: ModelSpec, plan: Plan) -> int:
     """Pinned host buffers of unsloth's offloaded checkpointing (frameworks/unsloth.py)."""
     offload = unsloth_offload(spec, plan)
     return offload.host_bytes if offload else 0
+
+
+# phases every step has (SFT's); the others are the algorithm's own
+_SFT_PHASES = ("weights loaded", "optimizer step", "after zero_grad")
+
+
+def _algorithm_memory(plan: Plan, phases: AlgorithmPhases) -> AlgorithmMemory:
+    own = tuple(name for name in phases.names
+                if name not in _SFT_PHASES and not name.startswith(("forward L", "backward L")))
+    return AlgorithmMemory(plan.algorithm, plan.reference, phases.policy_sequences, phases.sequence_tokens,
+                           phases.scored_tokens, phases.reference_weights_bytes, phases.reference_forward,
+                           phases.kv_cache_bytes, phases.generation_sequences, phases.vllm_reserved_bytes, own)
 
 
 def capacity_bytes(gpu: GpuSpec) -> int:
