@@ -156,3 +156,71 @@ def test_reference_and_trainable_counts_are_exact(method):
 def _with(plan: Plan, **changes) -> Plan:
     import dataclasses
     return dataclasses.replace(plan, **changes)
+
+
+class _LiveBytes:
+    """Peak bytes of storages created inside the block and still referenced, checked after every
+    aten op (TorchDispatchMode): what a caching allocator would hold allocated, on CPU."""
+
+    def __init__(self, model):
+        import weakref
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
+        skip = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
+        storages: dict[int, list] = {}
+        self.peak = 0
+        outer = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                for ptr, (_, refs) in list(storages.items()):   # freed storages first: addresses are reused
+                    refs[:] = [r for r in refs if r() is not None]
+                    if not refs:
+                        del storages[ptr]
+                for t in tree_leaves(out):
+                    if isinstance(t, torch.Tensor):
+                        storage = t.untyped_storage()
+                        if storage.data_ptr() not in skip and storage.nbytes():
+                            storages.setdefault(storage.data_ptr(), [storage.nbytes(), []])[1].append(weakref.ref(t))
+                live = sum(nbytes for nbytes, _ in storages.values())
+                outer.peak = max(outer.peak, live)
+                return out
+
+        self.mode = Mode()
+
+    def __enter__(self):
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+
+
+@pytest.mark.parametrize("precision, attn", [("bf16", "sdpa"), ("bf16", "eager"), ("fp32", "eager")])
+def test_reference_forward_peak_live_bytes(precision, attn):
+    """The reference phase of DPO with adapter-off: the PEFT policy under use_adapter(model, None)
+    and torch.no_grad through TRL's fused head (dpo_trainer.py _compute_loss). The backbone alone
+    checks the block's no_grad peak; the whole pass adds the head's mm_buf [n, 32768] tile.
+    (fp32 sdpa is left out: CPU runs it with the flash kernel, CUDA with the math kernel napkin
+    prices.)"""
+    from trl.trainer.utils import add_fused_lm_head, use_adapter
+    model = toy_model(DTYPES[precision], attn, 8)
+    add_fused_lm_head(model.get_base_model(), outputs=("log_probs",))
+    plan = _with(_plan("dpo", "lora", precision, batch=2, seq=64, prompt=24), attention=attn)
+    fwd = pref.policy_forward_plan(plan)
+    ids = torch.randint(0, VOCAB, (fwd.batch_size, fwd.seq_len))
+    labels = ids.masked_fill(torch.arange(fwd.seq_len) < plan.prompt_len, -100)
+    with torch.no_grad(), use_adapter(model, None):
+        with _LiveBytes(model) as backbone:
+            model.get_base_model().model(input_ids=ids, use_cache=False)
+        with _LiveBytes(model) as whole:
+            model(input_ids=ids, labels=labels, fused_lm_head=True)
+    spec = toy_spec()
+    dt = activation_dtypes(fwd, spec)
+    scores = max(b.scores_bytes for b in block_memories(spec, fwd))
+    block = pref.no_grad_forward_peak_bytes(spec, fwd.batch_size, fwd.seq_len, dt.stream, dt.linear_out, dt.attn, scores)
+    head = pref.logprob_head(spec, plan, dt.stream, dt.linear_out, logits_element_bytes(plan), False, grad=False,
+                             triton=False)
+    assert block == pytest.approx(backbone.peak, rel=0.03)
+    assert max(block, head.forward_work_bytes) == pytest.approx(whole.peak, rel=0.03)

@@ -89,20 +89,27 @@ def fused_head_memory(sequences: int, positions: int, scored: int, hidden: int, 
     [scored, H] in the backbone's dtype, and IndexBackward saves the bool mask; on CPU every
     position is (a reshape copy of the shifted hidden states, labels.clamp(min=0)).
     ChunkedLogProbFunction.forward saves hidden, weight, targets (int64), log_z (fp32) and entropy
-    (fp32; log_z fills its slot without it); its work is one [min(N, 4096), min(V, 32768)] tile in
-    the compute dtype and seven fp32 [N] accumulators. Backward: grad_hidden fp32 [N, H], the tile
+    (fp32; log_z fills its slot without it); its work is one mm_buf [min(N, 4096), 32768] in the
+    compute dtype (allocated at the full chunk width whatever the vocabulary) and seven fp32 [N]
+    accumulators; without Triton (CPU) _forward_tile folds each tile in torch: tile.float(),
+    z - max and its exp, three fp32 tiles at once. Backward: grad_hidden fp32 [N, H], mm_buf
     again, and grad_weight fp32 [V, H] when the LM head trains. The per-token outputs are scattered
     into fp32 [B, S-1] tensors (masked_scatter saves the mask, masked_fill on CPU its ~mask).
-    Under no_grad nothing is saved: the hidden copy and the tile are the whole transient.
+    Under no_grad nothing is saved: the backbone's last hidden states, their copy and the tiles
+    are the whole transient.
     """
     n = scored if compact else positions
     differentiable = 1 + ("entropy" in outputs)
     out_bytes = positions * 4 * (1 + len(outputs))  # is_top1 is bool; counted as fp32 (tiny)
     hidden_copy = n * hidden * hidden_bytes
-    tile = min(n, FUSED_TOKEN_CHUNK) * min(vocab, FUSED_VOCAB_CHUNK) * compute_bytes
+    rows = min(n, FUSED_TOKEN_CHUNK)
+    tile = rows * FUSED_VOCAB_CHUNK * compute_bytes
+    if not compact:   # torch fold of each tile (no Triton): three fp32 [rows, chunk] temporaries
+        tile += 3 * rows * min(vocab, FUSED_VOCAB_CHUNK) * 4
     accumulators = FUSED_ACCUMULATORS * n * 4
     if not grad:
-        return HeadMemory(0, hidden_copy + tile + accumulators + out_bytes, 0, 0,
+        backbone = sequences * (positions // max(sequences, 1) + 1) * hidden * hidden_bytes
+        return HeadMemory(0, backbone + hidden_copy + tile + accumulators + out_bytes, 0, 0,
                           f"fused log-prob head under no_grad: [{n:,} x {hidden}] copy + one "
                           f"[{min(n, FUSED_TOKEN_CHUNK)} x {min(vocab, FUSED_VOCAB_CHUNK)}] tile")
     masks = positions if compact else differentiable * positions
@@ -200,13 +207,29 @@ def reference_weights_bytes(plan: Plan, policy_weights_bytes: int) -> int:
 def no_grad_forward_peak_bytes(spec: ModelSpec, sequences: int, seq_len: int, stream_bytes: int,
                                linear_bytes: int, attn_bytes: int, scores_bytes: int) -> int:
     """Peak of one decoder block's forward under torch.no_grad (the reference, KTO's KL batch, a
-    prefill): nothing is saved, so what is alive is the residual stream (block input and output)
-    and the block's largest intermediate group: the gated MLP's act(gate), up and their product
-    (transformers LlamaMLP.forward: down_proj(act_fn(gate_proj(x)) * up_proj(x))), or q, k, v and
-    the attention output (+ the [b, h, s, s] scores under eager / math attention)."""
+    prefill; use_cache=False, as TRL's fused head passes): nothing is saved, so what is alive is
+    what Python still references (transformers 5 LlamaModel / LlamaDecoderLayer.forward):
+    inputs_embeds (held by the model's frame), the block input (the caller's hidden_states, the
+    layer's residual), and then
+    - in the MLP: the post-attention sum, its norm, and act(gate), up and their product
+      (LlamaMLP.forward: down_proj(act_fn(gate_proj(x)) * up_proj(x))), beside the attention
+      probabilities `_` of eager attention (`hidden_states, _ = self.self_attn(...)`);
+    - in attention: the normed input, q, k, v after rotary, and for eager / math attention the
+      repeat_kv copies, the [b, h, s, s] scores, softmax's fp32 upcast and output (16-bit) or its
+      output (fp32); eager's [b, 1, s, s] additive mask and the rotary cos / sin live all forward.
+    scores_bytes > 0 marks a kernel that materializes scores (BlockMemory.scores_bytes)."""
     tokens = sequences * seq_len
+    stream = tokens * spec.hidden_size * stream_bytes
+    scores = sequences * spec.num_heads * seq_len * seq_len if scores_bytes else 0
     layers = [layer for _, layer in spec.layer_groups]
     mlp = max((3 if layer.gated_mlp else 2) * tokens * layer.mlp_width * linear_bytes for layer in layers)
+    rotary = 2 * seq_len * spec.head_dim * attn_bytes             # cos, sin [1, s, head_dim]
+    mask = sequences * seq_len ** 2 * attn_bytes if scores else 0  # eager's additive mask, all forward
+    mlp_point = 4 * stream + mlp + scores * attn_bytes + mask + rotary
     qkv = tokens * (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim * attn_bytes
-    attention = qkv + tokens * spec.num_heads * spec.head_dim * attn_bytes + scores_bytes
-    return 2 * tokens * spec.hidden_size * stream_bytes + max(mlp, attention)
+    eager = 0
+    if scores:
+        softmax = scores * (attn_bytes + 8 if attn_bytes < 4 else 8)
+        eager = 2 * tokens * spec.num_heads * spec.head_dim * attn_bytes + softmax + mask
+    return max(mlp_point, 3 * stream + qkv + eager + rotary)
+
