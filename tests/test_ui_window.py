@@ -445,6 +445,9 @@ def test_choosing_a_framework_fills_its_defaults_as_one_undoable_edit(window):
     # the other rows show the framework's values, and what it cannot run is greyed out
     assert e.combos["loss"].currentData() == "fused-linear-ce" and e.widgets["activation_offload"].isChecked()
     assert not e.widgets["liger"].isEnabled() and not e.widgets["optimizer_in_backward"].isEnabled()
+    c.set_plan(dataclasses.replace(c.plan, method="qlora"))   # unsloth runs no peft kbit prep
+    assert e.widgets["quant_double"].isEnabled() and not e.widgets["kbit_prep"].isEnabled()
+    window.undo_action.trigger()
     window.undo_action.trigger()
     assert c.plan == before and e.combos["framework"].currentData() == "transformers"
     assert not e.widgets["activation_offload"].isChecked() and e.widgets["liger"].isEnabled()

@@ -34,6 +34,7 @@ from ..core.gpu_catalog import gpu_catalog, lookup_gpu
 from ..core.model_source import list_presets
 from ..core.plan import (ATTENTIONS, METHODS, OFFLOADS, OPTIMIZERS, PLAN_FIELDS, PRECISIONS, SHARDINGS,
                          Plan, check_combination, parse_lora_targets)
+from ..core.memory.precision import NO_KBIT_PREP_FRAMEWORKS
 from ..core.stack_defaults import FRAMEWORKS, LOSSES, with_framework
 from .. import palette
 from ..units import gib, params, usd_per_hour
@@ -201,6 +202,12 @@ def _is_qlora(plan: Plan) -> bool:
     return plan.method == "qlora"
 
 
+def _runs_kbit_prep(plan: Plan) -> bool:
+    """peft's prepare_model_for_kbit_training runs only where transformers' QLoRA path does
+    (core.memory.precision.kbit_upcast: torchtune, litgpt and unsloth keep 16-bit norms)."""
+    return plan.method == "qlora" and plan.framework not in NO_KBIT_PREP_FRAMEWORKS
+
+
 def _patches_transformers(plan: Plan) -> bool:
     """Liger patches Hugging Face transformers models only (core.plan.check_stack)."""
     return plan.framework == "transformers"
@@ -235,7 +242,7 @@ GROUPS: tuple[Group, ...] = (
                            Row("lora_dropout", "Dropout", float_spin(0.0, 0.99, 2, step=0.05), _is_lora),
                            Row("lora_targets", "Targets", targets_text, _is_lora),
                            Row("quant_double", "QLoRA double quantization", check, _is_qlora),
-                           Row("kbit_prep", "QLoRA kbit preparation (fp32 upcast)", check, _is_qlora))),
+                           Row("kbit_prep", "QLoRA kbit preparation (fp32 upcast)", check, _runs_kbit_prep))),
     Group("Training", (Row("optimizer", "Optimizer", choice(OPTIMIZERS)),
                        Row("attention", "Attention", choice(ATTENTIONS)),
                        Row("offload", "Offload", choice(OFFLOADS)),
