@@ -83,13 +83,17 @@ def _seq_lens(plan: Plan, allow: frozenset[str]) -> list[tuple[int, int]]:
 
 def _loss_options(plan: Plan) -> list[dict]:
     """The loss kernels the plan's framework offers (plan.FRAMEWORK_LOSSES), each with the
-    liger setting it needs: under transformers fused-linear-ce is Liger's kernel
+    liger settings it runs with: under transformers fused-linear-ce is Liger's kernel
     (liger_kernel 0.8.5 LigerFusedLinearCrossEntropyLoss), so it comes with liger on; the
-    other kernels keep the plan's liger."""
+    other kernels come with Liger's RMSNorm / SwiGLU / RoPE kernels on and off (they change
+    memory and time whatever the loss: core/memory/liger.py). Other frameworks keep liger off."""
     out = []
     for loss in FRAMEWORK_LOSSES[plan.framework]:
-        liger = plan.liger or (loss == "fused-linear-ce" and plan.framework == "transformers")
-        out.append({"loss": loss, "liger": liger})
+        if plan.framework != "transformers":
+            out.append({"loss": loss, "liger": plan.liger})
+            continue
+        for liger in ((True,) if loss == "fused-linear-ce" else (False, True)):
+            out.append({"loss": loss, "liger": liger})
     return out
 
 

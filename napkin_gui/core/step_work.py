@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 
 from . import flops as fl
 from . import traffic as tr
+from .memory import liger
 from .memory.activations import linear_roles, role_input_bytes
 from .memory import rollout
 from .memory.lora import lora_target_linears
@@ -221,18 +222,26 @@ def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, inp
     hidden, tokens = spec.hidden_size, plan.batch_size * plan.seq_len
     qk_width = (spec.num_heads + spec.num_kv_heads) * spec.head_dim
     rms = not extras.layer_norm
-    norm = tr.rms_norm_bytes(dt.stream) if rms else tr.layer_norm_bytes(dt.stream)
+    patch = liger.liger_patch(plan, spec)   # Liger's fused kernels: one launch each (memory/liger.py)
+    liger_norm = patch is not None and patch.rms_norm and rms
+    norm = (liger.rms_norm_bytes(dt.stream) if liger_norm else
+            tr.rms_norm_bytes(dt.stream) if rms else tr.layer_norm_bytes(dt.stream))
     per_token = layer.norms * hidden * norm + 2 * hidden * tr.residual_add_bytes(dt.stream)
-    launches = layer.norms * (RMS_NORM_LAUNCHES - (2 if dt.stream == 4 else 0) if rms else 1) + 2
+    norm_launches = (liger.RMS_NORM_LAUNCHES if liger_norm else
+                     RMS_NORM_LAUNCHES - (2 if dt.stream == 4 else 0) if rms else 1)
+    launches = layer.norms * norm_launches + 2
     if extras.qk_norm:
-        per_token += qk_width * tr.rms_norm_bytes(dt.attn)
-        launches += 2 * RMS_NORM_LAUNCHES
+        per_token += qk_width * (liger.rms_norm_bytes(dt.attn) if liger_norm else tr.rms_norm_bytes(dt.attn))
+        launches += 2 * (liger.RMS_NORM_LAUNCHES if liger_norm else RMS_NORM_LAUNCHES)
     if spec.model_type not in NO_ROPE:
-        per_token += qk_width * tr.rope_bytes(dt.attn)
-        launches += 10
+        liger_rope = patch is not None and patch.rope
+        per_token += qk_width * (liger.rope_bytes(dt.attn) if liger_rope else tr.rope_bytes(dt.attn))
+        launches += liger.ROPE_LAUNCHES if liger_rope else 10
     if layer.gated_mlp:
-        per_token += layer.mlp_width * tr.gated_mlp_bytes(dt.linear_out)
-        launches += 2
+        liger_glu = patch is not None and patch.glu and layer.num_experts == 0
+        per_token += layer.mlp_width * (liger.glu_bytes(dt.linear_out) if liger_glu
+                                        else tr.gated_mlp_bytes(dt.linear_out))
+        launches += liger.GLU_LAUNCHES if liger_glu else 2
     else:
         python_act = extras.act_saved_per_width > 1
         per_token += layer.mlp_width * tr.plain_mlp_bytes(dt.linear_out, python_act)
@@ -277,7 +286,9 @@ def _model_level(spec: ModelSpec, plan: Plan, fwd: PhaseWork, bwd: PhaseWork) ->
     softcap = spec.final_logit_softcapping is not None
     fwd.elementwise_bytes += tokens * vocab * tr.logits_forward_bytes(lb, softcap)
     bwd.elementwise_bytes += tokens * vocab * tr.logits_backward_bytes(lb, softcap)
-    norm = tr.rms_norm_bytes(dt.stream) if spec.norm_kind == "rms" else tr.layer_norm_bytes(dt.stream)
+    patch = liger.liger_patch(plan, spec)
+    norm = ((liger.rms_norm_bytes(dt.stream) if patch is not None and patch.rms_norm else tr.rms_norm_bytes(dt.stream))
+            if spec.norm_kind == "rms" else tr.layer_norm_bytes(dt.stream))
     stream = tokens * hidden * (norm + 2 * dt.stream)     # final norm + embedding gather
     fwd.elementwise_bytes += stream
     bwd.elementwise_bytes += stream * tr.BACKWARD_TRAFFIC_RATIO

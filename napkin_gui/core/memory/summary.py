@@ -11,6 +11,8 @@ from ..result import ALLOCATED_COMPONENTS, COMPONENTS, AlgorithmMemory, MemoryCo
 from .allocator import allocator_slack_bytes
 from .distributed import nccl_buffer_bytes, nccl_channels
 from .fsdp_mixed_precision import uses_fsdp_mixed
+from .liger import VERSION as liger_version
+from .liger import liger_patch
 from .logits import logits_loss_peak_bytes
 from .loss_kernels import loss_memory
 from .model_state import ModelState
@@ -45,6 +47,12 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
         "allocator_slack": "caching allocator: reserved but not allocated (fragmentation)",
         "cuda_context": "CUDA context, kernel images and library handles (outside torch)",
     }
+    patch = liger_patch(plan, spec)
+    if patch is not None:
+        kernels = [name for on, name in ((patch.rms_norm, "LigerRMSNorm saves X + fp32 RSTD"),
+                                         (patch.glu, "LigerSiLUMulFunction / LigerGELUMulFunction save gate, up"),
+                                         (patch.rope, "LigerRopeFunction saves cos, sin")) if on]
+        out["activations"] += f"; {liger_version} kernels: " + ", ".join(kernels)
     root = gpu_state(state, plan).root_gradients
     if root.at_root_bytes:
         out["gradients"] += ("; FSDP root unit reduced last (torch FSDP split_with_sizes_backward / foreach_reduce):"

@@ -15,6 +15,7 @@ from ..frameworks import litgpt, torchtune, unsloth
 from ..model_spec import DecoderLayer, LinearShape, ModelSpec, block_repeats, group_blocks
 from ..plan import Plan
 from . import activations as act
+from . import liger
 from .logits import logits_held_bytes, logits_loss_peak_bytes
 from .loss_kernels import loss_memory
 from .precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
@@ -57,9 +58,12 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
         if plan.grad_ckpt:
             forward_work = max(forward_work, saved)
         score_elements = plan.batch_size * spec.num_heads * plan.seq_len ** 2 if scores else 0
+        patch = liger.liger_patch(plan, spec)
         if _unsloth_modules(plan):
             backward_work = unsloth.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, targets,
                                                              _unsloth_dequant_bytes(spec, plan))
+        elif patch is not None and patch.glu and layer.gated_mlp and layer.num_experts == 0:
+            backward_work = liger.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, score_elements)
         else:
             backward_work = act.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, score_elements)
         distinct.append(BlockMemory(saved, kept, forward_work, backward_work, scores))
@@ -137,10 +141,16 @@ def _block_saved_bytes_per_token(plan: Plan, spec: ModelSpec, layer: DecoderLaye
         return unsloth.block_saved_bytes_per_token(layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
                                                    spec.head_dim, plan.attention == "flash", dt, targets,
                                                    qk_norm=extras.qk_norm)
-    return act.layer_saved_bytes_per_token(
+    eager = act.layer_saved_bytes_per_token(
         layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim, extras.v_head_dim,
         kernel, native_gqa, dt, targets, rms=not extras.layer_norm, qk_norm=extras.qk_norm,
         dropout_masks=2 if extras.hidden_dropout else 0)
+    patch = liger.liger_patch(plan, spec)
+    if patch is None:
+        return eager
+    qk_heads = spec.num_heads + spec.num_kv_heads
+    return eager + liger.block_saved_change_per_token(layer, spec.hidden_size, qk_heads * spec.head_dim, qk_heads,
+                                                      dt, patch, not extras.layer_norm, extras.qk_norm)
 
 
 def _first_block_norm(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes,
@@ -192,6 +202,10 @@ def _final_norm_saved_bytes(plan: Plan, spec: ModelSpec, dt: act.ActivationDtype
                                                                 not config_extras(spec).layer_norm)
     if _unsloth_modules(plan):
         return tokens * unsloth.final_norm_saved_bytes_per_token(spec.hidden_size, dt)
+    patch = liger.liger_patch(plan, spec)
+    if patch is not None and patch.rms_norm and not config_extras(spec).layer_norm:
+        lm_head_input = dt.base_trainable and plan.loss != "fused-linear-ce"
+        return tokens * liger.final_norm_saved_bytes_per_token(spec.hidden_size, dt, lm_head_input)
     # final norm's fp32 x (+ its normalized output and lm_head's input when trainable)
     return tokens * spec.hidden_size * (4 + (2 * dt.stream if dt.base_trainable else 0))
 
