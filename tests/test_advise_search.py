@@ -59,7 +59,8 @@ def test_qwen_full_on_a100_leads_with_8bit_adamw_without_checkpointing():
     assert first.title == FASTEST_ON_CARD
     p = first.plan
     assert p.gpu == "a100-80gb-sxm" and p.n_gpus == 1 and global_batch(p) == global_batch(QWEN_A100)
-    assert p.optimizer == "adamw-8bit" and not p.grad_ckpt
+    # 8-bit AdamW; paged once Liger's kernels and cut-ce make room for a larger micro-batch
+    assert p.optimizer in ("adamw-8bit", "paged-adamw-8bit") and not p.grad_ckpt
     assert _speedup(first) > 0.25 and first.fits_after
 
 
@@ -122,10 +123,11 @@ def test_cli_never_says_largest_batch_zero_and_says_what_would_fit(tmp_path, cap
 
 
 def test_nothing_of_the_space_fits_the_card_then_what_would_fit_is_named(tmp_path, capsys):
-    """8B full fine-tuning of 16k-token sequences on a 10 GB card: no split, optimizer, offload,
+    """8B full fine-tuning of 32k-token sequences on a 10 GB card: no split, optimizer, offload,
     sharding or loss kernel fits it there; the advice says so and points at the plan that
-    fits elsewhere (the cheapest), never at a batch of 0."""
-    plan = Plan(model="llama-3.1-8b", method="full", batch_size=1, seq_len=16384, gpu="rtx-3080-10gb",
+    fits elsewhere (the cheapest), never at a batch of 0. (At 16k, ZeRO-3 with everything
+    offloaded, checkpointing and Liger's kernels + fused linear CE fit: 9.8 of 10 GiB.)"""
+    plan = Plan(model="llama-3.1-8b", method="full", batch_size=1, seq_len=32768, gpu="rtx-3080-10gb",
                 dataset_tokens=1e7)
     items = advise(plan)
     assert FITS_ON_CARD not in [a.title for a in items] and FASTEST_ON_CARD not in [a.title for a in items]
