@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 
 from . import flops as fl
 from . import traffic as tr
-from .memory import liger
+from .memory import liger, torch_compile
 from .memory.activations import linear_roles, role_input_bytes
 from .memory import rollout
 from .memory.lora import lora_target_linears
@@ -223,6 +223,8 @@ def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, inp
     qk_width = (spec.num_heads + spec.num_kv_heads) * spec.head_dim
     rms = not extras.layer_norm
     patch = liger.liger_patch(plan, spec)   # Liger's fused kernels: one launch each (memory/liger.py)
+    if torch_compile.compiles(plan):        # inductor fuses the same chains (memory/torch_compile.py)
+        patch = liger.LigerPatch(rope=True, rms_norm=True, glu=True)
     liger_norm = patch is not None and patch.rms_norm and rms
     norm = (liger.rms_norm_bytes(dt.stream) if liger_norm else
             tr.rms_norm_bytes(dt.stream) if rms else tr.layer_norm_bytes(dt.stream))
@@ -258,7 +260,8 @@ def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, inp
     bwd.elementwise_bytes += per_token * tr.BACKWARD_TRAFFIC_RATIO * tokens + grad_sums * tokens
     fwd.launches += launches
     bwd.autograd_launches += launches * tr.BACKWARD_TRAFFIC_RATIO
-    fwd.modules += layer.norms + 4   # the block, its norms, attention, MLP, activation
+    if not torch_compile.compiles(plan):   # a compiled block runs as one graph, no module calls
+        fwd.modules += layer.norms + 4   # the block, its norms, attention, MLP, activation
 
 
 def block_work(layer: DecoderLayer, spec: ModelSpec, plan: Plan) -> tuple[PhaseWork, PhaseWork]:
@@ -271,6 +274,8 @@ def block_work(layer: DecoderLayer, spec: ModelSpec, plan: Plan) -> tuple[PhaseW
     _lora(layer, plan, dt, inputs, tokens, fwd, bwd)
     _attention(layer, spec, plan, dt, fwd, bwd)
     _block_elementwise(layer, spec, plan, dt, inputs, fwd, bwd)
+    if torch_compile.compiles(plan):
+        fwd.modules = 0.0   # the linears' and LoRA wrappers' Python calls are traced away
     return fwd, bwd
 
 

@@ -13,6 +13,8 @@ from .distributed import nccl_buffer_bytes, nccl_channels
 from .fsdp_mixed_precision import uses_fsdp_mixed
 from .liger import VERSION as liger_version
 from .liger import liger_patch
+from .torch_compile import VERSION as compile_version
+from .torch_compile import compiles
 from .logits import logits_loss_peak_bytes
 from .loss_kernels import loss_memory
 from .model_state import ModelState
@@ -53,6 +55,9 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
                                          (patch.glu, "LigerSiLUMulFunction / LigerGELUMulFunction save gate, up"),
                                          (patch.rope, "LigerRopeFunction saves cos, sin")) if on]
         out["activations"] += f"; {liger_version} kernels: " + ", ".join(kernels)
+    if compiles(plan):
+        out["activations"] += (f"; torch.compile ({compile_version} min-cut partitioner): RMSNorm keeps x + fp32 rstd,"
+                               " the gated MLP gate + up, one fp32 LoRA input copy per tensor")
     root = gpu_state(state, plan).root_gradients
     if root.at_root_bytes:
         out["gradients"] += ("; FSDP root unit reduced last (torch FSDP split_with_sizes_backward / foreach_reduce):"

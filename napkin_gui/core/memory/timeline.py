@@ -15,7 +15,7 @@ from ..frameworks import litgpt, torchtune, unsloth
 from ..model_spec import DecoderLayer, LinearShape, ModelSpec, block_repeats, group_blocks
 from ..plan import Plan
 from . import activations as act
-from . import liger
+from . import liger, torch_compile
 from .logits import logits_held_bytes, logits_loss_peak_bytes
 from .loss_kernels import loss_memory
 from .precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
@@ -131,8 +131,12 @@ def _block_saved_bytes_per_token(plan: Plan, spec: ModelSpec, layer: DecoderLaye
     """What one block saves per token, from the module code of the plan's framework."""
     extras = config_extras(spec)
     if plan.framework == "torchtune":
-        return torchtune.block_saved_bytes_per_token(layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
-                                                     spec.head_dim, kernel, dt, targets, qk_norm=extras.qk_norm)
+        eager = torchtune.block_saved_bytes_per_token(layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
+                                                      spec.head_dim, kernel, dt, targets, qk_norm=extras.qk_norm)
+        if not torch_compile.compiles(plan):
+            return eager
+        return eager + torch_compile.torchtune_block_change_per_token(
+            layer, spec.hidden_size, spec.head_dim, spec.num_heads + spec.num_kv_heads, dt, extras.qk_norm)
     if plan.framework == "litgpt":
         return litgpt.block_saved_bytes_per_token(layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
                                                   spec.head_dim, kernel, dt, targets, rms=not extras.layer_norm,
@@ -146,11 +150,16 @@ def _block_saved_bytes_per_token(plan: Plan, spec: ModelSpec, layer: DecoderLaye
         kernel, native_gqa, dt, targets, rms=not extras.layer_norm, qk_norm=extras.qk_norm,
         dropout_masks=2 if extras.hidden_dropout else 0)
     patch = liger.liger_patch(plan, spec)
-    if patch is None:
-        return eager
     qk_heads = spec.num_heads + spec.num_kv_heads
-    return eager + liger.block_saved_change_per_token(layer, spec.hidden_size, qk_heads * spec.head_dim, qk_heads,
-                                                      dt, patch, not extras.layer_norm, extras.qk_norm)
+    rms = not extras.layer_norm
+    if patch is not None:
+        eager += liger.block_saved_change_per_token(layer, spec.hidden_size, qk_heads * spec.head_dim, qk_heads,
+                                                    dt, patch, rms, extras.qk_norm)
+    if torch_compile.compiles(plan):
+        eager += torch_compile.transformers_block_change_per_token(
+            layer, spec.hidden_size, qk_heads * spec.head_dim, qk_heads, dt, targets, rms, extras.qk_norm,
+            norms_done=patch is not None and patch.rms_norm, glu_done=patch is not None and patch.glu)
+    return eager
 
 
 def _first_block_norm(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes,
@@ -206,6 +215,9 @@ def _final_norm_saved_bytes(plan: Plan, spec: ModelSpec, dt: act.ActivationDtype
     if patch is not None and patch.rms_norm and not config_extras(spec).layer_norm:
         lm_head_input = dt.base_trainable and plan.loss != "fused-linear-ce"
         return tokens * liger.final_norm_saved_bytes_per_token(spec.hidden_size, dt, lm_head_input)
+    if torch_compile.compiles(plan) and not config_extras(spec).layer_norm:
+        lm_head_input = dt.base_trainable and plan.loss != "fused-linear-ce"
+        return tokens * torch_compile.final_norm_saved_bytes_per_token(spec.hidden_size, dt, lm_head_input)
     # final norm's fp32 x (+ its normalized output and lm_head's input when trainable)
     return tokens * spec.hidden_size * (4 + (2 * dt.stream if dt.base_trainable else 0))
 
