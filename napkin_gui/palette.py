@@ -25,6 +25,7 @@ AXIS = "#888888"
 
 FITS = "#2e7d32"          # verdict text / badge when the plan fits
 OOM = "#c62828"           # verdict, capacity overflow, OOM zone
+INVALID = "#757575"       # verdict when the plan has no estimate (ui/invalid_plan.py)
 OOM_FILL = "#fbe3e3"      # OOM region, opaque light red drawn under the data
 CAPACITY = "#c62828"      # capacity line
 PEAK_MARK = "#222222"     # peak phase marker

@@ -24,6 +24,7 @@ from .memory.model_state import model_state
 from .memory.summary import memory_estimate
 from .model_source import resolve_model
 from .plan import Plan, check_combination
+from .plan_warnings import FP16_COUNTERPART, bf16_without_tensor_cores
 from .result import Estimate
 
 if TYPE_CHECKING:
@@ -134,6 +135,9 @@ def _memory_edits(p: Plan) -> list[tuple[str, Plan]]:
         edits.append(("paged 8-bit AdamW", replace(p, optimizer="paged-adamw-8bit")))
     if p.attention == "eager":
         edits.append(("sdpa attention instead of eager", replace(p, attention="sdpa")))
+    fp16 = FP16_COUNTERPART.get(p.precision)
+    if fp16 is not None and bf16_without_tensor_cores(p, find_gpu(p.gpu)) is not None:
+        edits.append((f"precision {fp16} (this card has fp16 tensor cores, not bf16)", replace(p, precision=fp16)))
     if p.offload == "none":
         edits.append(("offload optimizer states to the CPU", replace(p, offload="optimizer")))
     if p.seq_len >= 1024:

@@ -11,6 +11,7 @@ from .memory.model_state import model_state
 from .memory.summary import fits_on, memory_estimate, step_peak
 from .model_source import resolve_model
 from .plan import Plan
+from .plan_warnings import plan_warnings
 from .result import Estimate, TotalEstimate
 from .time_model import step_time, time_estimate
 
@@ -49,7 +50,8 @@ def estimate(plan: Plan, calibration: CalibrationProfile | None = None) -> Estim
     upcast = accelerate_upcast_warning(plan)
     return Estimate(plan=plan, model=spec, gpu=gpu, total_params=state.total_params,
                     trainable_params=state.trainable_params, memory=memory, time=time, total=total,
-                    calibration=label, warnings=spec.warnings + ((upcast,) if upcast else ()))
+                    calibration=label,
+                    warnings=spec.warnings + ((upcast,) if upcast else ()) + plan_warnings(plan, spec, gpu))
 
 
 class StepPoint(NamedTuple):

@@ -26,6 +26,7 @@ from .best_plans_search import BestPlansSearch
 from .best_plans_view import BestPlansView
 from .controller import PlanController
 from .hardware_table import HardwareTable
+from .invalid_plan import grey_out
 from .memory_bar_view import MemoryBarView
 from .plan_editor import PlanEditor
 from .settings import add_recent_file, app_settings, recent_files
@@ -378,10 +379,16 @@ class MainWindow(QMainWindow):
         self.advice_panel.show_advice(items, self.controller.plan)
 
     def _on_controller_error_changed(self, message: str) -> None:
+        """An invalid plan greys out every figure and says why; the next valid one restores
+        them (its estimate_changed follows this signal)."""
         if message:
             self.statusBar().showMessage(message, 15000)
+            self.memory_view.show_invalid(message)
         else:
             self.statusBar().clearMessage()
+        for view in (self.memory_view, self.timeline_view, self.time_view, self.hardware_table, self.advice_panel):
+            grey_out(view, bool(message))
+        self.pin_action.setEnabled(not message)
 
     def _on_hardware_row_chosen(self, row: Any) -> None:
         plan = self.controller.plan

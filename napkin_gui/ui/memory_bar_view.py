@@ -177,16 +177,27 @@ class MemoryBarView(QWidget):
         if self.pinned is not None:
             self._label_row(ROW_PINNED, self.pinned, pinned_used)
         self.row_labels[ROW_PINNED].setVisible(self.pinned is not None)
-        self.verdict.setText(verdict_text(est))
-        color = palette.FITS if est.memory.fits else palette.OOM
-        if self.verdict.property("color") != color:  # a new style sheet re-polishes the label
-            self.verdict.setProperty("color", color)
-            self.verdict.setStyleSheet(f"QLabel#verdict {{ color: white; background: {color}; font-size: 15px;"
-                                       " font-weight: bold; padding: 4px 8px; border-radius: 3px; }")
+        self._show_verdict(verdict_text(est), palette.FITS if est.memory.fits else palette.OOM)
         self.summary.setText(summary_text(est))
         tip = price_tooltip(est)
         if tip != self.summary.toolTip():
             self.summary.setToolTip(tip)
+
+    def show_invalid(self, reason: str) -> None:
+        """The plan has no estimate: a grey banner with the core's reason, no figures in the
+        summary (the bars, still the previous plan's, are faded by ui/invalid_plan.grey_out)."""
+        self._show_verdict(f"✗ no estimate — {reason}", palette.INVALID, tip=reason)
+        self.summary.setText("No figures: the plan is not valid (the line above says why; fix the field or undo).")
+        self.summary.setToolTip("")
+
+    def _show_verdict(self, text: str, color: str, tip: str = "") -> None:
+        self.verdict.setText(text)
+        if self.verdict.toolTip() != tip:
+            self.verdict.setToolTip(tip)
+        if self.verdict.property("color") != color:  # a new style sheet re-polishes the label
+            self.verdict.setProperty("color", color)
+            self.verdict.setStyleSheet(f"QLabel#verdict {{ color: white; background: {color}; font-size: 15px;"
+                                       " font-weight: bold; padding: 4px 8px; border-radius: 3px; }")
 
     def _label_row(self, row: float, est: Estimate, used: float) -> None:
         mark = "✓" if est.memory.fits else "✗ OOM"

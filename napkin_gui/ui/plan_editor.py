@@ -353,8 +353,12 @@ class PlanEditor(QWidget):
     def _on_controller_error_changed(self, message: str) -> None:
         self.error_label.setText(message)
         self.error_label.setVisible(bool(message))
+        if message:
+            self.model_info.setText("")  # the next valid estimate writes it again
 
     def _on_controller_estimate_changed(self, est: Any) -> None:
+        if not self.error_label.isHidden():  # a refused edit's line (bad targets) ends with the next estimate
+            self.error_label.hide()
         self.model_info.setText(f"{params(est.total_params)} params · {est.model.num_layers} layers · "
                                 f"trainable {params(est.trainable_params)}")
 
