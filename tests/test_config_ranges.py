@@ -140,3 +140,17 @@ def test_the_largest_plan_values_still_give_finite_figures():
                est.total.hours, est.total.cost_usd]
     assert all(0 < float(x) < float("inf") for x in numbers), numbers
     assert dataclasses.replace(plan, batch_size=1) != plan
+
+
+def test_safetensors_shapes_past_the_parameter_cap_are_refused(tmp_path):
+    import struct
+    from tests.test_safetensors_header import TINY_LLAMA as HEADER_LLAMA, llama_state_shapes
+    (tmp_path / "config.json").write_text(json.dumps(HEADER_LLAMA))
+    shapes = dict(llama_state_shapes(HEADER_LLAMA), **{"model.embed_tokens.weight": [10**12, 10**6]})
+    # a header alone: napkin reads only the header (no tensor bytes behind these shapes)
+    header = json.dumps({n: {"dtype": "BF16", "shape": list(s), "data_offsets": [0, 0]}
+                         for n, s in shapes.items()}).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(PlanError) as err:
+        resolve_model(str(tmp_path))
+    assert str(err.value).startswith("model: the safetensors headers in ") and "1e+18 parameters" in str(err.value)

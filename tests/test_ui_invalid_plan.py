@@ -73,7 +73,7 @@ def test_a_valid_edit_recovers_every_figure(window, qtbot):
     assert window.controller.estimate == est
     assert window.memory_view.verdict.text() == verdict_text(est)
     assert window.memory_view.verdict.property("color") == (palette.FITS if est.memory.fits else palette.OOM)
-    assert "B params" in window.editor.model_info.text()
+    assert " params · " in window.editor.model_info.text()
     for view in figures(window):
         assert view.isEnabled() and not is_greyed(view), type(view).__name__
     assert window.pin_action.isEnabled()

@@ -21,6 +21,40 @@ _MISSING = object()
 # Bound on num_hidden_layers: the spec lists every block, and no real model is near it.
 _MAX_LAYERS = 10_000
 
+# The largest value each integer config field may hold. Each bound sits one to three orders of
+# magnitude above the largest released model's value (noted), so every real config passes and a
+# typo or a hostile file (vocab_size 1e100, hidden_size 1e20) stops with the field's range
+# instead of a "5e93 B params" estimate. Fields not listed take _DEFAULT_MAX.
+_WIDTH_MAX = 2**17        # hidden sizes: Llama 3.1 405B 16,384
+_FFN_MAX = 2**20          # MLP widths: Llama 3.1 405B 53,248
+_HEADS_MAX = 2**14        # attention heads: 128 (405B, DeepSeek-V3)
+_HEAD_DIM_MAX = 2**14     # head widths: 256 (Gemma)
+_EXPERTS_MAX = 2**24      # experts per layer: 384 (Kimi K2); PEER-style layers use ~1M
+_POSITIONS_MAX = 2**31    # context lengths: 10M (Llama 4 Scout)
+_DEFAULT_MAX = 2**31
+_UPPER_BOUNDS: dict[str, int] = {
+    "vocab_size": 2**24,  # 262,208 (Gemma 3)
+    **dict.fromkeys(("hidden_size", "n_embd", "kv_lora_rank", "q_lora_rank"), _WIDTH_MAX),
+    **dict.fromkeys(("intermediate_size", "ffn_hidden_size", "n_inner", "moe_intermediate_size",
+                     "shared_expert_intermediate_size"), _FFN_MAX),
+    **dict.fromkeys(("num_attention_heads", "num_key_value_heads", "num_kv_heads", "n_head"), _HEADS_MAX),
+    **dict.fromkeys(("head_dim", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"), _HEAD_DIM_MAX),
+    **dict.fromkeys(("num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok",
+                     "n_shared_experts"), _EXPERTS_MAX),
+    **dict.fromkeys(("num_hidden_layers", "n_layer", "first_k_dense_replace", "max_window_layers",
+                     "decoder_sparse_step", "moe_layer_freq", "sliding_window_pattern"), _MAX_LAYERS),
+    **dict.fromkeys(("sliding_window", "n_positions", "max_position_embeddings"), _POSITIONS_MAX),
+    "num_ln_in_parallel_attn": 2,  # Falcon: one or two layer norms before the parallel block
+}
+# Logit soft-capping (Gemma 2: 50 and 30): a cap this large no longer caps anything.
+_SOFTCAP_MAX = 1e6
+# The counted parameters of the whole model: ~2 T in the largest released checkpoints.
+MAX_PARAMS = 10**15
+
+
+def _upper(key: str) -> int:
+    return _UPPER_BOUNDS.get(key, _DEFAULT_MAX)
+
 # Config-class defaults (transformers 5.x configuration_<family>.py) for fields that real
 # config.json files leave out. Gemma 3's multimodal configs omit most text_config fields.
 _FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -96,6 +130,8 @@ class _Fields:
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise PlanError(f"config.json {key}: must be a positive integer, got {_show(value)}")
+        if value > _upper(key):
+            raise PlanError(f"config.json {key}: must be an integer from 1 to {_upper(key):,}, got {_show(value)}")
         return value
 
     def count(self, key: str, default: int = 0) -> int:
@@ -103,6 +139,8 @@ class _Fields:
         value = self._value(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise PlanError(f"config.json {key}: must be an integer >= 0, got {_show(value)}")
+        if value > _upper(key):
+            raise PlanError(f"config.json {key}: must be an integer from 0 to {_upper(key):,}, got {_show(value)}")
         return value
 
     def opt_pos_int(self, key: str) -> int | None:
@@ -123,8 +161,10 @@ class _Fields:
         value = self.config[key] if key in self.config else self.defaults.get(key)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise PlanError(f"config.json {key}: must be a positive number or null, got {_show(value)}")
+        if (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0
+                or not value <= _SOFTCAP_MAX):  # NaN fails both; 10**400 is an int, compared exactly
+            raise PlanError(f"config.json {key}: must be a number above 0 and at most {_SOFTCAP_MAX:g}, "
+                            f"or null, got {_show(value)}")
         return float(value)
 
     def int_list(self, key: str) -> tuple[int, ...]:
@@ -188,10 +228,7 @@ def _dims(f: _Fields, hidden: str = "hidden_size", layers: str = "num_hidden_lay
 
 
 def _layer_count(f: _Fields, key: str = "num_hidden_layers") -> int:
-    n = f.pos_int(key)
-    if n > _MAX_LAYERS:
-        raise PlanError(f"config.json {key}: must be at most {_MAX_LAYERS}, got {n}")
-    return n
+    return f.pos_int(key)  # at most _MAX_LAYERS (_UPPER_BOUNDS)
 
 
 def _qkvo(d: _Dims, qkv_bias: bool = False, o_bias: bool = False,
@@ -557,13 +594,20 @@ def model_spec_from_config(config: dict, name: str, source: str = "config") -> M
         raise PlanError(f"config.json: must hold only JSON values ({err})".replace("\n", " ")) from None
     max_pos = body.max_pos or text.get("max_position_embeddings") or _FAMILY_DEFAULTS.get(
         model_type, {}).get("max_position_embeddings", 0)
+    if type(max_pos) is not int or not 0 < max_pos <= _POSITIONS_MAX:
+        max_pos = 0  # unknown: an odd value only turns off the seq_len warning (core/plan_warnings.py)
     d = body.dims
-    return ModelSpec(
+    spec = ModelSpec(
         name=name, model_type=model_type, hidden_size=d.hidden, num_heads=d.heads,
         num_kv_heads=d.kv_heads, head_dim=d.head_dim, vocab_size=d.vocab,
         tie_word_embeddings=body.tie, layer_groups=_grouped(body.layers),
         extra_params=body.extra_params, norm_kind=body.norm_kind,
         attn_logit_softcapping=body.attn_softcap, final_logit_softcapping=body.final_softcap,
-        max_position_embeddings=max_pos if type(max_pos) is int and max_pos > 0 else 0,
+        max_position_embeddings=max_pos,
         stored_dtype=_stored_dtype(config, text), source=source, warnings=warnings,
         config_json=config_json)
+    if spec.counted_params > MAX_PARAMS:  # each field in range, their product not
+        raise PlanError(f"config.json: these shapes give {spec.counted_params:.3g} parameters; napkin takes "
+                        f"models up to {MAX_PARAMS:.0e} (hidden_size {d.hidden:,}, vocab_size {d.vocab:,}, "
+                        f"{spec.num_layers:,} layers)")
+    return spec

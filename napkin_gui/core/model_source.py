@@ -19,7 +19,7 @@ from typing import Any
 
 from napkin_gui.core.errors import PlanError
 from napkin_gui.core.files import loads_json, read_regular_bytes
-from napkin_gui.core.hf_config import model_spec_from_config
+from napkin_gui.core.hf_config import MAX_PARAMS, model_spec_from_config
 from napkin_gui.core.model_spec import ModelSpec
 from napkin_gui.core.safetensors_header import folder_tensors, header_param_count, header_stored_dtype
 from napkin_gui.core.text import shown
@@ -147,6 +147,9 @@ def _with_headers(spec: ModelSpec, folder: Path) -> ModelSpec:
     # transformers ties lm_head to the embeddings; a checkpoint may still store a copy.
     skip = tuple(n for n in tensors if n.endswith("lm_head.weight")) if spec.tie_word_embeddings else ()
     count = header_param_count(tensors, skip)
+    if count > MAX_PARAMS:
+        raise PlanError(f"model: the safetensors headers in {shown(folder.name, 80)} hold {count:.3g} parameters; "
+                        f"napkin takes models up to {MAX_PARAMS:.0e}")
     warnings = spec.warnings
     if abs(count - spec.counted_params) > HEADER_MISMATCH_FRACTION * spec.counted_params:
         warnings += (f"model: the safetensors hold {count:,} parameters but config.json gives "

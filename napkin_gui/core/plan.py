@@ -145,9 +145,9 @@ def _unknown_fields_message(unknown: list[str]) -> str:
 def _int(field: str, value: Any, minimum: int = 1, maximum: int = 10**9) -> int:
     if (isinstance(value, bool) or not isinstance(value, (int, float))
             or (isinstance(value, float) and (not math.isfinite(value) or value != int(value)))):
-        raise PlanError(f"{field}: must be an integer >= {minimum}, got {shown(value)}")
+        raise PlanError(f"{field}: must be an integer from {minimum:,} to {maximum:,}, got {shown(value)}")
     if not minimum <= int(value) <= maximum:
-        raise PlanError(f"{field}: must be an integer between {minimum} and {maximum}, got {shown(value)}")
+        raise PlanError(f"{field}: must be an integer from {minimum:,} to {maximum:,}, got {shown(value)}")
     return int(value)
 
 
