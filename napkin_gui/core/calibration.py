@@ -396,8 +396,11 @@ def find_profile(profile_id: str) -> CalibrationProfile:
 
 
 def export_profile(profile: CalibrationProfile, path: str | os.PathLike[str]) -> None:
-    """Write the profile to any path (to share with a team), atomically."""
-    write_text_atomic(Path(path), json.dumps(profile_to_dict(profile), indent=1) + "\n")
+    """Write the profile to any path (to share with a team), atomically; PlanError when it cannot."""
+    try:
+        write_text_atomic(Path(path), json.dumps(profile_to_dict(profile), indent=1) + "\n")
+    except OSError as err:
+        raise PlanError(f"export: cannot write {bare(str(path), 200)}: {err.strerror or err}") from None
 
 
 def import_profile(path: str | os.PathLike[str]) -> CalibrationProfile:

@@ -113,7 +113,7 @@ class CalibrationDialog(QDialog):
             return
         try:
             cal.export_profile(profile, path)
-        except OSError as err:
+        except (PlanError, OSError) as err:
             self._say(f"export failed: {err}", ok=False)
             return
         self._say(f"exported {profile.id} to {path}")
