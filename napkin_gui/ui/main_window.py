@@ -29,7 +29,7 @@ from .hardware_table import HardwareTable
 from .invalid_plan import grey_out
 from .memory_bar_view import MemoryBarView
 from .plan_editor import PlanEditor
-from .settings import add_recent_file, app_settings, recent_files
+from .settings import add_recent_file, keep_backup, open_app_settings, recent_files, settings_path
 from .probe_runner import ProbeRunner
 from .status_strip import NvmlStrip, ProbePanel, measured_vs_estimated
 from .time_curve_view import TimeCurveView
@@ -50,7 +50,7 @@ class MainWindow(QMainWindow):
                  persist: bool = True, background: bool = False) -> None:
         super().__init__()
         pg.setConfigOptions(background=palette.BACKGROUND, foreground=palette.FOREGROUND, antialias=True)
-        self.settings = app_settings()
+        self.settings, self.settings_note = open_app_settings()  # note: a corrupt file was set aside
         self.persist = persist  # False: leave the stored session and recent files alone (screenshots)
         self.path: Path | None = None
         self._session_timer = QTimer(self, singleShot=True, interval=SESSION_SAVE_DELAY_MS)
@@ -66,6 +66,8 @@ class MainWindow(QMainWindow):
         self._connect()
         if plan is None and restore_session:
             self._restore_session()
+        if self.settings_note:
+            self.statusBar().showMessage(self.settings_note, 30000)
         self._restore_geometry()
         self._update_title()
         self.controller.schedule()
@@ -335,13 +337,47 @@ class MainWindow(QMainWindow):
             return
         try:
             plan = plan_from_dict(json.loads(text))
-        except (PlanError, ValueError):
+        except (PlanError, ValueError, RecursionError) as err:
+            self._set_session_aside(err)
             return
         self.path = Path(path) if path and Path(path).is_file() else None
         self.controller.reset_plan(plan)
         if dirty or (path and self.path is None):
             self.controller.undo_stack.resetClean()
         self._save_session()
+
+    def _set_session_aside(self, err: Exception) -> None:
+        """The stored session plan does not load: keep a copy of the settings file and say so
+        (the next session save writes over it)."""
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        if not self.persist:
+            return
+        self.settings.sync()
+        try:
+            backup = keep_backup(settings_path(), move=False).name
+        except OSError as copy_err:
+            backup = f"no copy ({copy_err.strerror or copy_err})"
+        note = f"settings: the last session's plan could not be restored ({reason}); kept the file as {backup}"
+        self.settings_note = f"{self.settings_note}; {note}" if self.settings_note else note
+
+    def _forget_discarded_session(self) -> None:
+        """Quit with Discard: the session becomes the saved file (or nothing), never the discarded edits."""
+        if not self.persist:
+            return
+        s = self.settings
+        plan = None
+        if self.path is not None:
+            try:
+                plan = load_plan(self.path)
+            except PlanError:
+                plan = None
+        if plan is None:
+            for key in ("session/plan", "session/path", "session/dirty"):
+                s.remove(key)
+            return
+        s.setValue("session/plan", json.dumps(plan_to_dict(plan)))
+        s.setValue("session/path", str(self.path))
+        s.setValue("session/dirty", False)
 
     def _restore_geometry(self) -> None:
         geometry = self.settings.value("window/geometry")
@@ -352,7 +388,11 @@ class MainWindow(QMainWindow):
         if not self.maybe_save():
             event.ignore()
             return
-        self._save_session()
+        self._session_timer.stop()
+        if self.dirty:  # still unsaved after maybe_save: the user chose Discard
+            self._forget_discarded_session()
+        else:
+            self._save_session()
         if self.persist:
             self.settings.setValue("window/geometry", self.saveGeometry())
             self.settings.sync()
