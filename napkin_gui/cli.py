@@ -103,14 +103,29 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from .core.result_json import estimate_to_dict
     plan = load_plan(args.plan)
     est = estimate(plan, calibration=_calibration(plan) if args.calibrated else None)
-    print(json.dumps(estimate_to_dict(est), indent=2) if args.json else format_estimate(est))
+    print(strict_json(estimate_to_dict(est), indent=2) if args.json else format_estimate(est))
     return 0
 
 
+def strict_json(data, **kwargs) -> str:
+    """json.dumps that never writes NaN or Infinity (not JSON): a ValueError instead, which main
+    reports as one line."""
+    return json.dumps(data, allow_nan=False, **kwargs)
+
+
+_warned: set[str] = set()  # store lines already printed by this process (one per --jsonl stream)
+
+
 def _calibration(plan):
-    """The saved probe profile of the plan's GPU (None when there is none)."""
-    from .core.calibration import profile_for_gpu
-    return profile_for_gpu(plan.gpu)
+    """The saved probe profile of the plan's GPU (None when there is none); a store file that
+    does not read is skipped with a warning naming it on stderr."""
+    from .core.calibration import profile_for_gpu_and_warnings
+    profile, warnings = profile_for_gpu_and_warnings(plan.gpu)
+    for line in warnings:
+        if line not in _warned:
+            _warned.add(line)
+            print(f"napkin: warning: {line}", file=sys.stderr)
+    return profile
 
 
 # One plan is a few hundred bytes; a longer line is answered with an error, not read into memory.
@@ -158,10 +173,12 @@ def _estimate_jsonl(path: str, calibrated: bool = False) -> int:
                 plan = plan_from_dict(loads_json(line, "plan"))
                 if calibrated and plan.gpu not in profiles:
                     profiles[plan.gpu] = _calibration(plan)
-                out = estimate_to_dict(estimate(plan, calibration=profiles.get(plan.gpu)))
+                text = strict_json(estimate_to_dict(estimate(plan, calibration=profiles.get(plan.gpu))))
             except PlanError as err:
-                out = {"error": f"line {n}: {err}"}
-            print(json.dumps(out), flush=True)
+                text = json.dumps({"error": f"line {n}: {err}"})
+            except ValueError as err:  # a NaN figure: a bug, reported on its line as JSON
+                text = json.dumps({"error": f"line {n}: internal error: {err} (please report)"})
+            print(text, flush=True)
     return 0
 
 
@@ -231,15 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_lazy("napkin_gui.report.command", "report_command"))
     from .cli_catalog import add_catalog_parser  # napkin catalog import|show|reset
     add_catalog_parser(sub)
+    # parsed by probe/command.py (main hands it the rest of the line); listed here for --help
+    sub.add_parser("probe", add_help=False,
+                   help="measure the local GPU, run a short trial, manage calibration profiles (napkin probe --help)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "probe":
-        from .probe.runner import probe_command
-        return probe_command(argv[1:])
     try:
+        if argv and argv[0] == "probe":  # its own parser; the errors below end it too
+            from .probe.runner import probe_command
+            return probe_command(argv[1:])
         args = build_parser().parse_args(argv)
         if not getattr(args, "func", None):
             build_parser().print_help()

@@ -256,7 +256,7 @@ def _trial_from_dict(d: Any) -> TrialRecord:
         raise TypeError("a trial must be an object")
     return TrialRecord(
         plan_json=json.dumps(d["plan"]), device=_str(d, "device"),
-        full_layers=_int(d, "full_layers"), layers_run=tuple(int(k) for k in d["layers_run"]),
+        full_layers=_int(d, "full_layers"), layers_run=tuple(_count(k, "layers_run") for k in d["layers_run"]),
         total_params=_int(d, "total_params"), trainable_params=_int(d, "trainable_params"),
         peak_allocated_bytes=_opt_int(d, "peak_allocated_bytes"),
         peak_reserved_bytes=_opt_int(d, "peak_reserved_bytes"),
@@ -266,8 +266,7 @@ def _trial_from_dict(d: Any) -> TrialRecord:
         tokens_per_second=_opt_num(d, "tokens_per_second"),
         memory_measured=bool(d["memory_measured"]),
         points=tuple(_point_from_dict(p) for p in d["points"]),
-        timeline=tuple((str(t["phase"]), int(t["allocated_bytes"])) for t in d.get("timeline") or ()),
-        raw_timeline=tuple((str(t["phase"]), int(t["allocated_bytes"])) for t in d.get("raw_timeline") or ()),
+        timeline=_phases(d, "timeline"), raw_timeline=_phases(d, "raw_timeline"),
         notes=tuple(str(n) for n in d.get("notes") or ()),
     )
 
@@ -296,14 +295,21 @@ def _opt_str(d: dict, key: str) -> str | None:
     return None if d.get(key) is None else _str(d, key)
 
 
+# No measured figure comes near these: rates in TFLOP/s or GB/s, durations in µs or seconds
+# (a B200 does 2,250 bf16 TFLOP/s and 8,000 GB/s); byte sizes and counts (a card has < 2**40 B).
+MAX_MEASURED = 1e9
+MAX_COUNT = 2**60
+
+
 def _num(d: dict, key: str) -> float:
-    """A measured rate or duration: finite and > 0 (NaN would print invalid JSON, -1 break the
-    time model)."""
+    """A measured rate or duration: finite, > 0 and at most MAX_MEASURED (NaN would print invalid
+    JSON, -1 break the time model, 1e308 overflow it)."""
     value = d[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{bare(key, 40)} must be a number")
-    if isinstance(value, int) and value.bit_length() > 1000 or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{bare(key, 40)} must be a finite number > 0, got {shown(value)}")
+    if isinstance(value, int) and value.bit_length() > 1000 or not math.isfinite(value) or not 0 < value <= MAX_MEASURED:
+        raise ValueError(f"{bare(key, 40)} must be a finite number above 0 and at most {MAX_MEASURED:g}, "
+                         f"got {shown(value)}")
     return float(value)
 
 
@@ -312,13 +318,21 @@ def _opt_num(d: dict, key: str) -> float | None:
 
 
 def _int(d: dict, key: str) -> int:
-    """A count or a byte size: an integer >= 0."""
-    value = d[key]
+    """A count or a byte size: an integer from 0 to MAX_COUNT."""
+    return _count(d[key], key)
+
+
+def _count(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{bare(key, 40)} must be an integer")
-    if value < 0:
-        raise ValueError(f"{bare(key, 40)} must be >= 0, got {shown(value)}")
+        raise TypeError(f"{bare(what, 40)} must be an integer")
+    if not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"{bare(what, 40)} must be an integer from 0 to 2**60, got {shown(value)}")
     return value
+
+
+def _phases(d: dict, key: str) -> tuple[tuple[str, int], ...]:
+    """A timeline: [{"phase": str, "allocated_bytes": int}, ...]."""
+    return tuple((_str(t, "phase"), _int(t, "allocated_bytes")) for t in d.get(key) or ())
 
 
 def _opt_int(d: dict, key: str) -> int | None:
@@ -412,6 +426,11 @@ def import_profile(path: str | os.PathLike[str]) -> CalibrationProfile:
 
 def profile_for_gpu(name: str) -> CalibrationProfile | None:
     """The newest CUDA profile whose NVML name or catalog id equals name (case-insensitive)."""
+    return profile_for_gpu_and_warnings(name)[0]
+
+
+def profile_for_gpu_and_warnings(name: str) -> tuple[CalibrationProfile | None, tuple[str, ...]]:
+    """profile_for_gpu, and load_profiles' line for each store file it skipped."""
     keys = {name.strip().lower()}
     try:
         from .gpu_catalog import lookup_gpu
@@ -420,6 +439,7 @@ def profile_for_gpu(name: str) -> CalibrationProfile | None:
         card = None
     if card is not None:
         keys.add(card.id.lower())
-    matches = [p for p in load_profiles()[0]
+    profiles, warnings = load_profiles()
+    matches = [p for p in profiles
                if p.device == "cuda" and keys & {p.gpu_name.lower(), (p.gpu_id or "").lower()}]
-    return matches[-1] if matches else None
+    return (matches[-1] if matches else None), warnings

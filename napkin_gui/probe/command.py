@@ -106,7 +106,7 @@ def _probe(args: argparse.Namespace) -> int:
     gpu_run = result.profile is not None and result.profile.device == "cuda"
     estimate = _estimate(plan, result.profile) if plan is not None and gpu_run else None
     if args.json:
-        print(json.dumps(result_to_dict(result, saved, estimate), indent=1))
+        print(json.dumps(result_to_dict(result, saved, estimate), indent=1, allow_nan=False))
     else:
         print(format_result(result, saved, estimate))
     gpu_ran = result.benchmarks is not None and result.benchmarks.is_cuda
@@ -138,7 +138,7 @@ def _list(as_json: bool) -> int:
     profiles, warnings = cal.load_profiles()
     if as_json:
         print(json.dumps({"profiles": [cal.profile_to_dict(p) for p in profiles], "warnings": list(warnings)},
-                         indent=1))
+                         indent=1, allow_nan=False))
         return 0
     if not profiles:
         print(f"no calibration profiles in {cal.profiles_dir()}")
