@@ -107,10 +107,42 @@ def run_trial(plan: Plan, model_spec: Any = None, device: str = "cuda",
                             "(pip install 'napkin[probe]')", None)
     except Exception as err:  # noqa: BLE001 - any failure is a status line, never a crash
         text = str(err).strip().splitlines()
-        return TrialOutcome(f"trial failed: {type(err).__name__}: {text[0] if text else ''}".rstrip(": "), None)
+        first = text[0] if text else ""
+        if _is_cuda_error(torch, err):  # sticky: the process's CUDA context is unusable from here
+            return TrialOutcome(f"trial hit a CUDA error{getattr(err, 'napkin_where', '')}: {first}; "
+                                "restart napkin before probing again", None)
+        return TrialOutcome(f"trial failed: {type(err).__name__}: {first}".rstrip(": "), None)
     finally:
+        _cleanup_quietly(torch)
+
+
+def _is_cuda_error(torch: Any, err: BaseException) -> bool:
+    """A CUDA runtime error (torch.AcceleratorError since torch 2.8, a RuntimeError starting
+    "CUDA error" before), not out-of-memory (handled above)."""
+    accelerator = getattr(torch, "AcceleratorError", None)
+    return (accelerator is not None and isinstance(err, accelerator)) or str(err).startswith("CUDA error")
+
+
+def _cleanup_quietly(torch: Any) -> None:
+    """Free the trial's memory; after a CUDA error every CUDA call fails again, and that second
+    failure must not replace the trial's status (or escape run_trial, which never raises)."""
+    try:
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             _free(torch, True)
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass
+
+
+def _where(torch: Any, dev: Any, k: int, full: int) -> str:
+    """" with k of full decoder layers (peak X of Y GiB)"; without the figures when the CUDA
+    calls that give them fail too (a broken context, a CPU build of torch)."""
+    where = f" with {k} of {full} decoder layers"
+    try:
+        peak = torch.cuda.max_memory_allocated(dev) / GIB
+        total = torch.cuda.get_device_properties(dev).total_memory / GIB
+    except Exception:  # noqa: BLE001 - the figures are extra; the failure is the news
+        return where
+    return f"{where} (peak {peak:.1f} of {total:.1f} GiB)"
 
 
 def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, ...] | None,
@@ -140,9 +172,11 @@ def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, .
             runs.append(_one_run(torch, plan, config, k, dev, span, progress, should_stop, nvml_used, measured,
                                  snapshot if k == layers[-1] else None))
         except torch.OutOfMemoryError as err:
-            peak = torch.cuda.max_memory_allocated(dev) / GIB
-            total = torch.cuda.get_device_properties(dev).total_memory / GIB
-            err.napkin_where = f" with {k} of {full} decoder layers (peak {peak:.1f} of {total:.1f} GiB)"
+            err.napkin_where = _where(torch, dev, k, full)
+            raise
+        except Exception as err:
+            if _is_cuda_error(torch, err):
+                err.napkin_where = f" with {k} of {full} decoder layers"
             raise
     progress(1.0, "trial done")
     record = _record(plan, dev, full, runs)
@@ -195,10 +229,13 @@ def _one_run(torch: Any, plan: Plan, config: dict, k: int, dev: Any, span: tuple
                            phases=recorder.phases())
         return _Run(point, micro_s, opt_s, timeline, context)
     finally:
-        if opt is not None:
-            opt.zero_grad(set_to_none=True)
-        del model, opt
-        _free(torch, cuda)
+        try:  # after a CUDA error these fail too: the first error is the one to report
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+            del model, opt
+            _free(torch, cuda)
+        except Exception:  # noqa: BLE001 - cleanup only
+            pass
 
 
 def _train_step(torch: Any, plan: Plan, model: Any, opt: Any, vocab: int, dev: Any,
