@@ -92,7 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def screenshot(window, path: str, width: int, height: int, tab: str = "timeline") -> int:
-    """Lay the window out at width x height, recompute, render it to a PNG."""
+    """Lay the window out at width x height, recompute, render it to a PNG; 2 (after writing it)
+    when the plan has no estimate (an unknown or unreadable model)."""
     from PySide6.QtWidgets import QApplication
 
     window.resize(width, height)
@@ -103,11 +104,15 @@ def screenshot(window, path: str, width: int, height: int, tab: str = "timeline"
     QApplication.processEvents()
     image = window.grab()
     ok = image.save(path, "PNG")
+    error = window.controller.error  # the plan loaded, its model (or combination) did not
     window.controller.undo_stack.setClean()
     window.close()
     if not ok:
         print(f"napkin-gui: cannot write {path}", file=sys.stderr)
         return 1
+    if error:  # the PNG shows the greyed window; the exit status says there is no estimate
+        print(f"napkin-gui: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -93,6 +93,11 @@ def _preset_spec(preset_id: str) -> ModelSpec:
 
 
 @functools.lru_cache(maxsize=1)
+def is_preset(model: str) -> bool:
+    """Whether model names a preset (its id, Hugging Face id or alias, any case)."""
+    return model.strip().lower() in _preset_keys()
+
+
 def list_presets() -> tuple[PresetInfo, ...]:
     """Every preset for the picker, grouped by family, small to large."""
     infos = []

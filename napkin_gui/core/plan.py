@@ -413,8 +413,28 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
-    """Read and validate a *.napkin.json plan file."""
-    return plan_from_dict(read_json_file(path, "plan", MAX_PLAN_BYTES))
+    """Read and validate a *.napkin.json plan file; a relative model path in it is taken from
+    the plan's folder (model_beside_plan)."""
+    plan = plan_from_dict(read_json_file(path, "plan", MAX_PLAN_BYTES))
+    model = model_beside_plan(plan.model, Path(path).parent)
+    return plan if model == plan.model else dataclasses.replace(plan, model=model)
+
+
+def model_beside_plan(model: str, folder: Path) -> str:
+    """A relative config.json or model-folder path in a plan file, as an absolute path from the
+    plan's folder: the plan means the files beside it, as a relative link in a document does,
+    not whatever the current folder holds. Preset ids, absolute and ~ paths stay as they are.
+    An explicit path (./x, ../x, *.json) is always joined, so a missing one is reported where
+    napkin looked; any other name (a word, an HF-style org/name) only when that file or folder
+    exists beside the plan, else it stays a preset name (with the "closest presets" line)."""
+    if os.path.isabs(model) or model.startswith("~"):
+        return model
+    from .model_source import is_preset
+    if is_preset(model):
+        return model
+    candidate = Path(os.path.abspath(folder / model))
+    looks_like_path = model.startswith(".") or model.lower().endswith(".json")
+    return str(candidate) if looks_like_path or candidate.exists() else model
 
 
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
