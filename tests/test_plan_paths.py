@@ -101,3 +101,11 @@ def test_screenshot_of_a_plan_whose_model_fails_exits_2(tmp_path):
     assert last.startswith("napkin-gui: model: unknown model") and "bar-13b" in last
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the greyed window, for the record
     assert os.path.getsize(out) > 10_000
+
+
+@pytest.mark.parametrize("model", ["x" * 5000, "a\x00b", "x" * 300 + "/config.json"])
+def test_odd_model_names_are_no_path_errors(tmp_path, capsys, model):
+    path = tmp_path / "p.napkin.json"
+    path.write_text(json.dumps({"model": model}))
+    assert main(["estimate", str(path)]) == 2  # before this fix: 'File name too long' internal error
+    assert capsys.readouterr().err.startswith("napkin: model: ")

@@ -71,6 +71,10 @@ def _temp_prefix(path: Path) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs (POSIX signal 0; on Windows os.kill would end it, so
+    there every pid counts as alive and only the age makes a temp file stale)."""
+    if os.name == "nt":
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -141,12 +145,13 @@ def _keep_mode_and_owner(tmp: Path, target: Path) -> None:
 def _write_through(source: Path, target: Path) -> None:
     """Copy source's bytes into a character device, FIFO or socket without replacing it."""
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+        fd = os.open(target, os.O_WRONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as err:
         reason = "it is a pipe nothing reads from" if err.errno == errno.ENXIO else (err.strerror or str(err))
         raise SaveRefused(err.errno or errno.EIO, reason) from None
     try:
-        os.set_blocking(fd, True)
+        if hasattr(os, "O_NONBLOCK"):
+            os.set_blocking(fd, True)
         with open(source, "rb") as fh:
             while chunk := fh.read(1 << 20):
                 view = memoryview(chunk)

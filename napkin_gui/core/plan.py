@@ -434,7 +434,8 @@ def model_beside_plan(model: str, folder: Path) -> str:
         return model
     candidate = Path(os.path.abspath(folder / model))
     looks_like_path = model.startswith(".") or model.lower().endswith(".json")
-    return str(candidate) if looks_like_path or candidate.exists() else model
+    # os.path.exists, not Path.exists: a 5000-character or NUL-holding name is "no", not an OSError
+    return str(candidate) if looks_like_path or os.path.exists(candidate) else model
 
 
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
