@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] == "probe":  # its own parser; the errors below end it too
-            from .probe.runner import probe_command
+            from .probe.command import probe_command
             return probe_command(argv[1:])
         args = build_parser().parse_args(argv)
         if not getattr(args, "func", None):

@@ -9,7 +9,8 @@ from napkin_gui.probe import runner
 from napkin_gui.probe.benchmarks import BenchSizes
 from napkin_gui.probe.fake_nvml import FakeGpu, FakeNvml
 from napkin_gui.probe.nvml import NvmlBackend
-from napkin_gui.probe.runner import probe_command, run_probe
+from napkin_gui.probe.command import probe_command
+from napkin_gui.probe.runner import run_probe
 
 NO_DRIVER = "No NVIDIA driver found (NVML Shared Library Not Found) — estimates use the catalog"
 TINY = BenchSizes(matmul_shapes=((32, 32, 32),), dtypes=("fp32",), copy_bytes=2**16, host_bytes=0,

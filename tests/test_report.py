@@ -143,12 +143,16 @@ def test_plan_rows_cover_the_contract():
     assert rows["grad_ckpt"] == "false"
 
 
-def test_missing_optional_modules_leave_sections_out(monkeypatch):
+def test_a_section_the_core_rejects_becomes_a_note(monkeypatch):
+    from napkin_gui.core.errors import PlanError
     from napkin_gui.report import extras
-    monkeypatch.setitem(sys.modules, "napkin_gui.core.compare", None)
-    monkeypatch.setitem(sys.modules, "napkin_gui.core.advise", None)
-    assert extras.hardware_table(PLAN) == ((), (), "")
-    assert extras.advice_lines(PLAN) == ()
+
+    def reject(*_args, **_kwargs):
+        raise PlanError("gpu: not in the catalog")
+    monkeypatch.setattr(extras, "compare_hardware", reject)
+    monkeypatch.setattr(extras, "advise", reject)
+    assert extras.hardware_table(PLAN) == ((), (), "Hardware comparison unavailable: gpu: not in the catalog")
+    assert extras.advice_lines(PLAN) == ("Advice unavailable: gpu: not in the catalog",)
 
 
 def test_charts_paint_images():

@@ -46,8 +46,6 @@ class CommSeconds(NamedTuple):
     forward: float        # per micro-batch, overlaps the forward
     backward: float       # per micro-batch, overlaps the backward
     step: float           # per optimizer step, exposed (after the backward, around the update)
-    host_link: float      # the part of the above that crosses PCIe / the host link
-    collective: float     # the part that crosses the GPU-GPU interconnect
 
 
 def interconnect_bytes_per_second(gpu: GpuSpec, eff: TimeEfficiency) -> float:
@@ -115,8 +113,6 @@ def comm_seconds(traffic: LinkTraffic, link_bytes_per_second: float, host_bytes_
     latency = traffic.collective_calls * eff.collective_latency_seconds
     fwd, bwd = traffic.forward_bytes / link, traffic.backward_bytes / link + latency
     step = traffic.step_bytes / link
-    collective = fwd + bwd + step
     step_host = traffic.offload_step_bytes / host + traffic.offload_update_params / eff.cpu_adam_params_per_second
     phase_host = traffic.offload_phase_bytes / host
-    return CommSeconds(forward=fwd + phase_host, backward=bwd + phase_host, step=step + step_host,
-                       host_link=step_host + 2 * phase_host, collective=collective)
+    return CommSeconds(forward=fwd + phase_host, backward=bwd + phase_host, step=step + step_host)

@@ -117,10 +117,7 @@ def _model_spec(plan: Any) -> Any:
     """Resolve the plan's model up front so an unknown model is bad input (exit 2)."""
     if plan is None:
         return None
-    try:
-        from ..core.model_source import resolve_model
-    except ImportError:
-        return None
+    from ..core.model_source import resolve_model
     return resolve_model(plan.model)
 
 

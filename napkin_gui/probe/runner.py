@@ -1,11 +1,10 @@
 """The probe end to end: NVML -> micro-benchmarks -> optional trial -> calibration profile.
 
-`run_probe()` never raises and never touches Qt (the app runs it in a QThread through
-ui/probe_worker.py); `probe_command()` is `napkin probe` (format only, in probe/report.py).
+`run_probe()` never raises and never touches Qt (the app runs it in a child process through
+probe/isolated.py and ui/probe_worker.py); `napkin probe` is probe/command.py.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import importlib.metadata
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any, Callable
 
 from ..core.calibration import CalibrationProfile, new_profile_id
 from ..core.errors import PlanError
+from ..core.gpu_catalog import lookup_gpu
 from ..core.plan import Plan
 from .benchmarks import BenchmarkResult, BenchSizes, cuda_uuid, run_benchmarks
 from .nvml import NvmlBackend, NvmlSnapshot, device_memory, find_gpu, read_devices
@@ -137,18 +137,10 @@ def build_profile(nvml: NvmlSnapshot, bench: BenchmarkResult, trial: TrialOutcom
     )
 
 
-def add_trial(profile: CalibrationProfile, trial: TrialOutcome) -> CalibrationProfile:
-    """The profile with one more trial record (a later trial on the same card)."""
-    if trial.record is None:
-        return profile
-    return dataclasses.replace(profile, trials=profile.trials + (trial.record,))
-
-
 def _catalog_id(name: str) -> str | None:
     try:
-        from ..core.gpu_catalog import lookup_gpu
         card = lookup_gpu(name)
-    except (ImportError, PlanError):
+    except PlanError:
         return None
     return card.id if card is not None else None
 
@@ -159,8 +151,3 @@ def _version(package: str) -> str | None:
     except importlib.metadata.PackageNotFoundError:
         return None
 
-
-def probe_command(argv: list[str]) -> int:
-    """`napkin probe ...`; see probe/command.py."""
-    from .command import probe_command as command
-    return command(argv)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 from ..core.calibration import TrialPoint, TrialRecord
 from ..core.errors import PlanError
+from ..core.model_source import resolve_model
 from ..core.plan import Plan, plan_to_dict
 from ..units import GIB, gib, seconds
 from .extrapolate import extrapolate_int, extrapolate_seconds, extrapolate_timeline, trial_depths
@@ -151,10 +152,6 @@ def _run_trial(torch: Any, plan: Plan, spec: Any, dev: Any, layers: tuple[int, .
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TrialUnsupported(f"trial needs CUDA; torch {torch.__version__} sees no GPU")
     if spec is None:
-        try:
-            from ..core.model_source import resolve_model
-        except ImportError:
-            raise TrialUnsupported("trial: this napkin cannot resolve models (core.model_source missing)") from None
         spec = resolve_model(plan.model)
     config = config_from_model_spec(spec)
     full = full_layer_count(config)

@@ -12,7 +12,7 @@ from .extras import advice_lines, best_plans, hardware_table
 
 @dataclass(frozen=True, slots=True)
 class ReportData:
-    """The estimate plus the optional extras (empty when their core module is missing)."""
+    """The estimate, the batch sweep, the hardware rows and the advice of one plan."""
 
     estimate: Estimate
     sweep: Sweep  # the plan over micro-batch sizes (core.sweep, the Time view's grid)

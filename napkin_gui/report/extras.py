@@ -1,12 +1,16 @@
-"""Optional report sections from core.compare, core.search and core.advise, formatted as plain strings.
+"""The report's hardware, best-plans and advice sections from core.compare, core.search and
+core.advise, formatted as plain strings.
 
-Both modules are imported lazily: when one is missing (or fails on this plan) its section
-is left out of the report instead of failing it.
+When the core rejects the plan for one of them, its section is a one-line note instead.
 """
 from __future__ import annotations
 
+from ..core.advise import advise
+from ..core.compare import compare_hardware, sorted_rows
 from ..core.errors import PlanError
+from ..core.frontier import largest_batch_size, longest_seq_len
 from ..core.plan import Plan
+from ..core.search import OBJECTIVES, search_table
 from ..units import count, gib, hours, seconds, usd
 
 TOP_ROWS = 4  # cheapest fitting rows, then this many fastest (duplicates dropped)
@@ -15,11 +19,7 @@ HARDWARE_HEADER = ("GPU", "count", "sharding", "used / GPU", "step", "tokens/s",
 
 
 def hardware_table(plan: Plan) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...], str]:
-    """(header, rows, note) of the cheapest and fastest setups that fit; empty when unavailable."""
-    try:
-        from ..core.compare import compare_hardware, sorted_rows
-    except ImportError:
-        return (), (), ""
+    """(header, rows, note) of the cheapest and fastest setups that fit; no rows when core rejects the plan."""
     try:
         rows = compare_hardware(plan)
     except PlanError as err:
@@ -58,11 +58,7 @@ def _hardware_row(row) -> tuple[str, ...]:
 
 
 def advice_lines(plan: Plan) -> tuple[str, ...]:
-    """core.advise's ranked changes, one line each with its modelled effect; () when missing."""
-    try:
-        from ..core.advise import advise
-    except ImportError:
-        return ()
+    """core.advise's ranked changes, one line each with its modelled effect."""
     try:
         items = advise(plan)
     except PlanError as err:
@@ -77,12 +73,7 @@ BEST_HEADER = ("objective", "GPU", "count", "setup", "used / GPU", "tokens/s", "
 def best_plans(plan: Plan, calibration=None) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...], str]:
     """(header, rows, note) of the search's best plans per objective (core.search: the plans
     that train what this one trains, each figure core.estimate's), and what fits the plan's
-    own card (core.frontier); empty when unavailable."""
-    try:
-        from ..core.frontier import largest_batch_size, longest_seq_len
-        from ..core.search import OBJECTIVES, search_table
-    except ImportError:
-        return (), (), ""
+    own card (core.frontier); a one-line note when the core rejects the plan."""
     try:
         table = search_table(plan, calibration=calibration)
         rows = []

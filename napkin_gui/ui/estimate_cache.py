@@ -23,8 +23,6 @@ class EstimateCache:
         self._items: OrderedDict[tuple[Plan, Any], Estimate | PlanError] = OrderedDict()
         # curve points priced with core.estimate_point (no Estimate needed: 16 per edit)
         self._points: OrderedDict[tuple[Plan, Any], StepPoint | PlanError] = OrderedDict()
-        self.hits = 0
-        self.misses = 0
 
     def set_calibration(self, profile: Any) -> None:
         """Estimates from now on use this CalibrationProfile (None: the catalog's figures)."""
@@ -54,9 +52,7 @@ class EstimateCache:
         try:
             found = items[key]
             items.move_to_end(key)
-            self.hits += 1
         except KeyError:
-            self.misses += 1
             try:
                 found = compute(check_combination(plan), calibration=self.calibration)
             except PlanError as err:

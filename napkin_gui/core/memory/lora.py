@@ -13,9 +13,8 @@ from ..dtypes import tensor_bytes
 from ..errors import PlanError
 from ..model_spec import DecoderLayer, LinearShape, ModelSpec
 
-# Names that peft's "all-linear" never targets: the output head, and MoE routers are
-# nn.Linear too but peft targets them (kept); lm_head is excluded by
-# peft/tuners/tuners_utils.py _maybe_include_all_linear_layers.
+# peft's adapter dtype over a fp16 / bf16 base (BaseTuner._cast_adapter_dtype with
+# autocast_adapter_dtype=True); torchtune and litgpt keep the model dtype (adapter_dtype below)
 ADAPTER_DTYPE = "fp32"
 
 
@@ -28,7 +27,8 @@ def lora_target_linears(layer: DecoderLayer, targets: str | Sequence[str]) -> tu
 
 
 # The output projection's module name in every HF *ForCausalLM (GPT-2 included); peft targets
-# it only when named (all-linear skips it).
+# it only when named: "all-linear" skips it (peft/tuners/tuners_utils.py
+# _maybe_include_all_linear_layers), while MoE routers, nn.Linear too, are targeted.
 LM_HEAD = "lm_head"
 
 

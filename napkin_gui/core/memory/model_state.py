@@ -34,10 +34,6 @@ class ModelState:
     lm_head_gradient_bytes: int = 0            # full fine-tuning: lm_head's [V, h] weight gradient
 
 
-def _non_block_params(spec: ModelSpec) -> int:
-    return spec.embedding_params + spec.lm_head_params + spec.extra_params
-
-
 def _block_linear_weight_params(spec: ModelSpec) -> int:
     return sum(n * sum(lin.weight_params for lin in layer.linears) for n, layer in spec.layer_groups)
 
