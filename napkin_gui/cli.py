@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .core.errors import PlanError
-from .units import count, gib, hours, params, seconds, usd, usd_per_hour
+from .units import count, gib, host_ram_text, hours, params, seconds, usd, usd_per_hour
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +50,7 @@ def format_estimate(est) -> str:
         f"  {'device used':<18}{gib(mem.device_used_bytes):>12}   of {gib(mem.capacity_bytes)}: {verdict}",
     ]
     if mem.host_bytes:
-        lines.append(f"  {'host RAM':<18}{gib(mem.host_bytes):>12}   offloaded state")
+        lines.append(f"  {'host RAM per GPU':<18}{gib(mem.host_bytes):>12}   {host_ram_text(mem, p.n_gpus)}")
     if mem.managed_bytes:
         lines.append(f"  {'managed':<18}{gib(mem.managed_bytes):>12}   paged optimizer states")
     lines += _algorithm_lines(est)

@@ -90,6 +90,14 @@ def percent(fraction: float, signed: bool = False) -> str:
     return f"{fraction * 100:+.0f} %" if signed else f"{fraction * 100:.0f} %"
 
 
+def host_ram_text(memory, n_gpus: int) -> str:
+    """What the host RAM figure (MemoryEstimate.host_bytes, one GPU's offloaded state) adds up
+    to on the machine: 'offloaded state of each GPU, x 2 GPUs = 39.88 GiB of CPU RAM'."""
+    if n_gpus == 1:
+        return "offloaded state, in CPU RAM"
+    return f"offloaded state of each GPU, x {plural(n_gpus, 'GPU')} = {gib(memory.host_bytes * n_gpus)} of CPU RAM"
+
+
 def plural(n: int | float, word: str, many: str | None = None) -> str:
     """'1 GPU', '2 GPUs', '1 epoch', '0.5 epochs'."""
     return f"{n:g} {word if n == 1 else many or word + 's'}"

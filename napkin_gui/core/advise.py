@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..units import gib_delta, percent, usd
+from ..units import gib, gib_delta, percent, usd
 from .compare import compare_hardware
 from .errors import PlanError
 from .estimate import estimate
@@ -92,13 +92,14 @@ def _usd_per_token(est: Estimate) -> float:
 
 
 def _smallest_card(plan: Plan, calibration: CalibrationProfile | None = None) -> str:
-    """'fits on a 24 GB card (NVIDIA GeForce RTX 4090)': the smallest catalog card it fits on."""
+    """'fits on a 24 GiB card (NVIDIA GeForce RTX 4090)': the smallest catalog card it fits on
+    (GiB like every memory figure napkin shows; the card's own name keeps its maker's GB)."""
     spec = resolve_model(plan.model)
     state = model_state(spec, plan)
     for gpu in sorted(gpu_catalog(), key=lambda g: (g.memory_bytes, g.price_usd_per_hour)):
         card = _card(gpu.id, calibration)
         if memory_estimate(replace(plan, gpu=gpu.id), spec, card, state).fits:
-            return f"fits on a {gpu.memory_bytes / 1e9:.0f} GB card ({gpu.name})"
+            return f"fits on a {gib(gpu.memory_bytes, 0)} card ({gpu.name})"
     return "fits on no single catalog card"
 
 
@@ -113,7 +114,7 @@ def _advice(title: str, plan: Plan, before: Estimate, note: str = "",
     time = _seconds_per_token(after) / _seconds_per_token(before) - 1
     cost = _usd_per_token(after) / _usd_per_token(before) - 1
     speed = f"{percent(1 / (1 + time) - 1, signed=True)} tokens/s" if time < -0.005 else f"{percent(time, signed=True)} time"
-    words = f"{title}: " + (f"{', '.join(changes)}: " if changes else "") + f"{gib_delta(mem)}, {speed}"
+    words = f"{title}: " + (f"{', '.join(changes)}: " if changes else "") + f"{_memory_words(before, after)}, {speed}"
     if abs(cost - time) > 0.01:
         words += f", {percent(cost, signed=True)} cost"
     if after.memory.fits and not before.memory.fits:
@@ -121,6 +122,18 @@ def _advice(title: str, plan: Plan, before: Estimate, note: str = "",
     if note:
         words += f"; {note}"
     return Advice(title, after.plan, mem, time, after.memory.fits, words, cost, changes)
+
+
+def _memory_words(before: Estimate, after: Estimate) -> str:
+    """The change in device memory per GPU; on another card, what it uses of that card, and
+    why the same plan's figure moves at all (its CUDA context and workspaces are the card's)."""
+    mem = after.memory.device_used_bytes - before.memory.device_used_bytes
+    if after.gpu.id == before.gpu.id:
+        return f"{gib_delta(mem)} per GPU"
+    used = f"{gib(after.memory.device_used_bytes, 1)} of its {gib(after.memory.capacity_bytes, 1)} per GPU"
+    same_split = (after.plan.n_gpus, after.plan.sharding) == (before.plan.n_gpus, before.plan.sharding)
+    why = ": that card's CUDA context and workspaces" if same_split else ""
+    return f"{used} ({gib_delta(mem)} vs now{why})"
 
 
 def _memory_edits(p: Plan) -> list[tuple[str, Plan]]:

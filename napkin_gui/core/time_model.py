@@ -286,7 +286,8 @@ def _term_formulas(plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork
              f"{eff.matmul_efficiency:.2f} (attention x {eff.attention_efficiency:.2f})",
              f"elementwise, loss, dequant, optimizer bytes at {bw:.0f} GB/s x {eff.elementwise_efficiency:.2f}",
              "host: Python, autograd and kernel launches (overlaps the device)",
-             f"GPU-GPU collectives ({plan.sharding}, {plan.n_gpus} GPUs) and CPU offload traffic")
+             f"GPU-GPU collectives ({plan.sharding}, {plan.n_gpus} GPUs) and CPU offload traffic" if plan.n_gpus > 1
+             else "CPU offload traffic (one GPU: no collectives)")
     if len(_FORMULAS) >= 1024:
         _FORMULAS.clear()
     _FORMULAS[key] = (gpu, eff, texts)

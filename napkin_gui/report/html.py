@@ -76,6 +76,14 @@ def _algorithm_section(est) -> list[str]:
             _table(("phase", "GiB allocated", "what runs"), rows, num_cols=(1,), formula_cols=(2,))]
 
 
+def price_text(est) -> str:
+    """'napkin estimate for NVIDIA H100 80GB SXM5 at $2.69/h. Price: RunPod ... (runpod.io/pricing).'
+    The source is a sentence of its own: sources end in their own parenthesis."""
+    text = f"napkin estimate for {est.gpu.name} at {usd_per_hour(est.gpu.price_usd_per_hour)} per GPU."
+    source = price_citation(est.gpu.price_source, est.gpu.price_date).strip().rstrip(".")
+    return f"{text} Price: {source}." if source else text
+
+
 def report_html(data: ReportData) -> str:
     """The whole report as one HTML string; images are referenced by the names above."""
     est = data.estimate
@@ -90,7 +98,7 @@ def report_html(data: ReportData) -> str:
         parts.append(f'<p class="sub">Calibrated with probe profile: {esc(est.calibration)}</p>')
     # page 1: verdict, memory, plan; page 2: the step charts and time; page 3: hardware, advice
     parts += [_verdict(data), _figure("Memory per GPU at the peak", MEMORY_BAR),
-              _table(("component", "GiB", "formula"), component_rows(est.memory), num_cols=(1,), formula_cols=(2,)),
+              _table(("component", "GiB", "formula"), component_rows(est.memory, plan.n_gpus), num_cols=(1,), formula_cols=(2,)),
               *_algorithm_section(est),
               "<h2>Plan</h2>", _plan_table(data),
               f'<p style="page-break-before: always"></p>{_figure("Memory through one step", TIMELINE)}']
@@ -119,8 +127,6 @@ def report_html(data: ReportData) -> str:
         parts += ["<h2>Advice</h2>", "<ol>" + "".join(f"<li>{esc(a)}</li>" for a in data.advice) + "</ol>"]
     if est.warnings:
         parts += ["<h2>Warnings</h2>", "<ul>" + "".join(f"<li>{esc(w)}</li>" for w in est.warnings) + "</ul>"]
-    parts.append(f'<p class="sub">napkin estimate for {esc(est.gpu.name)} '
-                 f"({usd_per_hour(est.gpu.price_usd_per_hour)}, "
-                 f"{esc(price_citation(est.gpu.price_source, est.gpu.price_date))}).</p>")
+    parts.append(f'<p class="sub">{esc(price_text(est))}</p>')
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -6,7 +6,7 @@ import html
 from ..core.plan import Plan, plan_to_dict
 from ..core.result import COMPONENT_LABELS, Estimate, MemoryEstimate, TimeEstimate
 from ..core.user_prices import price_citation
-from ..units import count, gib, hours, plural, seconds, usd, usd_per_hour
+from ..units import count, gib, host_ram_text, hours, plural, seconds, usd, usd_per_hour
 
 
 def esc(text: object) -> str:
@@ -51,14 +51,14 @@ def verdict_text(mem: MemoryEstimate) -> str:
     return f"{head}; peak at {mem.peak_phase}"
 
 
-def component_rows(mem: MemoryEstimate) -> tuple[tuple[str, str, str], ...]:
+def component_rows(mem: MemoryEstimate, n_gpus: int = 1) -> tuple[tuple[str, str, str], ...]:
     """(label, GiB, formula) per component, then the peak / reserved / device-used totals."""
     rows = [(component_label(c.name), gib(c.bytes), c.formula) for c in mem.components]
     rows.append(("peak allocated", gib(mem.peak_allocated_bytes), f"max_memory_allocated, at {mem.peak_phase}"))
     rows.append(("peak reserved", gib(mem.peak_reserved_bytes), "max_memory_reserved (caching allocator)"))
     rows.append(("device used", gib(mem.device_used_bytes), "nvidia-smi view: reserved + CUDA context"))
     if mem.host_bytes:
-        rows.append(("host RAM", gib(mem.host_bytes), "offloaded state in CPU memory"))
+        rows.append(("host RAM per GPU", gib(mem.host_bytes), host_ram_text(mem, n_gpus)))
     if mem.managed_bytes:
         rows.append(("managed", gib(mem.managed_bytes), "paged optimizer states (CUDA managed memory)"))
     return tuple(rows)

@@ -33,7 +33,9 @@ class AdvicePanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.title = QLabel("<b>Advice</b> — click to apply", self)
+        self.title = QLabel(f"<b>Advice</b> — click to apply<br><span style='color:{palette.FITS}'>green</span>: "
+                            "the plan fits after the change; black: it still does not", self)
+        self.title.setWordWrap(True)
         self.list = QListWidget(self)
         self.list.setWordWrap(True)
         self.list.setAlternatingRowColors(True)

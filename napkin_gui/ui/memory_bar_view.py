@@ -49,7 +49,7 @@ def summary_text(est: Estimate) -> str:
     if est.total is not None:
         parts.append(f"total {hours(est.total.hours)} · {usd(est.total.cost_usd)}")
     if mem.host_bytes:
-        parts.append(f"host RAM {gib(mem.host_bytes, 1)}")
+        parts.append(f"host RAM {gib(mem.host_bytes, 1)} per GPU")
     if est.calibration:
         parts.append(f"calibrated: {est.calibration}")
     return "  ·  ".join(parts)

@@ -89,6 +89,23 @@ def _algorithm_formulas(out: dict[str, str], plan: Plan, phases: AlgorithmPhases
                                f"({gib(phases.vllm_reserved_bytes)}) held all run")
 
 
+# model state that CPU offload moves off the GPU (sharding.gpu_state)
+OFFLOADED = {"optimizer": ("gradients", "optimizer_states"),
+             "optimizer+params": ("weights", "adapters", "gradients", "optimizer_states")}
+
+
+def _zero_formula(name: str, formula: str, plan: Plan, gs: GpuState, peak_phase: str) -> str:
+    """The formula of a component that holds 0 bytes at the peak: why it is 0, then what it
+    counts where it does live, so a 0.00 GiB row never reads like a non-zero count."""
+    if formula.startswith("no "):
+        return formula
+    if name in OFFLOADED.get(plan.offload, ()):
+        return f"0 on the GPU: offloaded to host RAM (offload {plan.offload}); there: {formula}"
+    if name == "optimizer_states" and gs.managed_bytes:
+        return f"0 in torch's pool: paged into CUDA managed memory (the managed row); {formula}"
+    return f"0 at the peak ({peak_phase}); when alive: {formula}"
+
+
 def _largest_transient(plan: Plan, spec: ModelSpec, blocks: tuple[BlockMemory, ...]) -> int:
     tokens = plan.batch_size * plan.seq_len
     if plan.algorithm in FUSED_HEAD_ALGORITHMS:   # TRL's fused head: tiles and [N, H] / [V, H] gradients
@@ -149,7 +166,9 @@ def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState
     at_peak["allocator_slack"] = reserved - step.allocated_bytes
     outside = outside_torch_bytes(gpu, plan.n_gpus)
     at_peak["cuda_context"] = outside
-    components = tuple(MemoryComponent(name, int(at_peak.get(name, 0)), formulas[name]) for name in COMPONENTS)
+    components = tuple(MemoryComponent(name, int(at_peak.get(name, 0)), formulas[name] if at_peak.get(name, 0)
+                                       else _zero_formula(name, formulas[name], plan, gs, names[peak]))
+                       for name in COMPONENTS)
     capacity = capacity_bytes(gpu)
     return MemoryEstimate(
         components=components,
