@@ -14,6 +14,7 @@ from napkin_gui.core.estimate import estimate
 from napkin_gui.core.gpu_catalog import find_gpu
 from napkin_gui.core.plan import Plan
 from napkin_gui.core.search import search
+from napkin_gui.names import short_gpu_name
 from napkin_gui.ui.best_plans_search import BestPlansSearch
 from napkin_gui.ui.best_plans_view import BestPlansView, entry_cells, hours_cost_frontier
 from napkin_gui.ui.controller import PlanController
@@ -184,8 +185,8 @@ def test_view_fills_after_an_edit_pause_and_a_click_applies_undoably(window, qtb
     assert c.plan == chosen.plan
     assert window.editor.widgets["batch_size"].spin.value() == chosen.plan.batch_size
     assert window.editor.gpu_combo.currentData() == chosen.plan.gpu or chosen.plan.gpu in window.editor.gpu_combo.currentText() \
-        or find_gpu(chosen.plan.gpu).name in window.editor.gpu_combo.currentText()
+        or short_gpu_name(find_gpu(chosen.plan.gpu).name) in window.editor.gpu_combo.currentText()
     window.undo_action.trigger()
     assert c.plan == edited
     assert window.editor.widgets["batch_size"].spin.value() == edited.batch_size
-    assert find_gpu(edited.gpu).name in window.editor.gpu_combo.currentText()
+    assert short_gpu_name(find_gpu(edited.gpu).name) in window.editor.gpu_combo.currentText()

@@ -169,6 +169,6 @@ def test_report_plan_rows_and_advice_keep_the_stack_fields():
     from napkin_gui.report.text import plan_rows
     plan = plan_from_dict({"model": "llama-3.2-1b", "framework": "torchtune", "gpu": "rtx-4090"})
     rows = dict(plan_rows(plan))
-    assert rows["framework"] == "torchtune" and rows["loss"] == "chunked-ce"
+    assert rows["framework"] == "torchtune" and rows["loss"] == "Chunked cross-entropy"  # names.py
     for advice in advise(plan):
         assert advice.plan.framework == "torchtune"

@@ -7,6 +7,7 @@ import json
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
+from napkin_gui.names import value_name
 from napkin_gui.core.plan import Plan, load_plan, save_plan
 from napkin_gui.ui.main_window import DEFAULT_PLAN, MainWindow
 from napkin_gui.ui.settings import app_settings, recent_files
@@ -112,7 +113,7 @@ def test_session_is_stored_once_edits_pause(qtbot):
 
 def test_keyboard_undo_redo(qtbot):
     w = make_window(qtbot)
-    w.editor.combos["attention"].setCurrentText("eager")
+    w.editor.combos["attention"].setCurrentText(value_name("attention", "eager"))
     w.activateWindow()
     qtbot.waitUntil(w.isActiveWindow)
     w.tabs.setFocus()

@@ -90,7 +90,7 @@ def test_probe_shows_estimated_and_measured(window, qtbot, config_dir):
     assert calls == [PLAN]
     est = window.controller.estimate
     assert est.calibration and "RTX 4090" in est.calibration  # the profile applies to this card
-    text = window.probe_panel.result.text()
+    text = window.probe_panel.result.full_text
     assert f"estimated {est.memory.device_used_bytes / GIB:.1f} GiB" in text
     assert f"measured {record.device_used_bytes / GIB:.1f} GiB" in text
     xs, ys = window.timeline_view.measured_curve.getData()
@@ -104,7 +104,7 @@ def test_probe_failure_is_a_status_line(window, qtbot):
 
     window.start_probe(no_gpu)
     qtbot.waitUntil(lambda: not window.probe_runner.running, timeout=10_000)
-    assert "No NVIDIA driver" in window.probe_panel.result.text()
+    assert "No NVIDIA driver" in window.probe_panel.result.full_text
     assert window.probe_panel.button.isEnabled()
 
 
@@ -119,7 +119,7 @@ def test_probe_cancel(window, qtbot):
     assert window.probe_panel.cancel.isVisible()
     window.probe_panel.cancel.click()
     qtbot.waitUntil(lambda: not window.probe_runner.running, timeout=10_000)
-    assert "cancelled" in window.probe_panel.result.text()
+    assert "cancelled" in window.probe_panel.result.full_text
 
 
 def QThreadSleep():  # noqa: N802 - a short yield inside the worker thread

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QGroupBox, QMessageBox
 from napkin_gui.core.compare import compare_hardware
 from napkin_gui.core.estimate import estimate
 from napkin_gui.core.errors import PlanError
+from napkin_gui.names import value_name
 from napkin_gui.core.plan import PLAN_FIELDS, Plan, parse_lora_targets
 from napkin_gui.core.result import ALLOCATED_COMPONENTS, COMPONENTS
 from napkin_gui import palette, units
@@ -126,7 +127,7 @@ def test_pick_model_from_list(window):
 
 def test_lora_to_qlora_changes_bars(window):
     before = settle(window)
-    window.editor.combos["method"].setCurrentText("qlora")
+    window.editor.combos["method"].setCurrentText(value_name("method", "qlora"))
     assert window.controller.plan.method == "qlora"
     after = assert_views_show(window, dataclasses.replace(PLAN, method="qlora"))
     assert after.memory.component("weights").bytes < before.memory.component("weights").bytes
@@ -188,7 +189,7 @@ def test_controller_to_widgets_without_feedback(window):
 
 def test_undo_redo(window):
     c = window.controller
-    window.editor.combos["optimizer"].setCurrentText("adamw-8bit")
+    window.editor.combos["optimizer"].setCurrentText(value_name("optimizer", "adamw-8bit"))
     window.editor.widgets["grad_ckpt"].setChecked(True)
     assert c.plan.optimizer == "adamw-8bit" and c.plan.grad_ckpt
     window.undo_action.trigger()
@@ -249,7 +250,7 @@ def test_hover_tooltip_has_bytes_and_formula(window):
 def test_pin_before_after(window):
     before = settle(window)
     window.pin_action.trigger()
-    window.editor.combos["method"].setCurrentText("qlora")
+    window.editor.combos["method"].setCurrentText(value_name("method", "qlora"))
     after = settle(window)
     assert_bars_show(window.memory_view, before, ROW_PINNED)
     assert_bars_show(window.memory_view, after, ROW_NOW)

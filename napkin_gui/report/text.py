@@ -6,6 +6,7 @@ import html
 from ..core.plan import Plan, plan_to_dict
 from ..core.result import COMPONENT_LABELS, Estimate, MemoryEstimate, TimeEstimate
 from ..core.user_prices import price_citation
+from ..names import gpu_name, value_name
 from ..units import count, gib, host_ram_text, hours, plural, seconds, usd, usd_per_hour
 
 
@@ -24,7 +25,8 @@ def title_text(est: Estimate) -> str:
 
 
 def plan_rows(plan: Plan) -> tuple[tuple[str, str], ...]:
-    """Every plan-v1 field with its value, in contract order."""
+    """Every plan-v1 field with its value, in contract order; choices by their human names
+    (names.py: 'LoRA', 'NVIDIA H100 80GB SXM5'), not the plan file's ids."""
     rows = []
     for name, value in plan_to_dict(plan).items():
         if isinstance(value, bool):
@@ -35,8 +37,10 @@ def plan_rows(plan: Plan) -> tuple[tuple[str, str], ...]:
             text = f"{value:,.0f}" if value else "0 (no total time / cost)"
         elif isinstance(value, float):
             text = f"{value:g}"
+        elif name == "gpu":
+            text = gpu_name(value)
         else:
-            text = str(value)
+            text = value_name(name, value)
         rows.append((name, text))
     return tuple(rows)
 

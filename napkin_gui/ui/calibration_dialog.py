@@ -53,6 +53,7 @@ class CalibrationDialog(QDialog):
         self.export_button.clicked.connect(self._on_export_clicked)
         self.import_button.clicked.connect(self._on_import_clicked)
         self.list.itemDoubleClicked.connect(lambda _item: self._on_use_clicked())
+        self.list.currentItemChanged.connect(lambda *_: self._enable_buttons())
         self.reload()
 
     def reload(self) -> None:
@@ -68,8 +69,18 @@ class CalibrationDialog(QDialog):
             if selected is not None and profile.id == selected.id:
                 self.list.setCurrentItem(item)
         if not profiles:
-            self.list.addItem("No profiles yet: run Probe GPU on a machine with an NVIDIA GPU.")
+            placeholder = QListWidgetItem("No profiles yet: run Probe GPU on a machine with an NVIDIA GPU.", self.list)
+            placeholder.setFlags(Qt.ItemFlag.NoItemFlags)  # not selectable: there is nothing to use
         self._say("\n".join(warnings) or "", ok=not warnings)
+        self._enable_buttons()
+
+    def _enable_buttons(self) -> None:
+        """Use / Delete / Export act on the selected profile: enabled only while one is selected;
+        'Use catalog figures' only while a profile is in use; Import always."""
+        chosen = self.selected_profile() is not None
+        for button in (self.use_button, self.delete_button, self.export_button):
+            button.setEnabled(chosen)
+        self.none_button.setEnabled(self.current is not None)
 
     def selected_profile(self) -> Any:
         item = self.list.currentItem()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (QAbstractSpinBox, QComboBox, QFileDialog, QLineEd
 from ..core.errors import PlanError
 from ..core.plan import PLAN_SUFFIX, Plan, load_plan, plan_from_dict, plan_to_dict, save_plan
 from .. import palette
+from . import window_menus
 from .advice_panel import AdvicePanel
 from .best_plans_search import BestPlansSearch
 from .best_plans_view import BestPlansView
@@ -139,8 +140,10 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Save", self.save, QKeySequence.StandardKey.Save, "Save the plan.")
         self._action(file_menu, "Save &as…", self.save_as, QKeySequence.StandardKey.SaveAs,
                      "Save the plan under a new name.")
+        self.export_action = window_menus.add_export_action(self, file_menu)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit, "Close napkin.")
+        self.examples_menu = window_menus.add_examples_menu(self)
         edit = bar.addMenu("&Edit")
         undo = self.controller.undo_stack.createUndoAction(self, "&Undo")
         undo.setShortcut(QKeySequence.StandardKey.Undo)
@@ -166,6 +169,7 @@ class MainWindow(QMainWindow):
                                          "Measure this GPU and run a short trial of the plan.")
         self._action(tools, "&Calibration profiles…", self.show_calibration_dialog, "Ctrl+K",
                      "List, use, delete, export or import probe calibration profiles.")
+        self.help_menu = window_menus.add_help_menu(self)
         self._rebuild_recent_menu()
         for field in self.editor.findChildren(QWidget):
             if isinstance(field, (QLineEdit, QAbstractSpinBox, QComboBox)):

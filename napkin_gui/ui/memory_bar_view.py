@@ -16,7 +16,9 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QTo
 from ..core.result import COMPONENT_LABELS, COMPONENTS, Estimate
 from .. import palette
 from ..core.user_prices import price_citation
+from ..names import short_gpu_name, value_name
 from ..units import count, gib, hours, plural, seconds, to_gib, usd, usd_per_hour
+from .hover_tips import keep_hover_tips
 from .plot_style import QuietHost, fixed_label, nice_ceiling, quiet, set_view_if_changed, style_plot
 from .recalling_axis import recalling_axes
 
@@ -27,7 +29,8 @@ BAR_HEIGHT = 0.6
 def describe_plan(est: Estimate) -> str:
     """A short label of a plan for the pinned bar."""
     p = est.plan
-    return f"{p.model} · {p.method} · bs {p.batch_size}×{p.seq_len} · {est.gpu.name} ×{p.n_gpus}"
+    return (f"{p.model} · {value_name('method', p.method)} · bs {p.batch_size}×{p.seq_len} · "
+            f"{short_gpu_name(est.gpu.name)} × {p.n_gpus}")
 
 
 def verdict_text(est: Estimate) -> str:
@@ -85,6 +88,10 @@ class MemoryBarView(QWidget):
         self.pin_button.setToolTip("Keep the current plan's bar for a before / after comparison (Ctrl+P).")
         self.pin_button.toggled.connect(self._on_pin_button_toggled)
         self.legend = fixed_label(QLabel(legend_html(), self), lines=2)
+        # the pinned plan's description: a line of its own (on the plot, after the bar, it ran off the right edge)
+        self.pinned_caption = fixed_label(QLabel(self), lines=1)
+        self.pinned_caption.setStyleSheet("color: #555;")
+        self.pinned_caption.hide()
         self.plot = pg.PlotWidget(self, axisItems=recalling_axes())
         self.plot.setMinimumHeight(140)
         item = self.plot.getPlotItem()
@@ -113,6 +120,7 @@ class MemoryBarView(QWidget):
             item.addItem(label)
         self._set_row_ticks()
         self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
+        keep_hover_tips(self.plot)
 
         header = QHBoxLayout()
         header.addWidget(QuietHost(self.verdict, self.pin_button.sizeHint().height() + 4, self), 1)
@@ -121,6 +129,7 @@ class MemoryBarView(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(header)
         layout.addWidget(quiet(self.summary))
+        layout.addWidget(self.pinned_caption)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.legend)
 
@@ -177,6 +186,13 @@ class MemoryBarView(QWidget):
         if self.pinned is not None:
             self._label_row(ROW_PINNED, self.pinned, pinned_used)
         self.row_labels[ROW_PINNED].setVisible(self.pinned is not None)
+        if self.pinned is not None:
+            text = f"before: {describe_plan(self.pinned)}"
+            if self.pinned_caption.text() != text:
+                self.pinned_caption.setText(text)
+                self.pinned_caption.setToolTip(text)
+        if self.pinned_caption.isHidden() == (self.pinned is not None):
+            self.pinned_caption.setVisible(self.pinned is not None)
         self._show_verdict(verdict_text(est), palette.FITS if est.memory.fits else palette.OOM)
         self.summary.setText(summary_text(est))
         tip = price_tooltip(est)
@@ -203,8 +219,6 @@ class MemoryBarView(QWidget):
         mark = "✓" if est.memory.fits else "✗ OOM"
         prefix = f"each of {plural(est.plan.n_gpus, 'GPU')}: " if est.plan.n_gpus > 1 else ""
         text = f" {prefix}{used:.1f} GiB {mark}"
-        if row == ROW_PINNED:
-            text += f"  ({describe_plan(est)})"
         label = self.row_labels[row]
         label.setText(text)
         label.setPos(used, row)

@@ -26,8 +26,8 @@ from typing import Any
 from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout,
-                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QMenu, QSpinBox,
-                               QToolButton, QVBoxLayout, QWidget)
+                               QGroupBox, QHBoxLayout, QLabel, QLineEdit, QMenu, QPushButton, QSizePolicy,
+                               QSpinBox, QVBoxLayout, QWidget)
 
 from ..core.errors import PlanError
 from ..core.gpu_catalog import gpu_catalog, lookup_gpu
@@ -37,6 +37,7 @@ from ..core.plan import (ATTENTIONS, METHODS, OFFLOADS, OPTIMIZERS, PLAN_FIELDS,
 from ..core.memory.precision import NO_KBIT_PREP_FRAMEWORKS
 from ..core.stack_defaults import FRAMEWORKS, LOSSES, with_framework
 from .. import palette
+from ..names import short_gpu_name, value_name
 from ..units import gib, params, usd_per_hour
 from .controller import PlanController
 from .help_text import CHOICE_TIPS, FIELD_TIPS
@@ -104,7 +105,7 @@ def choice(values: tuple[str, ...]) -> Constructor:
         combo = QComboBox(parent)
         _compact(combo)
         for i, value in enumerate(values):
-            combo.addItem(value, value)
+            combo.addItem(value_name(field, value), value)
             combo.setItemData(i, CHOICE_TIPS[field][value], Qt.ItemDataRole.ToolTipRole)
         return Bound(combo, combo.currentIndexChanged, combo.itemData,
                      lambda value: combo.setCurrentIndex(combo.findData(value)), choices=values, gates=True)
@@ -163,10 +164,11 @@ def model_input(_field: str, _label: str, parent: QWidget) -> Bound:
         combo.addItem(label, ident)
     combo.lineEdit().setPlaceholderText("type to search presets, or a path")
     combo.setToolTip(FIELD_TIPS["model"])
-    button = QToolButton(parent)
-    button.setText("Open…")
+    # a push button with a menu keeps room for its arrow (a QToolButton's InstantPopup arrow
+    # was drawn over the end of 'Open…') and is never narrower than its text
+    button = QPushButton("Open…", parent)
     button.setToolTip("Open a Hugging Face config.json or a local model folder.")
-    button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+    button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
     menu = QMenu(button)
 
     def choose(path: str) -> None:
@@ -188,8 +190,9 @@ def gpu_input(_field: str, _label: str, parent: QWidget) -> Bound:
     """The GPU: a type-to-search combo of the catalog (memory and price in each label)."""
     combo = SearchCombo(parent)
     _compact(combo)
-    for label, ident in gpu_items():
+    for i, (label, ident, name) in enumerate(gpu_items()):
         combo.addItem(label, ident)
+        combo.setItemData(i, name, Qt.ItemDataRole.ToolTipRole)
     combo.lineEdit().setPlaceholderText("type to search GPUs")
     return Bound(combo, combo.chosen, str, lambda value: combo.show_value(gpu_id_for(value)))
 
@@ -235,6 +238,9 @@ STACK_GROUP = Group("Stack", (Row("framework", "Framework", choice(FRAMEWORKS), 
 
 GROUPS: tuple[Group, ...] = (
     Group("Model", (Row("model", "Model", model_input, gates=True),)),
+    # second: the card decides what fits, and stays above the fold of a 1280 x 720 window
+    Group("Hardware", (Row("gpu", "GPU", gpu_input, gates=True),
+                       Row("n_gpus", "GPU count", int_spin(1, 1024), gates=True))),
     Group("Method", (Row("method", "Method", choice(METHODS)),
                      Row("precision", "Precision", choice(PRECISIONS)))),
     Group("LoRA / QLoRA", (Row("lora_r", "Rank r", int_spin(1, 4096), _is_lora),
@@ -252,8 +258,6 @@ GROUPS: tuple[Group, ...] = (
     Group("Batch", (Row("batch_size", "Batch size", power_slider(1, 4096)),
                     Row("seq_len", "Sequence length", power_slider(16, 1 << 20)),
                     Row("grad_accum", "Grad accumulation", power_slider(1, 1024)))),
-    Group("Hardware", (Row("gpu", "GPU", gpu_input, gates=True),
-                       Row("n_gpus", "GPU count", int_spin(1, 1024), gates=True))),
     Group("Data", (Row("dataset_tokens", "Dataset tokens", float_spin(0.0, 1e8, 1, step=10, scale=1e6, suffix=" M")),
                    Row("epochs", "Epochs", float_spin(0.01, 1000, 2)))),
 )
@@ -414,10 +418,12 @@ def model_items() -> list[tuple[str, str]]:
     return items
 
 
-def gpu_items() -> list[tuple[str, str]]:
-    """(label with memory and price, catalog id) of every catalog GPU."""
-    return [(f"{g.name}  ·  {gib(g.memory_bytes, 0)}  ·  {usd_per_hour(g.price_usd_per_hour)}", g.id)
-            for g in gpu_catalog()]
+def gpu_items() -> list[tuple[str, str, str]]:
+    """(label, catalog id, full name) of every catalog GPU. The label leads with what tells
+    cards apart (names.short_gpu_name: 'MI300X', not 'AMD Instinct …' once elided), then
+    memory and price, short enough for the panel's width."""
+    return [(f"{short_gpu_name(g.name)} · {gib(g.memory_bytes, 0)} · {usd_per_hour(g.price_usd_per_hour)}", g.id,
+             g.name) for g in gpu_catalog()]
 
 
 def gpu_id_for(name: str) -> str:

@@ -8,13 +8,46 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from PySide6.QtCore import QPointF, QSize, Signal
+from PySide6.QtCore import QPointF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen, QPolygonF
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy, QWidget
 
 from .. import palette
 from ..units import gib, seconds, to_gib
 
+
+class ElidedLabel(QLabel):
+    """One line of plain text cut with '…' to the label's width, the whole text in its tooltip.
+
+    A QLabel's text is laid out at its own length: squeezed in the status bar, the probe's
+    error line ran under the Probe GPU button beside it.
+    """
+
+    def __init__(self, parent: QWidget | None = None, preferred_width: int = 380) -> None:
+        super().__init__(parent)
+        self.full_text = ""
+        self._preferred = preferred_width
+        self.setMinimumWidth(80)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+
+    def set_full_text(self, text: str) -> None:
+        self.full_text = text
+        self.setToolTip(text)
+        self._elide()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(self._preferred, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(self.minimumWidth(), super().minimumSizeHint().height())
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = max(self.contentsRect().width(), 0)
+        self.setText(self.fontMetrics().elidedText(self.full_text, Qt.TextElideMode.ElideRight, width))
 
 
 class Sparkline(QWidget):
@@ -94,9 +127,7 @@ class ProbePanel(QWidget):
         self.progress.setFixedWidth(160)
         self.progress.setTextVisible(True)
         self.cancel = QPushButton("Cancel", self)
-        self.result = QLabel(self)
-        self.result.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.result.setMinimumWidth(380)
+        self.result = ElidedLabel(self)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         for w in (self.result, self.progress, self.cancel, self.button):
@@ -117,7 +148,7 @@ class ProbePanel(QWidget):
         self.progress.setFormat(f"{text} %p%")
 
     def show_result(self, text: str, ok: bool = True) -> None:
-        self.result.setText(text)
+        self.result.set_full_text(text)
         self.result.setStyleSheet("" if ok else f"color: {palette.ERROR_FG};")
 
 

@@ -8,24 +8,25 @@ path in Python on every setData and paint (~0.2 ms each, eight per edit).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QColor, QCursor, QPainterPath, QPen
+from PySide6.QtGui import QColor, QCursor, QFontMetricsF, QPainterPath, QPen
 from PySide6.QtWidgets import QGraphicsPathItem, QLabel, QToolTip, QVBoxLayout, QWidget
 
 from ..core.result import ALLOCATED_COMPONENTS, COMPONENT_LABELS, Estimate
 from .. import palette
 from ..units import GIB, gib, to_gib
+from .hover_tips import keep_hover_tips
 from .plot_style import fixed_label, nice_ceiling, quiet, set_view_if_changed, style_plot
 from .recalling_axis import recalling_axes
 
 
 # stage of the step (prefix of core/memory/timeline.py phase names) -> axis label
 STAGES = (("weights", "load"), ("forward", "forward →"), ("logits", "loss"),
-          ("backward", "← backward"), ("optimizer", "optim"), ("after", "zero_grad"))
+          ("backward", "← backward"), ("optimizer", "optim"), ("after", "zero grad"))
 
 
 def stage_ticks(phases: Sequence[str]) -> list[tuple[float, str]]:
@@ -36,6 +37,31 @@ def stage_ticks(phases: Sequence[str]) -> list[tuple[float, str]]:
         if where:
             ticks.append(((where[0] + where[-1]) / 2 + 0.5, label))
     return ticks
+
+
+def fit_ticks(ticks: list[tuple[float, str]], span: float, units_per_px: float,
+              width_px: Callable[[str], float]) -> list[tuple[float, str]]:
+    """The stage ticks moved so each label lies inside [0, span] and clear of its neighbours.
+
+    pyqtgraph drops a label that crosses the axis's end: the last stages are a phase or two
+    wide, so 'zero grad' vanished and 'optim' sat on the edge. A label is kept inside the axis,
+    earlier labels (in wide stages) make room to their left, and two labels that still cannot
+    both fit become one ('optim · zero grad')."""
+    gap = 6 * units_per_px
+
+    def half(label: str) -> float:
+        return width_px(label) / 2 * units_per_px + gap / 2
+
+    placed = [(min(max(x, half(label)), span - half(label)), label) for x, label in ticks]
+    for i in range(len(placed) - 2, -1, -1):  # right to left: make room for the label after
+        (x, label), (next_x, next_label) = placed[i], placed[i + 1]
+        placed[i] = (min(x, next_x - half(next_label) - half(label)), label)
+    for i in range(len(placed) - 1):
+        if placed[i][0] < half(placed[i][1]):  # no room left of it: merge with its neighbour
+            (x, label), (next_x, next_label) = placed[i], placed[i + 1]
+            merged = placed[:i] + [((x + next_x) / 2, f"{label} · {next_label}")] + placed[i + 2:]
+            return fit_ticks(merged, span, units_per_px, width_px)
+    return placed
 
 
 def step_path(edges: np.ndarray, values: np.ndarray, filled: bool) -> QPainterPath:
@@ -69,7 +95,7 @@ class MemoryTimelineView(QWidget):
         self._stale = False
         self.measured: tuple[tuple[str, int], ...] = ()
         self._ticks: list[tuple[float, str]] = []
-        self.caption = fixed_label(QLabel(self), lines=1)
+        self.caption = fixed_label(QLabel(self), lines=2)  # one line was cut at 1280 px
         self.plot = pg.PlotWidget(self, axisItems=recalling_axes())
         item = self.plot.getPlotItem()
         style_plot(item, grid_x=False, grid_y=True)
@@ -101,6 +127,8 @@ class MemoryTimelineView(QWidget):
                                          label="peak", labelOpts={"position": 0.96, "color": palette.PEAK_MARK})
         item.addItem(self.peak_line)
         self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
+        keep_hover_tips(self.plot)
+        item.getViewBox().sigResized.connect(self._on_view_box_resized)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(quiet(self.caption))
@@ -136,13 +164,26 @@ class MemoryTimelineView(QWidget):
         top = max(cap, float(cum[-1].max()), self._measured_max())
         item = self.plot.getPlotItem()
         set_view_if_changed(item, (0, len(phases)), (0, nice_ceiling(top * 1.08)))  # snapped: the axis rarely changes
-        ticks = stage_ticks(phases)
-        if ticks != self._ticks:  # new ticks re-generate the axis
-            self._ticks = ticks
-            item.getAxis("bottom").setTicks([ticks])
+        self._show_ticks(phases)
         note = " · dashed: measured by the probe" if self.measured else ""
         self.caption.setText(f"Allocated memory through one step: peak {gib(mem.peak_allocated_bytes)} "
                              f"at {mem.peak_phase}; NVML adds allocator slack and the CUDA context{note}")
+
+    def _show_ticks(self, phases: Sequence[str]) -> None:
+        """Stage labels along the bottom axis, fitted to the plot's current width."""
+        axis = self.plot.getPlotItem().getAxis("bottom")
+        width = self.plot.getPlotItem().getViewBox().width()
+        metrics = QFontMetricsF(axis.style["tickFont"] or axis.font())
+        ticks = stage_ticks(phases)
+        if width > 0:
+            ticks = fit_ticks(ticks, len(phases), len(phases) / width, metrics.horizontalAdvance)
+        if ticks != self._ticks:  # new ticks re-generate the axis
+            self._ticks = ticks
+            axis.setTicks([ticks])
+
+    def _on_view_box_resized(self, *_args: Any) -> None:
+        if self.estimate is not None and not self._stale:
+            self._show_ticks(list(self.estimate.memory.phases))
 
     def set_measured(self, timeline: Sequence[tuple[str, int]] | None) -> None:
         """Overlay a probe TrialRecord's timeline (phase, bytes); None or () removes it."""
