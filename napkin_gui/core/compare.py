@@ -126,8 +126,7 @@ def _step_times(plan: Plan, spec: ModelSpec, state: ModelState, work: StepWork,
     """Step seconds, tokens/s per GPU and bound of every (card, variant) row.
 
     Why arrays: the desktop app reprices the table's 152 rows (38 cards x 4 counts) on each edit
-    of the plan, and step_time in floats costs ~14 us a row, 2.1 of compare's 3.4 ms (measured on
-    the 2-core dev host). So time_model's formulas run once here over numpy arrays (priced_step):
+    of the plan, and step_time in floats was most of compare's time (bench/README.md). So time_model's formulas run once here over numpy arrays (priced_step):
     each row's card comes as CardRates, its GPU count and sharding as LinkTraffic, each priced in
     floats once per card / variant and gathered by row. Values equal step_time's, bounds exactly,
     seconds to ~1e-15 relative (numpy's SIMD pow may round differently from Python's **)."""

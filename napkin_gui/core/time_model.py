@@ -11,8 +11,8 @@ Efficiencies are data: resources/time_efficiency.json, fitted by bench/fit_time.
 
 The formulas from comm_seconds to the bound take Python floats (one plan on one card: estimate,
 advise, validate) or numpy float64 arrays with one element per row: compare_hardware prices a
-plan on every card x GPU count (152 rows) on each edit of the desktop app, ~14 us a row in
-floats. Only larger / smaller / where / first_largest tell the two apart, and they import
+plan on every card x GPU count (152 rows) on each edit of the desktop app (too slow a row at
+a time in floats: bench/README.md). Only larger / smaller / where / first_largest tell the two apart, and they import
 numpy only when arrays come, so estimate and the CLI never load it.
 """
 from __future__ import annotations
@@ -70,8 +70,8 @@ def first_largest(values: dict[str, float | ndarray], names: tuple[str, ...]) ->
 
 class PhaseSeconds(NamedTuple):
     """One phase priced: device compute / memory seconds, host seconds, link seconds (floats,
-    or arrays with one element per row). A NamedTuple: step_time makes three, each ~0.2 us
-    where a frozen dataclass takes ~0.5."""
+    or arrays with one element per row). A NamedTuple: step_time makes three, and a NamedTuple
+    is cheaper to make than a frozen dataclass (bench/README.md)."""
 
     compute: float
     memory: float

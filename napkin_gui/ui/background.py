@@ -6,7 +6,7 @@ rest: 16 curve points (core.estimate_point) for the Time view and a few dozen es
 the advice. Python runs one thread at a time, so in the window's thread they queue behind the
 painting. A spawned child computes them while the window paints the bars and sends each
 result back through a pipe that the Qt event loop watches (QSocketNotifier).
-Measured on the 2-core machine (bench/gui_latency.py): the Time tab's p95 falls by ~4 ms.
+It lowers the Time tab's p95 (bench/gui_latency.py; the figure is in bench/README.md).
 The hardware table stays in the window: its 152 rows cost more to send and to paint in a
 second pass than the overlap saves.
 

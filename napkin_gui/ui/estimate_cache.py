@@ -16,7 +16,7 @@ class EstimateCache:
     """Least-recently-used map plan -> Estimate (or the PlanError it raised)."""
 
     # ~60 edits of a session with their 16 curve points each. An Estimate is ~95 objects the
-    # garbage collector walks; 8,192 of them made each full collection a ~100 ms stutter.
+    # garbage collector walks; 8,192 of them made each full collection a stutter (bench/README.md).
     def __init__(self, maxsize: int = 1024) -> None:
         self.maxsize = maxsize
         self.calibration: Any = None

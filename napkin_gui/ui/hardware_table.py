@@ -7,8 +7,8 @@ sharding the plan's.
 
 The model is a QStandardItemModel whose items are made once and re-texted on each edit
 (the rows in view at once, the others once edits pause for REST_DELAY_MS):
-cells live in C++, so painting calls no Python (a Python QAbstractTableModel answered ~3,600
-data() calls per repaint, ~25 ms), and sorting is a Python sort of 152 rows, not a
+cells live in C++, so painting calls no Python (a Python QAbstractTableModel answered
+thousands of data() calls per repaint: bench/README.md), and sorting is a Python sort of 152 rows, not a
 QSortFilterProxyModel calling a Python lessThan ~900 times.
 """
 from __future__ import annotations
@@ -201,15 +201,14 @@ class HardwareModel(QStandardItemModel):
     def write_rows(self, first: int, last: int) -> None:
         """Write table rows first..last (clipped) if they are stale.
 
-        A full table is ~1,800 setText calls (~2 ms); the view shows ~25 of its 152 rows, so
+        A full table is ~1,800 setText calls; the view shows ~25 of its 152 rows, so
         an edit writes those before it is painted and the rest once edits pause. Only cells
         whose text changed are set (the card, its memory, often the row order stay), with the
         model's signals blocked, and each row then announces each run of adjacent columns it
         changed in one dataChanged: the view repaints those cells, and rows that changed the
         same columns merge into a few rectangles of its dirty region. A dataChanged per cell
-        made the view add ~200 small rectangles to that region on a typical edit (~4 ms more
-        at p90, write and paint, measured offscreen); one for the whole range repaints every
-        cell in view (~1 ms more at p50).
+        made the view add ~200 small rectangles to that region on a typical edit; one for the
+        whole range repaints every cell in view (both slower: bench/README.md).
         """
         runs = []
         with QSignalBlocker(self):
@@ -243,8 +242,8 @@ class HardwareModel(QStandardItemModel):
 
     def _style_row(self, items: tuple[QStandardItem, ...], shown: ShownRow) -> None:
         """Highlight, grey or bold a row; a plain row's roles are left unset (None), which
-        the delegate paints as the defaults: an empty brush or font set on every cell cost
-        ~10% of a full table repaint (measured interleaved, offscreen)."""
+        the delegate paints as the defaults: an empty brush or font set on every cell slows
+        a full table repaint (bench/README.md)."""
         fits, cheapest, fastest = shown.style
         background = self._cheapest_bg if cheapest else self._fastest_bg if fastest else None
         foreground = None if fits else self._no_fit_fg
@@ -271,13 +270,12 @@ class HardwareTable(QWidget):
         self.view.verticalHeader().hide()
         # single-line cells: a word-wrapped cell is laid out with QTextLayout on every paint
         self.view.setWordWrap(False)
-        # the classic delegate paints the same cells (text, alignment, brushes, bold) ~20%
-        # faster than QStyledItemDelegate, which goes through the style for every cell
-        # (full repaint of 34 rows: 5.0 -> 4.0 ms, best of 12 interleaved runs, offscreen);
-        # the table has no style sheet that only the styled delegate would honour
+        # the classic delegate paints the same cells (text, alignment, brushes, bold) faster
+        # than QStyledItemDelegate, which goes through the style for every cell
+        # (bench/README.md); the table has no style sheet that only the styled delegate would honour
         self.view.setItemDelegate(QItemDelegate(self.view))
         self.view.verticalHeader().setDefaultSectionSize(22)
-        # fixed widths: ResizeToContents measures every cell on every update (~60 ms)
+        # fixed widths: ResizeToContents measures every cell on every update (bench/README.md)
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)

@@ -40,7 +40,7 @@ DEFAULT_PLAN = Plan(model="llama-3.1-8b", batch_size=4, grad_ckpt=True, dataset_
 FILE_FILTER = f"napkin plans (*{PLAN_SUFFIX});;JSON (*.json)"
 # The session (plan, path, dirty) is stored once edits pause this long, and on close: each
 # QSettings.setValue makes Qt rewrite the settings file at the next turn of the event loop
-# (~1 ms, measured offscreen), which a slider drag would otherwise pay on every step.
+# (bench/README.md), which a slider drag would otherwise pay on every step.
 SESSION_SAVE_DELAY_MS = 1000
 
 

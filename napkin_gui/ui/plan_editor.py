@@ -82,8 +82,8 @@ class Row:
     enabled: Callable[[Plan], bool] = _always  # greyed out when the plan ignores the field
     # an edit of this field re-checks which choices core.plan.check_combination lets run (and
     # which rows apply): always for choice and check rows (Bound.gates); set it on a number row that
-    # check_combination reads. Re-checking costs ~20 dataclasses.replace (~0.2 ms), too much
-    # for every step of a slider drag.
+    # check_combination reads. Re-checking costs ~20 dataclasses.replace (bench/README.md),
+    # too much for every step of a slider drag.
     gates: bool = False
     # how an edit of this field makes the next plan (None: replace the field): choosing a
     # framework also fills the fields it sets with its defaults, as one undoable edit

@@ -1,8 +1,8 @@
 """Shared pyqtgraph styling: opaque light grid lines, fixed ranges, no mouse interaction.
 
 Grid lines are drawn opaque in a light grey (palette.GRID) instead of pyqtgraph's
-translucent foreground: alpha-blended lines made one repaint of the timeline plot cost
-~14 ms against ~2 ms opaque under Qt's software rasterizer (measured offscreen, 2 cores).
+translucent foreground: alpha-blended lines made a repaint of the timeline plot several
+times slower under Qt's software rasterizer (bench/README.md).
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def fixed_label(label: QLabel, lines: int = 1) -> QLabel:
     whole splitter it sits in (measured: ~3 full-window repaints per edit).
     """
     label.setWordWrap(lines > 1)
-    # opaque: a new text repaints the label alone, not the tab widget's frame beneath it (~1 ms)
+    # opaque: a new text repaints the label alone, not the tab widget's frame beneath it
     label.setAutoFillBackground(True)
     label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
     margins = label.contentsMargins()
@@ -62,7 +62,7 @@ class QuietHost(QWidget):
 
     QLabel.setText calls updateGeometry, which invalidates the parent's layout and every
     layout above it up to the window; a QTabWidget answers that LayoutRequest by repainting
-    its whole frame (~1 ms) and the window lays itself out again. A host without a layout
+    its whole frame and the window lays itself out again (bench/README.md). A host without a layout
     takes the LayoutRequest and does nothing, so a new caption repaints only itself.
     """
 
@@ -97,7 +97,7 @@ def set_view(item: pg.PlotItem, x_range: tuple[float, float], y_range: tuple[flo
 
 # Axis ranges snap to these steps, so most edits leave a plot's range as it was or move it
 # to one its axes drew before (RecallingAxis replays that picture): a range never seen
-# re-generates every tick label of the axis (~1 ms per axis per repaint, software rasterizer).
+# re-generates every tick label of the axis (bench/README.md).
 NICE_MANTISSAS = (1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 
 

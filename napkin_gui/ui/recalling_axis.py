@@ -21,8 +21,8 @@ class RecallingAxis(pg.AxisItem):
     pyqtgraph re-generates an axis (tick values, every label's text and rectangle, grid
     lines: AxisItem.generateDrawSpecs, in Python) whenever its range changes. The ranges
     here snap to a few nice values (nice_ceiling, nice_log_range), so an edit mostly moves an
-    axis to a range it has shown before: measured ~1 ms of paint per axis per such edit, up
-    to ~5 ms per edit on the Time tab's eight axes.
+    axis to a range it has shown before, and replaying its drawing saves that axis's paint
+    on the Time tab's eight axes (bench/README.md).
 
     A drawing is two parts: the lines (axis, ticks and the grid across the plot) as a
     QPicture, replayed on each paint (a few drawLine calls), and the tick labels rendered

@@ -57,8 +57,8 @@ class _CurvePlot:
         item.setLogMode(x=True, y=log_y)
         style_plot(item, grid_x=True, grid_y=True)
         # the OOM zone, its label and the current point are plain Qt items, painted in C++:
-        # pyqtgraph's LinearRegionItem, TextItem and ScatterPlotItem paint in Python (~0.3 ms
-        # per plot per repaint, four plots per edit)
+        # pyqtgraph's LinearRegionItem, TextItem and ScatterPlotItem paint in Python, four
+        # plots per edit (bench/README.md)
         self.oom_zone = QGraphicsRectItem(0.0, 0.0, 0.0, 0.0)
         self.oom_zone.setBrush(pg.mkBrush(palette.OOM_FILL))
         self.oom_zone.setPen(QPen(Qt.PenStyle.NoPen))
@@ -69,8 +69,8 @@ class _CurvePlot:
         self.oom_label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
         item.addItem(self.oom_label, ignoreBounds=True)
         # the curve too: a QGraphicsPathItem in log10 view coordinates, built from 9 points
-        # per edit (a PlotDataItem re-derives its display data and bounds in Python, ~0.2 ms
-        # per set and per paint)
+        # per edit (a PlotDataItem re-derives its display data and bounds in Python on every
+        # set and paint: bench/README.md)
         self.curve = _SmoothPath()
         self.curve.setPen(pg.mkPen(palette.CURVE, width=2))
         item.addItem(self.curve, ignoreBounds=True)

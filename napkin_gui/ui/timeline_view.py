@@ -4,7 +4,7 @@ Band k is a step curve of the cumulative sum of components 0..k filled down to z
 under band k-1, so each colour shows exactly its component. Items are built once; updates
 only set their paths / values. The bands and the total are plain QGraphicsPathItems whose
 polygons numpy fills in place: a pyqtgraph PlotDataItem re-derives its step data, bounds and
-path in Python on every setData and paint (~0.2 ms each, eight per edit).
+path in Python on every setData and paint, eight times per edit (bench/README.md).
 """
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ class MemoryTimelineView(QWidget):
         item.setLabel("left", "allocated GiB per GPU")
         self.bands: dict[str, QGraphicsPathItem] = {}
         for k, name in enumerate(ALLOCATED_COMPONENTS):
-            # filled, no outline: stroking 7 antialiased step paths cost ~5 ms per repaint
+            # filled, no outline: stroking 7 antialiased step paths is slow (bench/README.md)
             band = QGraphicsPathItem()
             band.setBrush(QColor(palette.COMPONENT_COLORS[name]))
             band.setPen(QPen(Qt.PenStyle.NoPen))
