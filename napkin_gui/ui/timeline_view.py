@@ -95,6 +95,7 @@ class MemoryTimelineView(QWidget):
         self._stale = False
         self.measured: tuple[tuple[str, int], ...] = ()
         self._ticks: list[tuple[float, str]] = []
+        self._ticks_key: tuple = ()
         self.caption = fixed_label(QLabel(self), lines=2)  # one line was cut at 1280 px
         self.plot = pg.PlotWidget(self, axisItems=recalling_axes())
         item = self.plot.getPlotItem()
@@ -170,9 +171,14 @@ class MemoryTimelineView(QWidget):
                              f"at {mem.peak_phase}; NVML adds allocator slack and the CUDA context{note}")
 
     def _show_ticks(self, phases: Sequence[str]) -> None:
-        """Stage labels along the bottom axis, fitted to the plot's current width."""
-        axis = self.plot.getPlotItem().getAxis("bottom")
+        """Stage labels along the bottom axis, fitted to the plot's current width; an edit that
+        keeps the phases and the width (most do) reuses the last fit."""
         width = self.plot.getPlotItem().getViewBox().width()
+        key = (tuple(phases), width)
+        if key == self._ticks_key:
+            return
+        self._ticks_key = key
+        axis = self.plot.getPlotItem().getAxis("bottom")
         metrics = QFontMetricsF(axis.style["tickFont"] or axis.font())
         ticks = stage_ticks(phases)
         if width > 0:
