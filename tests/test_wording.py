@@ -66,7 +66,7 @@ def test_a_card_swap_says_what_it_uses_of_that_card():
     assert f"{units.gib(after.memory.device_used_bytes, 1)} of its {units.gib(after.memory.capacity_bytes, 1)} per GPU" \
         in swap.reason
     assert "CUDA context" in swap.reason
-    same_card = next(a for a in advise.advise(LORA_8B) if a.title.startswith("batch"))
+    same_card = next(a for a in advise.advise(LORA_8B) if a.title.startswith("largest batch"))
     assert f"{units.gib_delta(same_card.memory_delta_bytes)} per GPU" in same_card.reason
 
 
