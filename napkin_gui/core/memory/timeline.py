@@ -31,6 +31,7 @@ class BlockMemory:
     kept_bytes: int       # alive after its forward: saved tensors, or the checkpointed input
     forward_work_bytes: int
     backward_work_bytes: int
+    scores_bytes: int     # [b, h, s, s] part of saved_bytes (math / eager attention; algorithm_timeline.py)
 
 
 def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
@@ -65,7 +66,7 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
             backward_work = liger.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, score_elements)
         else:
             backward_work = act.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, score_elements)
-        distinct.append(BlockMemory(saved, kept, forward_work, backward_work))
+        distinct.append(BlockMemory(saved, kept, forward_work, backward_work, scores))
     blocks = tuple(distinct[i] for (n, _), i in zip(spec.layer_groups, group_blocks(spec)) for _ in range(n))
     return _unsloth_offload(spec, plan, dt, _first_block_norm(plan, spec, dt, blocks))
 
