@@ -248,7 +248,12 @@ def test_best_plans_section_is_the_search_best_per_objective():
     assert "Best plans" in html and note in html.replace("&#x27;", "'")
 
 
-def test_best_plans_left_out_without_the_search(monkeypatch):
+def test_best_plans_the_search_rejects_become_a_note(monkeypatch):
+    """(The section's except-ImportError guard around core.search went with issue 14.7.)"""
+    from napkin_gui.core.errors import PlanError
     from napkin_gui.report import extras
-    monkeypatch.setitem(sys.modules, "napkin_gui.core.search", None)
-    assert extras.best_plans(PLAN) == ((), (), "")
+
+    def reject(*_args, **_kwargs):
+        raise PlanError("model: not a preset")
+    monkeypatch.setattr(extras, "search_table", reject)
+    assert extras.best_plans(PLAN) == ((), (), "Plan search unavailable: model: not a preset")
