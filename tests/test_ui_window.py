@@ -23,6 +23,7 @@ from napkin_gui.ui.memory_bar_view import ROW_NOW, ROW_PINNED
 from napkin_gui.core.stack_defaults import FRAMEWORKS, STACK_FIELDS, with_framework
 from napkin_gui.ui.help_text import CHOICE_TIPS, FIELD_TIPS
 from napkin_gui.ui.plan_editor import choice_problem, next_plan
+from napkin_gui.core.plan import with_algorithm
 from napkin_gui.core.sweep import BATCH_GRID, SEQ_GRID, grid_values
 
 GIB = 2**30
@@ -402,7 +403,8 @@ def test_tooltips_on_every_option(window):
 # a value other than PLAN's for each row that is neither a choice nor a check box
 EDITED_VALUES = {"model": "llama-3.1-8b", "lora_r": 64, "lora_alpha": 8.5, "lora_dropout": 0.1,
                  "lora_targets": ("q_proj", "v_proj"), "batch_size": 8, "seq_len": 4096, "grad_accum": 4,
-                 "gpu": "a100-80gb-sxm", "n_gpus": 4, "dataset_tokens": 25_000_000, "epochs": 2.5}
+                 "gpu": "a100-80gb-sxm", "n_gpus": 4, "dataset_tokens": 25_000_000, "epochs": 2.5,
+                 "prompt_len": 256, "completion_len": 512, "num_generations": 4, "vllm_gpu_memory_utilization": 0.5}
 
 
 def test_every_row_binds_both_ways(window):
@@ -413,7 +415,8 @@ def test_every_row_binds_both_ways(window):
     qlora = dataclasses.replace(PLAN, method="qlora")  # every row but the torchtune-only one enabled
     for field, bound in e.bound.items():
         row = e.rows[field]
-        before = next(p for p in (qlora, with_framework(dataclasses.replace(PLAN, method="full"), "torchtune"))
+        before = next(p for p in (qlora, with_framework(dataclasses.replace(PLAN, method="full"), "torchtune"),
+                                  dataclasses.replace(with_algorithm(qlora, "grpo"), generation="vllm-colocate"))
                       if row.enabled(p))
         c.reset_plan(before)
         if bound.choices:

@@ -404,6 +404,26 @@ def _or_generations(generation_batch: int, num_generations: int) -> str:
     return f" or num_generations {d}" if d else ""
 
 
+def with_algorithm(plan: Plan, algorithm: str) -> Plan:
+    """The plan trained with `algorithm` (what choosing one in the editor does, as one edit): the
+    reference defaults as in a plan file (default_reference); fields the new algorithm never reads
+    go back to their defaults; GRPO gets batch_size = num_generations when its generation batch
+    would not divide (as a plan file without batch_size does), KTO at least 2 sequences, and the
+    DPO family a prompt shorter than seq_len."""
+    changes: dict[str, Any] = {"algorithm": algorithm, "reference": default_reference(algorithm, plan.method)}
+    if algorithm != "grpo":
+        changes.update({field: _DEFAULTS[field] for field in GRPO_FIELDS})
+    if algorithm == "sft":
+        changes["prompt_len"] = _DEFAULTS["prompt_len"]
+    if algorithm == "grpo" and (plan.batch_size * plan.n_gpus * plan.grad_accum) % plan.num_generations:
+        changes["batch_size"] = plan.num_generations
+    if algorithm == "kto":
+        changes["batch_size"] = max(plan.batch_size, 2)
+    if algorithm in PREFERENCE_ALGORITHMS and plan.prompt_len >= plan.seq_len:
+        changes["prompt_len"] = max(plan.seq_len // 2, 1)
+    return dataclasses.replace(plan, **changes)
+
+
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """The plan as a plan-v1 JSON object (tuples become lists)."""
     out = dataclasses.asdict(plan)

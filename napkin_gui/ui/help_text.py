@@ -29,6 +29,13 @@ FIELD_TIPS: dict[str, str] = {
     "compile": "torch.compile of the model: inductor fuses elementwise chains, so fewer saved tensors and less memory traffic.",
     "activation_offload": "Checkpointed activations wait in pinned host RAM and stream back over PCIe for backward.",
     "optimizer_in_backward": "Each parameter is stepped as soon as its gradient is ready, so no full gradient buffer exists.",
+    "algorithm": "The training objective as TRL runs it: supervised, a preference loss (DPO, ORPO, SimPO, KTO) or GRPO.",
+    "reference": "The reference policy: a frozen copy, the same weights with adapters off, log-probs computed before training, or none.",
+    "prompt_len": "Prompt tokens of each sequence (TRL max_prompt_length); only the completion after it is scored.",
+    "completion_len": "GRPO: tokens generated per completion (max_completion_length); the KV cache grows with it.",
+    "num_generations": "GRPO: completions sampled per prompt; batch x GPUs x accumulation must be a multiple of it.",
+    "generation": "GRPO: who generates the completions: transformers on the training GPU, or vLLM beside it or elsewhere.",
+    "vllm_gpu_memory_utilization": "GRPO with vLLM colocated: the share of the GPU vLLM reserves for its weights and KV cache.",
 }
 
 CHOICE_TIPS: dict[str, dict[str, str]] = {
@@ -75,6 +82,25 @@ CHOICE_TIPS: dict[str, dict[str, str]] = {
         "chunked-ce": "Logits in chunks, each upcast to fp32 only inside the loss (torchtune, litgpt).",
         "fused-linear-ce": "lm_head and cross-entropy fused over token chunks; logits never fully materialized.",
         "cut-ce": "Apple's cut cross-entropy: only the correct-token logit and a log-sum-exp are computed.",
+    },
+    "algorithm": {
+        "sft": "Supervised fine-tuning: cross-entropy on every token.",
+        "dpo": "DPO: chosen and rejected in one forward, against a reference policy.",
+        "orpo": "ORPO: odds-ratio preference loss plus NLL on the chosen answer, no reference.",
+        "simpo": "SimPO (TRL's CPO trainer): length-normalized preference loss, no reference.",
+        "kto": "KTO: unpaired desirable / undesirable answers plus a KL batch, against a reference.",
+        "grpo": "GRPO: generate completions per prompt, score them, train on the completions.",
+    },
+    "reference": {
+        "copy": "A second frozen model on the GPU (full fine-tuning's default).",
+        "adapter-off": "The policy itself with its LoRA adapters disabled (LoRA's default).",
+        "precomputed": "Reference log-probs computed once over the dataset before training.",
+        "none": "No reference model (ORPO, SimPO, GRPO with beta 0).",
+    },
+    "generation": {
+        "transformers": "transformers generate on the training GPU, with a growing KV cache.",
+        "vllm-colocate": "vLLM in the training process, holding its share of the GPU all run.",
+        "vllm-server": "vLLM on other GPUs; the training GPU only sends it the weights.",
     },
     "offload": {
         "none": "Everything stays on the GPU.",

@@ -32,8 +32,9 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
 from ..core.errors import PlanError
 from ..core.gpu_catalog import gpu_catalog, lookup_gpu
 from ..core.model_source import list_presets
-from ..core.plan import (ATTENTIONS, METHODS, OFFLOADS, OPTIMIZERS, PLAN_FIELDS, PRECISIONS, SHARDINGS,
-                         Plan, check_combination, parse_lora_targets)
+from ..core.plan import (ALGORITHMS, ATTENTIONS, GENERATIONS, METHODS, OFFLOADS, OPTIMIZERS, PLAN_FIELDS,
+                         PRECISIONS, REFERENCES, SHARDINGS, Plan, check_combination, parse_lora_targets,
+                         with_algorithm)
 from ..core.memory.precision import NO_KBIT_PREP_FRAMEWORKS
 from ..core.stack_defaults import FRAMEWORKS, LOSSES, with_framework
 from .. import palette
@@ -236,6 +237,32 @@ STACK_GROUP = Group("Stack", (Row("framework", "Framework", choice(FRAMEWORKS), 
                               Row("optimizer_in_backward", "Optimizer in backward", check, _steps_in_backward)))
 
 
+def _has_objective(plan: Plan) -> bool:
+    """Preference / RL fine-tuning: the fields SFT never reads."""
+    return plan.algorithm != "sft"
+
+
+def _is_grpo(plan: Plan) -> bool:
+    return plan.algorithm == "grpo"
+
+
+def _vllm_colocated(plan: Plan) -> bool:
+    return plan.algorithm == "grpo" and plan.generation == "vllm-colocate"
+
+
+# Preference and RL fine-tuning (plan-v1 "Additions: preference and RL fine-tuning"), as TRL
+# runs them: choosing an algorithm brings its reference default (core.plan.with_algorithm).
+ALGORITHM_GROUP = Group("Algorithm", (
+    Row("algorithm", "Algorithm", choice(ALGORITHMS), apply=with_algorithm),
+    Row("reference", "Reference", choice(REFERENCES), _has_objective),
+    Row("prompt_len", "Prompt tokens", power_slider(1, 1 << 20), _has_objective, gates=True),
+    Row("completion_len", "Completion tokens", power_slider(1, 1 << 20), _is_grpo),
+    Row("num_generations", "Generations per prompt", int_spin(2, 4096), _is_grpo, gates=True),
+    Row("generation", "Generation", choice(GENERATIONS), _is_grpo),
+    Row("vllm_gpu_memory_utilization", "vLLM share of the GPU", float_spin(0.01, 0.99, 2, step=0.05),
+        _vllm_colocated)))
+
+
 GROUPS: tuple[Group, ...] = (
     Group("Model", (Row("model", "Model", model_input, gates=True),)),
     # second: the card decides what fits, and stays above the fold of a 1280 x 720 window
@@ -255,6 +282,7 @@ GROUPS: tuple[Group, ...] = (
                        Row("sharding", "Sharding", choice(SHARDINGS)),
                        Row("grad_ckpt", "Gradient checkpointing", check))),
     STACK_GROUP,
+    ALGORITHM_GROUP,
     Group("Batch", (Row("batch_size", "Batch size", power_slider(1, 4096)),
                     Row("seq_len", "Sequence length", power_slider(16, 1 << 20)),
                     Row("grad_accum", "Grad accumulation", power_slider(1, 1024)))),

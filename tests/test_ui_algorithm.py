@@ -1,0 +1,57 @@
+"""The editor's Algorithm group and the timeline's preference / RL phases (issue 15)."""
+import dataclasses
+
+import pytest
+from PySide6.QtWidgets import QGroupBox, QMessageBox
+
+from napkin_gui.core.plan import ALGORITHMS, Plan, check_combination, with_algorithm
+from napkin_gui.ui.help_text import CHOICE_TIPS, FIELD_TIPS
+from napkin_gui.ui.main_window import MainWindow
+
+PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu="rtx-4090")
+RL_FIELDS = ("algorithm", "reference", "prompt_len", "completion_len", "num_generations", "generation",
+             "vllm_gpu_memory_utilization")
+
+
+@pytest.fixture
+def window(qtbot):
+    w = MainWindow(PLAN, restore_session=False, poll_nvml=False)
+    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard
+    w.show_error = lambda title, text: None
+    qtbot.addWidget(w)
+    w.show()
+    w.controller.flush()
+    return w
+
+
+def test_choosing_grpo_is_one_valid_undoable_edit_and_the_timeline_shows_its_phases(window):
+    e, c = window.editor, window.controller
+    commands = c.undo_stack.count()
+    combo = e.combos["algorithm"]
+    combo.setCurrentIndex(combo.findData("grpo"))
+    c.flush()
+    assert c.plan == with_algorithm(PLAN, "grpo") and c.plan.batch_size == c.plan.num_generations
+    assert c.undo_stack.count() == commands + 1
+    assert all(e.widgets[f].isEnabled() for f in ("completion_len", "num_generations", "generation"))
+    assert not e.widgets["vllm_gpu_memory_utilization"].isEnabled()   # only with vllm-colocate
+    assert window.timeline_view.estimate.memory.phases[1] == "generate"
+    window.undo_action.trigger()
+    assert c.plan == PLAN and not e.widgets["completion_len"].isEnabled()
+
+
+def test_every_algorithm_choice_runs_from_an_sft_plan():
+    for algorithm in ALGORITHMS:
+        for method in ("lora", "full"):
+            check_combination(with_algorithm(dataclasses.replace(PLAN, method=method), algorithm))
+    # and back: leaving GRPO puts its fields back to their defaults
+    grpo = dataclasses.replace(with_algorithm(PLAN, "grpo"), num_generations=4, completion_len=64)
+    assert check_combination(with_algorithm(grpo, "dpo")).num_generations == 8
+
+
+def test_algorithm_rows_have_one_sentence_tips(window):
+    box = next(b for b in window.editor.findChildren(QGroupBox) if b.title() == "Algorithm")
+    for field in RL_FIELDS:
+        tip = window.editor.widgets[field].toolTip()
+        assert tip == FIELD_TIPS[field] and tip.count(". ") == 0 and tip.endswith(".")
+        assert box.isAncestorOf(window.editor.widgets[field])
+    assert set(CHOICE_TIPS["algorithm"]) == set(ALGORITHMS)
