@@ -125,3 +125,48 @@ def test_a_probe_reaches_the_views_through_the_controller(qtbot, config_dir):
     assert shown == [result] and c.probe_result is result and running == [True, False]
     assert c.calibration == profile and c.estimate.calibration  # the estimate already uses it
     assert list(config_dir.glob("calibration/*.json"))
+
+
+def test_the_advice_goes_to_the_slow_child_and_waits_for_it_never_to_the_curves_child(qtbot):
+    """core.advise runs a plan search (seconds): in the curves' child it held the next edit's
+    curves back (search-app's measurement: Time-tab edits p50 2.8 s with the advice firing).
+    With a low-priority child it goes there, and while that child starts it is not computed
+    in the window's thread."""
+    current = [PLAN]
+    figures = Figures(EstimateCache(), lambda: current[0])
+    curves, slow = FakeEstimator(), FakeEstimator()
+    slow.ready, slow.failed = False, ""
+    slow.wait_ready = lambda timeout_seconds=30.0: setattr(slow, "ready", True) or True
+    take = slow.submit
+    slow.submit = lambda *args: take(*args) if slow.ready else None   # as BackgroundEstimator
+    figures.use_background(curves, slow)
+    arrived = []
+    figures.ready.connect(lambda kind, value: arrived.append((kind, value)))
+
+    assert figures.get("advice", PLAN) is None          # deferred, not computed here
+    assert slow.jobs == [] and curves.jobs == [] and figures.pending({"advice"})
+    slow.ready = True
+    qtbot.waitUntil(lambda: len(slow.jobs) == 1, timeout=2000)
+    assert slow.jobs[0][1:3] == ("advice", PLAN) and curves.jobs == []
+    assert figures.get("sweeps", PLAN, compute=False) is None
+    assert [job[1] for job in curves.jobs] == ["sweeps"]
+    # both children number their jobs from 1: each answer reaches its own job
+    slow.result_ready.emit(1, "ok", ("advice of PLAN",))
+    curves.result_ready.emit(1, "ok", "sweeps of PLAN")
+    assert arrived == [("advice", ("advice of PLAN",)), ("sweeps", "sweeps of PLAN")]
+    assert not figures.pending({"advice", "sweeps"})
+
+
+def test_a_slow_child_that_fails_to_start_leaves_the_advice_to_this_thread(qtbot):
+    current = [PLAN]
+    figures = Figures(EstimateCache(), lambda: current[0])
+    curves, slow = FakeEstimator(), FakeEstimator()
+    slow.ready, slow.failed = False, ""
+    slow.submit = lambda *args: None                    # a child that is not up takes no job
+    figures.use_background(curves, slow)
+    arrived = []
+    figures.ready.connect(lambda kind, value: arrived.append((kind, value)))
+    assert figures.get("advice", PLAN) is None
+    slow.failed = "background estimates did not start in 30 s"
+    qtbot.waitUntil(lambda: bool(arrived), timeout=60000)  # advise runs a search here: seconds
+    assert arrived == [("advice", tuple(advise(PLAN)))]

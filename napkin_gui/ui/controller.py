@@ -148,9 +148,10 @@ class PlanController(QObject):
         """The BackgroundEstimator computing curves and advice, or None."""
         return self.figures.background
 
-    def use_background(self, estimator: Any) -> None:
-        """Compute curves and advice in estimator's child process from now on."""
-        self.figures.use_background(estimator)
+    def use_background(self, estimator: Any, slow: Any = None) -> None:
+        """Compute curves and advice in estimator's child process from now on (the advice in
+        slow's, a low-priority child, when given)."""
+        self.figures.use_background(estimator, slow)
 
     def flush(self, hardware: bool = True, advice: bool = True) -> None:
         """Run pending work now instead of on the timers, and wait for the background jobs

@@ -7,8 +7,13 @@ Three kinds, each a pure function of (plan, calibration):
   one key;
 - "advice": core.advise (a few dozen estimates).
 
-With a BackgroundEstimator (ui/background.py) the sweeps and the advice are computed in its
-child process and arrive later through `ready`; the hardware rows cost more to send and to
+With a BackgroundEstimator (ui/background.py) the sweeps and the advice are computed in a
+child process and arrive later through `ready`. The advice is a plan search (core.advise runs
+core.search: thousands of plans, 0.3-2 s on the 2-core machine), so when the window has a
+second, low-priority child (the Best plans view's, ui/best_plans_search.py) the advice goes
+there: in the curves' child it held the next edit's curves back by 2.8 s (p50, measured with
+bench/gui_latency.py on a loaded machine). Until that child is ready the advice waits for it
+(RETRY_MS) rather than running here. The hardware rows cost more to send and to
 paint in a second pass than the overlap saves, so they are computed here. Without the child,
 until it is ready, or when it fails (or cannot price what this process can: a model only this
 process resolved), a figure is computed here: that fallback runs only for a figure of the plan
@@ -20,7 +25,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from ..core.errors import PlanError
 from ..core.plan import Plan
@@ -31,6 +36,8 @@ KINDS = ("sweeps", "hardware", "advice")
 BACKGROUND_KINDS = ("sweeps", "advice")  # sent to the window's child (ui/estimate_worker.py)
 HARDWARE_COUNTS = (1, 2, 4, 8)  # GPUs per row of the hardware table
 CACHE_SIZE = 256  # figures per kind; the whole kind is dropped beyond it
+SLOW_KINDS = ("advice",)  # sent to the low-priority child when there is one
+RETRY_MS = 200  # while the low-priority child starts
 
 
 class Figures(QObject):
@@ -45,14 +52,26 @@ class Figures(QObject):
         self.estimates = estimates          # the window's: its calibration is the figures' too
         self.current_plan = current_plan    # the plan the window shows now
         self.hardware_counts = HARDWARE_COUNTS
-        self.background: Any = None         # a BackgroundEstimator, or None
+        self.background: Any = None         # the curves' BackgroundEstimator, or None
+        self._estimators: dict[str, Any] = {}   # kind -> the BackgroundEstimator it is sent to
         self._caches: dict[str, dict[tuple, Any]] = {kind: {} for kind in KINDS}
-        self._jobs: dict[int, tuple[str, tuple, Plan]] = {}  # background job -> (kind, key, plan)
+        # (estimator id, job) -> (kind, key, plan): two children number their jobs alike
+        self._jobs: dict[tuple[int, int], tuple[str, tuple, Plan]] = {}
+        self._deferred: set[str] = set()    # kinds waiting for their child to start
+        # no QTimer child: a Figures collected by Python's gc in the probe's thread would stop
+        # it from there (a crash, 1 run in 10 of tests/test_ui_figures.py); a single shot with
+        # this object as its context dies with it instead
+        self._retry_armed = False
 
-    def use_background(self, estimator: Any) -> None:
-        """Send the sweeps and the advice to estimator's child process from now on."""
+    def use_background(self, estimator: Any, slow: Any = None) -> None:
+        """Send the sweeps and the advice to estimator's child process from now on; with slow
+        (a low-priority BackgroundEstimator), the advice to slow's instead."""
         self.background = estimator
-        estimator.result_ready.connect(self._on_background_result)
+        for kind in BACKGROUND_KINDS:
+            self._estimators[kind] = slow if slow is not None and kind in SLOW_KINDS else estimator
+        for each in {id(e): e for e in self._estimators.values()}.values():
+            each.result_ready.connect(
+                lambda job, status, payload, each=each: self._on_background_result(each, job, status, payload))
 
     def key(self, kind: str, plan: Plan) -> tuple:
         """What a figure of plan is cached under: (plan, calibration); for the hardware rows
@@ -70,19 +89,29 @@ class Figures(QObject):
             return found
         if kind in BACKGROUND_KINDS and self._submit(kind, key, plan):
             return None
+        if compute and kind in SLOW_KINDS and self._starting(kind):
+            self._deferred.add(kind)  # sent once its child is up (_retry_deferred)
+            self._arm_retry()
+            return None
         return self._compute_here(kind, key, plan) if compute else None
 
     def pending(self, kinds: set[str]) -> bool:
-        """Whether a background job of one of these kinds is still out."""
-        return any(kind in kinds for kind, _, _ in self._jobs.values())
+        """Whether a background job of one of these kinds is still out (or waits for its child)."""
+        return (any(kind in kinds for kind, _, _ in self._jobs.values())
+                or bool(self._deferred & kinds))
 
     def wait(self, kinds: set[str]) -> None:
         """Block until every background job of these kinds is answered (tests, screenshots)."""
-        while self.background is not None:
+        for kind in sorted(self._deferred & kinds):
+            estimator = self._estimators[kind]
+            estimator.wait_ready()
+            self._retry_deferred()
+        while self._estimators:
             waiting = [job for job, (kind, _, _) in self._jobs.items() if kind in kinds]
             if not waiting:
                 return
-            self.background.wait(waiting[0])
+            estimator = self._estimators[self._jobs[waiting[0]][0]]
+            estimator.wait(waiting[0][1])
             self._jobs.pop(waiting[0], None)  # answered (a stale one included)
 
     def clear(self) -> None:
@@ -91,15 +120,39 @@ class Figures(QObject):
 
     def _submit(self, kind: str, key: tuple, plan: Plan) -> bool:
         """Hand a job to the background process; False when this thread must compute it."""
-        if self.background is None:
+        estimator = self._estimators.get(kind)
+        if estimator is None:
             return False
         if any(k == kind and pending_key == key for k, pending_key, _ in self._jobs.values()):
             return True  # already on its way
-        job = self.background.submit(kind, plan, self.estimates.calibration)
+        job = estimator.submit(kind, plan, self.estimates.calibration)
         if job is None:
             return False
-        self._jobs[job] = (kind, key, plan)
+        self._jobs[(id(estimator), job)] = (kind, key, plan)
         return True
+
+    def _starting(self, kind: str) -> bool:
+        """Whether kind's child is still starting (neither ready nor failed)."""
+        estimator = self._estimators.get(kind)
+        return (estimator is not None and estimator is not self.background
+                and not estimator.ready and not estimator.failed)
+
+    def _arm_retry(self) -> None:
+        if not self._retry_armed:
+            self._retry_armed = True
+            QTimer.singleShot(RETRY_MS, self, self._retry_deferred)
+
+    def _retry_deferred(self) -> None:
+        """Send the current plan's deferred figures now that their child may be up."""
+        self._retry_armed = False
+        for kind in sorted(self._deferred):
+            if self._starting(kind):
+                self._arm_retry()
+                continue
+            self._deferred.discard(kind)
+            value = self.get(kind, self.current_plan())
+            if value is not None:  # computed here: the child failed to start
+                self.ready.emit(kind, value)
 
     def _compute_here(self, kind: str, key: tuple, plan: Plan) -> Any:
         calibration = self.estimates.calibration
@@ -122,8 +175,8 @@ class Figures(QObject):
         cache[key] = value
         return value
 
-    def _on_background_result(self, job: int, status: str, payload: Any) -> None:
-        kind, key, plan = self._jobs.pop(job, (None, None, None))
+    def _on_background_result(self, estimator: Any, job: int, status: str, payload: Any) -> None:
+        kind, key, plan = self._jobs.pop((id(estimator), job), (None, None, None))
         if kind is None or status == "stale":
             return
         current = key == self.key(kind, self.current_plan())

@@ -57,11 +57,14 @@ class MainWindow(QMainWindow):
         self._session_timer = QTimer(self, singleShot=True, interval=SESSION_SAVE_DELAY_MS)
         self._session_timer.timeout.connect(self._save_session)
         self.controller = PlanController(plan or DEFAULT_PLAN, self)
-        self.background = None
-        if background:  # curves and advice on the other core (ui/background.py)
+        self.background = self.slow_background = None
+        if background:  # curves on the other core (ui/background.py); the advice and the plan
+            # search, which price thousands of plans, in a low-priority child of their own
             from .background import BackgroundEstimator
+            from .best_plans_search import SEARCH_NICE
             self.background = BackgroundEstimator(self)
-            self.controller.use_background(self.background)
+            self.slow_background = BackgroundEstimator(self, nice=SEARCH_NICE, name="napkin-search")
+            self.controller.use_background(self.background, self.slow_background)
         self._build_views()
         self._build_actions()
         self._connect()
@@ -97,7 +100,8 @@ class MainWindow(QMainWindow):
         self.best_plans_view = BestPlansView(self)
         self.tabs.addTab(self.best_plans_view, "Best plans")
         # the plan search, in a low-priority child of its own when the window has a background
-        self.best_plans = BestPlansSearch(c, background=self.background is not None, parent=self)
+        # the plan search shares the advice's low-priority child (none: it runs here)
+        self.best_plans = BestPlansSearch(c, background=False, parent=self, estimator=self.slow_background)
         self.center = QSplitter(Qt.Orientation.Vertical, self)
         self.center.addWidget(self.memory_view)
         self.center.addWidget(self.tabs)
