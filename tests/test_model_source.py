@@ -121,14 +121,20 @@ def test_bad_safetensors_in_folder(tmp_path):
     plan_error(str(tmp_path))
 
 
-def test_cached_calls_take_microseconds(tmp_path):
+def test_cached_calls_read_nothing_again(tmp_path, monkeypatch):
+    """A repeated model is served from the cache: no config, preset or header is read again
+    (this was a timing assertion, < 50 us per call, which failed on a loaded machine; the
+    speed itself is in bench/estimate_speed.py)."""
     (tmp_path / "config.json").write_text(json.dumps(TINY_LLAMA))
     for model in ("llama-3.1-8b", str(tmp_path)):
         first = resolve_model(model)
-        start = time.perf_counter()
-        for _ in range(2000):
+        reads = []
+        monkeypatch.setattr(model_source, "read_regular_bytes", lambda *a, **k: reads.append(a) or b"{}")
+        monkeypatch.setattr(model_source, "_preset_raw", lambda *a: reads.append(a) or {})
+        for _ in range(200):
             assert resolve_model(model) is first
-        assert (time.perf_counter() - start) / 2000 < 50e-6
+        assert reads == []
+        monkeypatch.undo()
 
 
 def test_edited_config_is_read_again(tmp_path):
