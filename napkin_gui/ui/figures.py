@@ -69,9 +69,10 @@ class Figures(QObject):
         self.background = estimator
         for kind in BACKGROUND_KINDS:
             self._estimators[kind] = slow if slow is not None and kind in SLOW_KINDS else estimator
+        # a bound method, not a lambda holding self and the child: that cycle was left to
+        # Python's gc, which may run in the probe's thread and destroy Qt objects from there
         for each in {id(e): e for e in self._estimators.values()}.values():
-            each.result_ready.connect(
-                lambda job, status, payload, each=each: self._on_background_result(each, job, status, payload))
+            each.result_ready.connect(self._on_background_result)
 
     def key(self, kind: str, plan: Plan) -> tuple:
         """What a figure of plan is cached under: (plan, calibration); for the hardware rows
@@ -175,7 +176,8 @@ class Figures(QObject):
         cache[key] = value
         return value
 
-    def _on_background_result(self, estimator: Any, job: int, status: str, payload: Any) -> None:
+    def _on_background_result(self, job: int, status: str, payload: Any) -> None:
+        estimator = self.sender()  # which child answered: both number their jobs from 1
         kind, key, plan = self._jobs.pop((id(estimator), job), (None, None, None))
         if kind is None or status == "stale":
             return

@@ -66,15 +66,17 @@ class ProbeWorker(QObject):
 def start_in_thread(worker: ProbeWorker, parent: QObject | None = None) -> QThread:
     """Move worker (which must have no parent) to a new QThread and start it.
 
-    The worker is deleted when the thread finishes. Keep the returned thread (or give it a
-    parent) until it has finished; to stop early: worker.cancel(), then thread.wait().
+    Keep the returned thread (or give it a parent) and the worker until the thread has
+    finished, then drop the worker: it is owned by Python. (It used to be deleteLater'd too,
+    and the caller dropping its last reference then deleted it a second time: a crash in
+    about 1 of 3 runs of tests/test_ui_figures.py's probe test.) To stop early:
+    worker.cancel(), then thread.wait().
     """
     thread = QThread(parent)
     worker.moveToThread(thread)
     thread.started.connect(worker.run)
     worker.finished.connect(thread.quit)
     worker.failed.connect(thread.quit)
-    thread.finished.connect(worker.deleteLater)
     thread.start()
     return thread
 
