@@ -38,3 +38,45 @@ def test_the_painted_path_breaks_where_a_plan_was_rejected(qtbot):
     assert plot.oom_zone.isVisible() and start == pytest.approx((math.log10(4) + math.log10(8)) / 2)
     assert view.current_point("step", "batch_size") == pytest.approx((2, 200))
     assert not view.plots[("step", "seq_len")].oom_zone.isVisible()
+
+
+def test_grpo_plans_offer_curves_against_generations_and_completion_length(qtbot):
+    """For a GRPO plan an x-axes choice appears; the drawn paths are core.sweep's GRPO curves
+    (read back from the painted path), the OOM zone starts above the exact edge, and an SFT plan
+    hides the choice and draws against batch size and sequence length again."""
+    from dataclasses import replace
+    from test_sweep_grpo import GRPO
+
+    from napkin_gui.core.frontier import axis_of
+    from napkin_gui.core.sweep import plan_sweeps, priced_by
+    view = TimeCurveView()
+    qtbot.addWidget(view)
+    view.resize(1200, 800)
+    view.show()
+    sft = replace(GRPO, algorithm="sft", reference="none", prompt_len=512, completion_len=256)
+    view.show_sweeps(plan_sweeps(sft, priced_by()))
+    assert view.axes_row.isHidden() and view.axes == ("batch_size", "seq_len")
+    sweeps = plan_sweeps(GRPO, priced_by())
+    view.show_sweeps(sweeps)
+    assert not view.axes_row.isHidden()
+    view.axes_choice.setCurrentIndex(1)   # what choosing it does
+    assert view.axes == ("num_generations", "completion_len")
+    for field in view.axes:
+        sweep = sweeps.of(field)
+        priced = sweep.priced()
+        xs, ys = view.curve_data("step", field)
+        assert list(xs) == pytest.approx([v for v, *_ in priced])
+        assert list(ys) == pytest.approx([s * 1000 for _, s, _, _ in priced])
+        _, tps = view.curve_data("tps", field)
+        assert list(tps) == pytest.approx([t for _, _, t, _ in priced])
+        assert view.current_point("step", field)[0] == pytest.approx(getattr(GRPO, field))
+        plot = view.plots[("step", field)]
+        start, _ = plot.oom_region()
+        step = axis_of(GRPO, field).step
+        assert plot.oom_zone.isVisible() and math.log10(sweep.fit_edge) < start < math.log10(sweep.fit_edge + step)
+        axis = plot.item.getAxis("bottom")
+        assert axis.labelText.startswith({"num_generations": "completions", "completion_len": "completion"}[field])
+    view.show_sweeps(plan_sweeps(sft, priced_by()))
+    assert view.axes_row.isHidden() and view.axes == ("batch_size", "seq_len")
+    xs, _ = view.curve_data("step", "batch_size")
+    assert list(xs) == pytest.approx([1, 2, 4, 8, 16, 32, 64, 128][:len(xs)])

@@ -1,4 +1,5 @@
-"""Exact frontiers: the largest micro-batch and the longest sequence that fit a card.
+"""Exact frontiers: the largest micro-batch and the longest sequence that fit a card; for GRPO
+also the most completions per prompt and the longest completion.
 
 Found by bisection on the model itself (the step's peak reserved bytes, core.memory.summary
 step_peak, against fits_on: what estimate(plan).memory.fits says), not read off a sampled
@@ -9,6 +10,13 @@ in each and bisection finds the edge with log2(range) estimates.
 
 Each check is an integer comparison of bytes (reserved + outside torch <= capacity), so the
 edge has no float rounding: value L fits and L + 1 does not, exactly as estimate says.
+
+GRPO's axes (Axis, axis_plan): completion_len grows the rollout's KV cache and the policy
+forward over prompt + completion; num_generations keeps the prompts of a generation batch, so
+batch_size (the completions TRL's per_device_train_batch_size counts) scales with it, and only
+values that keep batch_size whole are plans (GRPOConfig.__post_init__: generation_batch_size %
+num_generations == 0): the bisection runs over that lattice, so its edge is a plan that fits
+and the next plan on the lattice does not.
 """
 from __future__ import annotations
 
@@ -26,6 +34,8 @@ if TYPE_CHECKING:
 
 MAX_BATCH_SIZE = 4096
 MAX_SEQ_LEN = 1 << 20
+MAX_GENERATIONS = 4096
+GRPO_AXES = ("num_generations", "completion_len")
 
 
 def largest_true(fits: Callable[[int], bool], limit: int, known_true: int = 0,
@@ -53,6 +63,89 @@ def largest_true(fits: Callable[[int], bool], limit: int, known_true: int = 0,
     return lo
 
 
+@dataclass(frozen=True, slots=True)
+class Axis:
+    """The values a field takes on a curve or frontier: offset + n x step for n >= 1 (n = 0: none)."""
+
+    field: str
+    offset: int = 0
+    step: int = 1
+
+    def value(self, n: int) -> int:
+        return self.offset + n * self.step if n > 0 else 0
+
+    def index(self, value: int) -> int:
+        """The largest n whose value is <= value (0: below the first)."""
+        return max(0, (value - self.offset) // self.step) if value > self.offset else 0
+
+
+def axis_of(plan: Plan, field: str) -> Axis:
+    """Every integer for seq_len and completion_len, and for batch_size except under GRPO, where
+    batch_size x n_gpus x grad_accum must divide by num_generations (multiples of
+    num_generations / gcd(num_generations, n_gpus x grad_accum)); for num_generations the values
+    >= 2 that keep batch_size x value / num_generations whole (multiples of num_generations /
+    gcd(batch_size, num_generations))."""
+    import math
+    if field == "batch_size" and plan.algorithm == "grpo":
+        return Axis(field, step=plan.num_generations // math.gcd(plan.num_generations,
+                                                                 plan.n_gpus * plan.grad_accum))
+    if field != "num_generations":
+        return Axis(field)
+    step = plan.num_generations // math.gcd(plan.batch_size, plan.num_generations)
+    return Axis(field, offset=1 if step == 1 else 0, step=step)
+
+
+def axis_plan(plan: Plan, field: str, value: int) -> Plan | None:
+    """plan with field at value, as the curves and frontiers vary it: num_generations with
+    batch_size scaled to keep the prompts per generation batch (None where batch_size would not
+    be whole); every other field alone."""
+    if field != "num_generations":
+        return replace(plan, **{field: value})
+    batch, rest = divmod(plan.batch_size * value, plan.num_generations)
+    return None if rest or batch < 1 else replace(plan, num_generations=value, batch_size=batch)
+
+
+def axis_edge(fits: Callable[[int], bool], axis: Axis, limit: int, known_true: int = 0,
+              known_false: int | None = None) -> int:
+    """largest_true over the axis's values: the largest value <= limit with fits(value) (0: none);
+    known_true / known_false are values on the axis."""
+    n = largest_true(lambda i: fits(axis.value(i)), axis.index(limit), axis.index(known_true),
+                     None if known_false is None else axis.index(known_false))
+    return axis.value(n)
+
+
+def largest_on_axis(plan: Plan, field: str, calibration: CalibrationProfile | None = None,
+                    limit: int = MAX_SEQ_LEN) -> int:
+    """The largest value of field (GRPO_AXES: num_generations, completion_len; all else as in
+    plan, num_generations with its batch as axis_plan scales it) that fits plan's card; 0 when
+    not even the smallest does."""
+    from .errors import PlanError
+    from .plan import check_combination
+
+    def fits(value: int) -> bool:
+        moved = axis_plan(plan, field, value)
+        try:
+            return moved is not None and plan_fits(check_combination(moved), calibration)
+        except PlanError:
+            return False
+    return axis_edge(fits, axis_of(plan, field), limit)
+
+
+def largest_num_generations(plan: Plan, gpu_id: str | None = None, calibration: CalibrationProfile | None = None,
+                            limit: int = MAX_GENERATIONS) -> int:
+    """GRPO: the most completions per prompt (prompts per generation batch as in plan) that fit
+    on gpu_id (default: the plan's card)."""
+    base = plan if gpu_id is None else replace(plan, gpu=find_gpu(gpu_id).id)
+    return largest_on_axis(base, "num_generations", calibration, limit)
+
+
+def longest_completion_len(plan: Plan, gpu_id: str | None = None, calibration: CalibrationProfile | None = None,
+                           limit: int = MAX_SEQ_LEN) -> int:
+    """GRPO: the longest max_completion_length (all else as in plan) that fits on gpu_id."""
+    base = plan if gpu_id is None else replace(plan, gpu=find_gpu(gpu_id).id)
+    return largest_on_axis(base, "completion_len", calibration, limit)
+
+
 def plan_fits(plan: Plan, calibration: CalibrationProfile | None = None) -> bool:
     """estimate(plan, calibration).memory.fits, from the step's peak alone."""
     from .estimate import _card
@@ -66,7 +159,7 @@ def largest_batch_size(plan: Plan, gpu_id: str | None = None, calibration: Calib
     """The largest micro-batch (batch_size, all else as in plan) that fits on gpu_id (default:
     the plan's card); 0 when not even one sequence fits."""
     base = plan if gpu_id is None else replace(plan, gpu=find_gpu(gpu_id).id)
-    return largest_true(lambda n: plan_fits(replace(base, batch_size=n), calibration), limit)
+    return axis_edge(lambda n: plan_fits(replace(base, batch_size=n), calibration), axis_of(base, "batch_size"), limit)
 
 
 def longest_seq_len(plan: Plan, gpu_id: str | None = None, calibration: CalibrationProfile | None = None,

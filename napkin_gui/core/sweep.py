@@ -1,9 +1,10 @@
 """Sweeps: step time, throughput and fit of one plan with one field varied over a fixed grid.
 
-The one sweep behind the Time view's four curves (micro-batch size and sequence length) and
-the report's batch-size chart. Each point is core.estimate_point (what core.estimate says of
-step_seconds, tokens_per_second and fits, without its components and formulas): the curves
-price 16 plans per edit.
+The one sweep behind the Time view's four curves (micro-batch size and sequence length; for
+GRPO plans also completions per prompt and completion length) and the report's batch-size
+chart. Each point is core.estimate_point (what core.estimate says of step_seconds,
+tokens_per_second and fits, without its components and formulas) of the plan core.frontier's
+axis_plan makes at that value: the curves price 16 plans per edit (31 for GRPO).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .errors import PlanError
 from .estimate import StepPoint, estimate_point
-from .frontier import largest_true
+from .frontier import Axis, axis_edge, axis_of, axis_plan
 from .plan import Plan, check_combination
 
 if TYPE_CHECKING:
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 # spaced on a log axis; the plan's own value is added when it is not on the grid.
 BATCH_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
 SEQ_GRID = (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
+# GRPO: TRL's num_generations default is 8; DeepSeek-R1-style runs use 16-64
+GENERATIONS_GRID = (2, 4, 8, 16, 32, 64, 128)
+COMPLETION_GRID = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
 PointFn = Callable[[Plan], "StepPoint | None"]
 
@@ -68,6 +72,12 @@ class Sweep:
 class Sweeps:
     batch: Sweep
     seq: Sweep
+    generations: Sweep | None = None   # GRPO plans only: num_generations (batch scaled with it)
+    completion: Sweep | None = None    # GRPO plans only: completion_len
+
+    def of(self, field: str) -> Sweep | None:
+        return {"batch_size": self.batch, "seq_len": self.seq, "num_generations": self.generations,
+                "completion_len": self.completion}[field]
 
 
 def grid_values(grid: tuple[int, ...], current: int) -> tuple[int, ...]:
@@ -85,23 +95,39 @@ def priced_by(calibration: CalibrationProfile | None = None) -> PointFn:
     return point
 
 
+def point_at(plan: Plan, field: str, value: int, point_fn: PointFn) -> StepPoint | None:
+    """The point of the plan core.frontier.axis_plan makes at value (None: not a plan)."""
+    moved = axis_plan(plan, field, value)
+    return None if moved is None else point_fn(moved)
+
+
+def on_axis(grid: tuple[int, ...], axis: Axis) -> tuple[int, ...]:
+    """The grid moved onto the axis's values (the nearest multiple of its step, at least its
+    first value): powers of two stay where the step divides them."""
+    if axis.step == 1:
+        return grid
+    return tuple(sorted({max(axis.value(1), axis.step * max(1, round(g / axis.step))) for g in grid}))
+
+
 def sweep(plan: Plan, field: str, grid: tuple[int, ...], point_fn: PointFn) -> Sweep:
     """Step seconds, tokens/s and fits of plan with `field` set to each grid value
     (point_fn: priced_by(calibration), or the window's memoised copy of it)."""
     current = getattr(plan, field)
+    axis = axis_of(plan, field)
+    grid = on_axis(grid, axis)
     values = grid_values(grid, current)
     step, tps, fits = [], [], []
     for value in values:
-        point = point_fn(dataclasses.replace(plan, **{field: value}))
+        point = point_at(plan, field, value, point_fn)
         step.append(point.step_seconds if point else math.nan)
         tps.append(point.tokens_per_second if point else math.nan)
         fits.append(bool(point and point.fits))
     out = Sweep(field, values, tuple(step), tuple(tps), tuple(fits), current, grid)
-    return dataclasses.replace(out, fit_edge=_fit_edge(plan, out, point_fn))
+    return dataclasses.replace(out, fit_edge=_fit_edge(plan, out, axis, point_fn))
 
 
-def _fit_edge(plan: Plan, sweep: Sweep, point_fn: PointFn) -> int | None:
-    """The largest value of the field that fits (core.frontier.largest_true between the last
+def _fit_edge(plan: Plan, sweep: Sweep, axis: Axis, point_fn: PointFn) -> int | None:
+    """The largest value of the field that fits (core.frontier.axis_edge between the last
     sample that fits and the first out of memory, log2 of their gap in calls; the same
     point_fn, so the same cache and calibration as the samples); None when every sample fits."""
     first = sweep.first_oom_value
@@ -110,9 +136,9 @@ def _fit_edge(plan: Plan, sweep: Sweep, point_fn: PointFn) -> int | None:
     j = sweep.values.index(first)
 
     def fits(value: int) -> bool:
-        point = point_fn(dataclasses.replace(plan, **{sweep.field: value}))
+        point = point_at(plan, sweep.field, value, point_fn)
         return bool(point and point.fits)
-    return largest_true(fits, first - 1, known_true=sweep.values[j - 1] if j else 0, known_false=first)
+    return axis_edge(fits, axis, first - 1, known_true=sweep.values[j - 1] if j else 0, known_false=first)
 
 
 def batch_sweep(plan: Plan, point_fn: PointFn) -> Sweep:
@@ -121,5 +147,9 @@ def batch_sweep(plan: Plan, point_fn: PointFn) -> Sweep:
 
 
 def plan_sweeps(plan: Plan, point_fn: PointFn) -> Sweeps:
-    """Both curves of the Time view for one plan."""
-    return Sweeps(batch=batch_sweep(plan, point_fn), seq=sweep(plan, "seq_len", SEQ_GRID, point_fn))
+    """The Time view's curves for one plan: batch size and sequence length; for GRPO plans
+    also num_generations and completion_len."""
+    grpo = plan.algorithm == "grpo"
+    return Sweeps(batch=batch_sweep(plan, point_fn), seq=sweep(plan, "seq_len", SEQ_GRID, point_fn),
+                  generations=sweep(plan, "num_generations", GENERATIONS_GRID, point_fn) if grpo else None,
+                  completion=sweep(plan, "completion_len", COMPLETION_GRID, point_fn) if grpo else None)

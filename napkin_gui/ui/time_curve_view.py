@@ -2,7 +2,9 @@
 
 Four plots (rows: step time, tokens/s; columns: batch size, sequence length) over the
 controller's Sweeps, log x axes, the OOM zone shaded, the plan's own point marked and the
-bound named. Items are created once and updated with setData / setRegion.
+bound named. Items are created once and updated with setData / setRegion. For a GRPO plan an
+"x axes" choice appears: the same four plots against completions per prompt and completion
+length (core.sweep's GRPO curves), built the first time a GRPO plan is shown.
 """
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QPainter, QPainterPath, QPen
-from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem,
-                               QGraphicsSimpleTextItem, QLabel, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem,
+                               QGraphicsRectItem, QGraphicsSimpleTextItem, QHBoxLayout, QLabel, QStackedWidget,
+                               QVBoxLayout, QWidget)
 
 from ..core.result import Estimate
 from ..core.sweep import Sweep, Sweeps
@@ -144,32 +147,77 @@ class _CurvePlot:
         self.oom_label.show()
 
 
+# the x axes a page of four plots is drawn against: (field, axis title) per column
+AXES = ((("batch_size", "batch size"), ("seq_len", "sequence length")),
+        (("num_generations", "completions per prompt (batch scales with it)"),
+         ("completion_len", "completion tokens")))
+AXES_CHOICES = ("batch size · sequence length", "completions per prompt · completion length")
+
+
 class TimeCurveView(QWidget):
     """Step time and throughput curves of the current plan."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.caption = fixed_label(QLabel(self), lines=2)
-        self.graphics = pg.GraphicsLayoutWidget(self)
-        self.graphics.ci.setContentsMargins(2, 2, 2, 2)
         self.plots: dict[tuple[str, str], _CurvePlot] = {}
-        for row, (metric, label, log_y) in enumerate((("step", "ms per micro-batch", True),
-                                                       ("tps", "tokens/s per GPU", False))):
-            for col, (field, x_label) in enumerate((("batch_size", "batch size"), ("seq_len", "sequence length"))):
-                item = self.graphics.addPlot(row=row, col=col, axisItems=recalling_axes())
-                self.plots[(metric, field)] = _CurvePlot(item, label, x_label, log_y)
+        self.pages = QStackedWidget(self)
+        self.graphics = self._add_page(AXES[0])
+        self.axes_row = QWidget(self)   # shown for GRPO plans only
+        row = QHBoxLayout(self.axes_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(QLabel("x axes:", self.axes_row))
+        self.axes_choice = QComboBox(self.axes_row)
+        self.axes_choice.addItems(AXES_CHOICES)
+        self.axes_choice.setToolTip("GRPO: draw the curves against completions per prompt (num_generations, the "
+                                    "prompts per generation batch kept) and completion length")
+        self.axes_choice.currentIndexChanged.connect(self._on_axes_chosen)
+        row.addWidget(self.axes_choice)
+        row.addStretch(1)
+        self.axes_row.hide()
+        self._sweeps: Sweeps | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(quiet(self.caption))
-        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.axes_row)
+        layout.addWidget(self.pages, 1)
+
+    def _add_page(self, axes: tuple[tuple[str, str], ...]) -> pg.GraphicsLayoutWidget:
+        graphics = pg.GraphicsLayoutWidget(self.pages)
+        graphics.ci.setContentsMargins(2, 2, 2, 2)
+        for row, (metric, label, log_y) in enumerate((("step", "ms per micro-batch", True),
+                                                       ("tps", "tokens/s per GPU", False))):
+            for col, (field, x_label) in enumerate(axes):
+                item = graphics.addPlot(row=row, col=col, axisItems=recalling_axes())
+                self.plots[(metric, field)] = _CurvePlot(item, label, x_label, log_y)
+        self.pages.addWidget(graphics)
+        return graphics
 
     def show_estimate(self, est: Estimate) -> None:
         self.caption.setText(bound_text(est))
 
+    @property
+    def axes(self) -> tuple[str, str]:
+        """The fields the shown plots are drawn against."""
+        return tuple(field for field, _ in AXES[self.pages.currentIndex()])  # type: ignore[return-value]
+
     def show_sweeps(self, sweeps: Sweeps) -> None:
-        for sweep in (sweeps.batch, sweeps.seq):
-            self.plots[("step", sweep.field)].show(sweep, tuple(s * 1000 for s in sweep.step_seconds))
-            self.plots[("tps", sweep.field)].show(sweep, sweep.tokens_per_second)
+        self._sweeps = sweeps
+        grpo = sweeps.generations is not None and sweeps.completion is not None
+        if grpo and self.pages.count() < len(AXES):
+            self._add_page(AXES[1])
+        self.axes_row.setVisible(grpo)
+        page = self.axes_choice.currentIndex() if grpo else 0
+        if self.pages.currentIndex() != page:
+            self.pages.setCurrentIndex(page)
+        for field, _ in AXES[page]:
+            sweep = sweeps.of(field)
+            self.plots[("step", field)].show(sweep, tuple(s * 1000 for s in sweep.step_seconds))
+            self.plots[("tps", field)].show(sweep, sweep.tokens_per_second)
+
+    def _on_axes_chosen(self, _index: int) -> None:
+        if self._sweeps is not None:
+            self.show_sweeps(self._sweeps)
 
     def curve_data(self, metric: str, field: str) -> tuple[np.ndarray, np.ndarray]:
         """(x, y) of the points the drawn curve passes through, in data units (log axes
