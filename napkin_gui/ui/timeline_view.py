@@ -27,16 +27,31 @@ from .recalling_axis import recalling_axes
 # stage of the step (prefix of core/memory/timeline.py phase names) -> axis label
 STAGES = (("weights", "load"), ("forward", "forward →"), ("logits", "loss"),
           ("backward", "← backward"), ("optimizer", "optim"), ("after", "zero grad"))
+# preference / RL steps (core/memory/algorithm_timeline.py phase names): (prefixes, label, the
+# shorter label used when the long ones cannot all fit the axis's width)
+ALGORITHM_STAGES = ((("weights",), "load", "load"), (("KL",), "KL batch", "KL"),
+                    (("generate",), "generate", "generate"),
+                    (("old-policy",), "old-policy log-probs", "old-policy"),
+                    (("reference",), "reference log-probs", "reference"),
+                    (("forward",), "policy forward →", "forward →"), (("policy log-probs",), "log-probs", "loss"),
+                    (("log-probs backward", "backward"), "← policy backward", "← backward"),
+                    (("optimizer",), "optim", "optim"), (("after",), "zero grad", "zero grad"))
 
 
-def stage_ticks(phases: Sequence[str]) -> list[tuple[float, str]]:
-    """One axis tick per stage, at the middle of its run of phases."""
+def stage_ticks(phases: Sequence[str], short: bool = False) -> list[tuple[float, str]]:
+    """One axis tick per stage, at the middle of its run of phases, left to right; a preference
+    or RL step (it has a "policy log-probs" phase) names its own stages: generate, reference
+    log-probs, policy forward and backward (short: their shorter names)."""
+    if "policy log-probs" in phases:
+        stages = tuple((prefixes, short_label if short else label) for prefixes, label, short_label in ALGORITHM_STAGES)
+    else:
+        stages = tuple(((prefix,), label) for prefix, label in STAGES)
     ticks = []
-    for prefix, label in STAGES:
-        where = [i for i, phase in enumerate(phases) if phase.startswith(prefix)]
+    for prefixes, label in stages:
+        where = [i for i, phase in enumerate(phases) if phase.startswith(prefixes)]
         if where:
             ticks.append(((where[0] + where[-1]) / 2 + 0.5, label))
-    return ticks
+    return sorted(ticks)
 
 
 def fit_ticks(ticks: list[tuple[float, str]], span: float, units_per_px: float,
@@ -44,20 +59,25 @@ def fit_ticks(ticks: list[tuple[float, str]], span: float, units_per_px: float,
     """The stage ticks moved so each label lies inside [0, span] and clear of its neighbours.
 
     pyqtgraph drops a label that crosses the axis's end: the last stages are a phase or two
-    wide, so 'zero grad' vanished and 'optim' sat on the edge. A label is kept inside the axis,
-    earlier labels (in wide stages) make room to their left, and two labels that still cannot
-    both fit become one ('optim · zero grad')."""
+    wide, so 'zero grad' vanished and 'optim' sat on the edge. A label is kept inside the axis;
+    labels of narrow stages push the next ones right (GRPO's load, generate and reference
+    log-probs are a phase each, before the wide forward), then earlier labels make room to
+    their left for the ones after them, and two labels that still cannot both fit become one
+    ('optim · zero grad')."""
     gap = 6 * units_per_px
 
     def half(label: str) -> float:
         return width_px(label) / 2 * units_per_px + gap / 2
 
     placed = [(min(max(x, half(label)), span - half(label)), label) for x, label in ticks]
+    for i in range(1, len(placed)):  # left to right: clear of the label before, inside the axis
+        (prev_x, prev_label), (x, label) = placed[i - 1], placed[i]
+        placed[i] = (min(max(x, prev_x + half(prev_label) + half(label)), span - half(label)), label)
     for i in range(len(placed) - 2, -1, -1):  # right to left: make room for the label after
         (x, label), (next_x, next_label) = placed[i], placed[i + 1]
         placed[i] = (min(x, next_x - half(next_label) - half(label)), label)
     for i in range(len(placed) - 1):
-        if placed[i][0] < half(placed[i][1]):  # no room left of it: merge with its neighbour
+        if placed[i][0] < half(placed[i][1]) - 1e-9:  # no room left of it: merge with its neighbour
             (x, label), (next_x, next_label) = placed[i], placed[i + 1]
             merged = placed[:i] + [((x + next_x) / 2, f"{label} · {next_label}")] + placed[i + 2:]
             return fit_ticks(merged, span, units_per_px, width_px)
@@ -125,7 +145,8 @@ class MemoryTimelineView(QWidget):
         item.addItem(self.capacity_line)
         self.peak_line = pg.InfiniteLine(pos=0, angle=90, movable=False,
                                          pen=pg.mkPen(palette.PEAK_MARK, width=1, style=Qt.PenStyle.DotLine),
-                                         label="peak", labelOpts={"position": 0.96, "color": palette.PEAK_MARK})
+                                         label="peak", labelOpts={"position": 0.985, "color": palette.PEAK_MARK,
+                                                                   "anchors": [(1, 0), (1, 0)]})
         item.addItem(self.peak_line)
         self.plot.scene().sigMouseMoved.connect(self._on_scene_mouse_moved)
         keep_hover_tips(self.plot)
@@ -158,7 +179,14 @@ class MemoryTimelineView(QWidget):
         self.total_curve.setPath(step_path(edges, cum[-1], filled=False))
         peak_index = phases.index(mem.peak_phase) if mem.peak_phase in phases else int(np.argmax(cum[-1]))
         self.peak_line.setValue(peak_index + 0.5)
-        self.peak_line.label.setFormat(f"peak: {mem.peak_phase}")
+        # the label on the side of the line with more room: left of a peak in the step's second
+        # half, right of one in its first (GRPO's generate is the second phase of ~60)
+        # (its top just below the plot's: a centred label crossed the top of a 720 px window's plot)
+        side = (1, 0) if peak_index + 0.5 > len(phases) / 2 else (0, 0)
+        label = self.peak_line.label
+        if label.anchors[0] != side:
+            label.anchors = [side, side]
+        label.setFormat(f"peak: {mem.peak_phase}")
         cap = to_gib(mem.capacity_bytes)
         self.capacity_line.setValue(cap)
         self._show_measured(phases)
@@ -182,7 +210,12 @@ class MemoryTimelineView(QWidget):
         metrics = QFontMetricsF(axis.style["tickFont"] or axis.font())
         ticks = stage_ticks(phases)
         if width > 0:
-            ticks = fit_ticks(ticks, len(phases), len(phases) / width, metrics.horizontalAdvance)
+            fitted = fit_ticks(ticks, len(phases), len(phases) / width, metrics.horizontalAdvance)
+            if len(fitted) < len(ticks):   # some had to merge: the shorter names, if they fit apart
+                short = fit_ticks(stage_ticks(phases, short=True), len(phases), len(phases) / width,
+                                  metrics.horizontalAdvance)
+                fitted = short if len(short) > len(fitted) else fitted
+            ticks = fitted
         if ticks != self._ticks:  # new ticks re-generate the axis
             self._ticks = ticks
             axis.setTicks([ticks])

@@ -1,0 +1,78 @@
+"""The memory timeline of preference / RL plans in the window at its default size and at
+1280 x 720: GRPO's stages (generate -> reference log-probs -> policy forward / backward ->
+optimizer step) and DPO's reference phase are labelled along the axis, no drawn label leaves the
+axis or overlaps another, and the peak is marked with a label inside the plot."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from PySide6.QtGui import QImage, QPainter
+from PySide6.QtWidgets import QApplication, QMessageBox
+from test_sweep_grpo import GRPO
+
+from napkin_gui.core.estimate import estimate
+from napkin_gui.core.plan import check_combination
+from napkin_gui.ui.main_window import MainWindow
+
+# 16 x 8 = 128 sequences decoded together: the KV cache makes generate the peak
+GRPO_GENERATE_PEAK = replace(GRPO, grad_accum=16, completion_len=2048)
+DPO = replace(GRPO, algorithm="dpo", reference="copy", completion_len=256, num_generations=8, batch_size=2,
+              seq_len=2048, prompt_len=1024, grad_accum=8)
+
+
+def _window(qtbot, plan, size):
+    w = MainWindow(plan, restore_session=False, poll_nvml=False, persist=False)
+    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard
+    qtbot.addWidget(w)
+    if size is not None:
+        w.resize(*size)
+    w.show()
+    w.controller.flush()
+    w.tabs.setCurrentWidget(w.timeline_view)
+    QApplication.processEvents()
+    return w
+
+
+def _drawn_labels(view):
+    axis = view.plot.getPlotItem().getAxis("bottom")
+    image = QImage(10, 10, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    _, _, texts = axis.generateDrawSpecs(painter)
+    painter.end()
+    return axis.boundingRect(), [(rect, text) for rect, _, text in texts]
+
+
+@pytest.mark.parametrize("size", [None, (1280, 720)], ids=["default", "1280x720"])
+@pytest.mark.parametrize("plan, expected", [
+    (GRPO, ("load", "generate", "reference", "forward →", "backward", "optim", "zero grad")),
+    (GRPO_GENERATE_PEAK, ("generate", "reference", "forward →", "backward", "optim")),
+    (DPO, ("load", "forward →", "reference", "backward", "optim", "zero grad"))],
+    ids=["grpo", "grpo-generate-peak", "dpo"])
+def test_algorithm_stages_are_labelled_and_none_is_clipped(qtbot, plan, expected, size):
+    w = _window(qtbot, plan, size)
+    if size is None:
+        assert (w.width(), w.height()) == (1600, 1000)   # MainWindow's default size
+    view = w.timeline_view
+    est = estimate(check_combination(plan))
+    bounds, labels = _drawn_labels(view)
+    texts = [text for _, text in labels]
+    for word in expected:   # each stage named by one drawn label, in step order
+        assert sum(word in text for text in texts) == 1, (word, texts)
+    order = [next(i for i, t in enumerate(texts) if word in t) for word in expected]
+    assert order == sorted(order), texts
+    assert all("·" not in text for text in texts), texts   # nothing had to be merged
+    rects = [rect for rect, _ in labels]
+    assert all(bounds.left() - 1 <= r.left() and r.right() <= bounds.right() + 1 for r in rects), (bounds, labels)
+    assert all(a.right() <= b.left() for a, b in zip(rects, rects[1:])), labels   # no two overlap
+    # the peak: a line at its phase, a label naming it, inside the plot
+    peak = view.peak_line
+    assert est.memory.phases[int(peak.value())] == est.memory.peak_phase
+    assert peak.label.toPlainText() == f"peak: {est.memory.peak_phase}"
+    box = view.plot.getPlotItem().getViewBox().sceneBoundingRect()
+    assert box.contains(peak.label.sceneBoundingRect()), (peak.label.sceneBoundingRect(), box)
+    if plan is GRPO_GENERATE_PEAK:
+        assert est.memory.peak_phase == "generate"
+    if plan.algorithm == "dpo":
+        phases = est.memory.phases
+        assert phases.index("policy log-probs") < phases.index("reference log-probs") < phases.index("backward L1")
