@@ -323,16 +323,23 @@ class _RowsWork(NamedTuple):
     backward: _HostCounts
     optimizer: _HostCounts
     tokens: ndarray
+    generation: _HostCounts | None   # GRPO's generation (time_model.generation_phase), None otherwise
+    generation_host: bool            # the recipe's: transformers' generate (True) or vLLM
 
 
 def _rows_work(works: list[StepWork], index: ndarray) -> _RowsWork:
+    """The works' host counts as columns, one element per row (index: work of each row). The
+    works are one recipe's: all or none generate (GRPO), all with the same generation backend."""
     import numpy
     phases = []
-    for phase in ("forward", "backward", "optimizer"):
+    names = ("forward", "backward", "optimizer") + (("generation",) if works[0].generation is not None else ())
+    for phase in names:
         table = numpy.array([[getattr(getattr(w, phase), f) for f in _HostCounts._fields] for w in works],
                             dtype=float)   # [work, field]
         phases.append(_HostCounts(*table[index].T))
-    return _RowsWork(*phases, numpy.array([w.tokens for w in works], dtype=float)[index])
+    generation = phases[3] if len(phases) > 3 else None
+    return _RowsWork(*phases[:3], numpy.array([w.tokens for w in works], dtype=float)[index], generation,
+                     works[0].generation_host)
 
 
 def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray, cards: tuple[GpuSpec, ...],
