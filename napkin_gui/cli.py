@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .core.errors import PlanError
-from .units import count, gib, host_ram_text, hours, params, seconds, usd, usd_per_hour
+from .units import count, gib, host_ram_text, hours, managed_text, params, seconds, usd, usd_per_hour
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +52,7 @@ def format_estimate(est) -> str:
     if mem.host_bytes:
         lines.append(f"  {'host RAM per GPU':<18}{gib(mem.host_bytes):>12}   {host_ram_text(mem, p.n_gpus)}")
     if mem.managed_bytes:
-        lines.append(f"  {'managed':<18}{gib(mem.managed_bytes):>12}   paged optimizer states")
+        lines.append(f"  {'managed':<18}{gib(mem.managed_bytes):>12}   {managed_text(mem)}")
     lines += _algorithm_lines(est)
     lines += ["", f"time  {seconds(t.step_seconds)} per micro-batch, {seconds(t.optimizer_step_seconds)} per "
                   f"optimizer step, {count(t.tokens_per_second)} tokens/s per GPU, {t.bound}-bound"]

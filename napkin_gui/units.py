@@ -98,6 +98,16 @@ def host_ram_text(memory, n_gpus: int) -> str:
     return f"offloaded state of each GPU, x {plural(n_gpus, 'GPU')} = {gib(memory.host_bytes * n_gpus)} of CPU RAM"
 
 
+def managed_text(memory) -> str:
+    """What the managed figure (MemoryEstimate.managed_bytes, paged optimizer states) holds and,
+    when not all of it fits beside torch's reserve, how much lives in host RAM and what the
+    optimizer step pages over PCIe (memory.summary.paged_traffic_bytes)."""
+    if not memory.paged_out_bytes:
+        return "paged optimizer states (CUDA managed memory), all on the card"
+    return (f"paged optimizer states (CUDA managed memory): {gib(memory.paged_out_bytes)} paged out to host RAM, "
+            f"{gib(memory.paged_traffic_bytes // 2)} paged in and out over PCIe each optimizer step")
+
+
 def plural(n: int | float, word: str, many: str | None = None) -> str:
     """'1 GPU', '2 GPUs', '1 epoch', '0.5 epochs'."""
     return f"{n:g} {word if n == 1 else many or word + 's'}"

@@ -235,3 +235,82 @@ def test_the_split_without_accumulation_is_tried_past_the_bound():
     fits = {(e.plan.batch_size, e.plan.grad_accum, e.plan.optimizer, e.plan.grad_ckpt, e.plan.offload)
             for e in search(plan, "fastest", gpus=("rtx-3060-12gb",), max_gpus=1, top=100).results}
     assert (2, 1, "adamw-8bit", False, "none") in fits
+
+
+# paged optimizer states (bitsandbytes PagedAdamW): CUDA managed memory the driver pages out
+PAGED = Plan(model="qwen2.5-1.5b", method="full", optimizer="paged-adamw", batch_size=1, seq_len=1024,
+             grad_ckpt=True, gpu="rtx-3080-10gb", dataset_tokens=1e7)
+
+
+def test_paged_states_that_do_not_fit_live_in_host_ram_and_cross_pcie_each_step():
+    """11.5 GiB of fp32 states beside a 7.1 GiB reserve on a 10 GiB card: the run fits, the card
+    shows no more than it has (was 17.8 GiB used of 10), 9.3 GiB are in host RAM, and each
+    optimizer step pages every state in and out over the host link (UVM's LRU and a cyclic walk)."""
+    from napkin_gui.core.memory.summary import outside_torch_bytes
+    from napkin_gui.core.memory.model_state import model_state
+    from napkin_gui.core.model_source import resolve_model
+    from napkin_gui.core.time_model import time_estimate
+    from napkin_gui.core.comm import host_bytes_per_second
+    from napkin_gui.core.time_efficiency import time_efficiency
+    est = estimate(PAGED)
+    mem = est.memory
+    room = mem.capacity_bytes - outside_torch_bytes(est.gpu) - mem.peak_reserved_bytes
+    assert mem.fits and 0 < room < mem.managed_bytes
+    assert mem.paged_out_bytes == mem.managed_bytes - room
+    assert mem.device_used_bytes == mem.capacity_bytes
+    assert mem.paged_traffic_bytes == 2 * mem.managed_bytes
+    spec = resolve_model(PAGED.model)
+    unpaged = time_estimate(PAGED, spec, est.gpu, model_state(spec, PAGED))
+    paged_seconds = 2 * mem.managed_bytes / host_bytes_per_second(est.gpu, time_efficiency())
+    assert _close(est.time.optimizer_step_seconds, unpaged.optimizer_step_seconds + paged_seconds)
+    assert est.time.bound == "pcie"
+    from napkin_gui.core.estimate import estimate_point
+    for bs in (1, 2):   # the curves' path: the same step time and fit
+        point, full = estimate_point(replace(PAGED, batch_size=bs)), estimate(replace(PAGED, batch_size=bs))
+        assert (point.step_seconds, point.fits) == (full.time.step_seconds, full.memory.fits)
+    roomy = estimate(replace(PAGED, gpu="rtx-4090"))   # 16 GiB free beside the reserve: all on the card
+    assert roomy.memory.paged_out_bytes == roomy.memory.paged_traffic_bytes == 0
+    assert roomy.memory.device_used_bytes < roomy.memory.capacity_bytes
+
+
+def test_paged_plan_fits_only_with_one_tensors_states_on_the_card():
+    """bitsandbytes prefetches one parameter's state1 and state2 before its update: micro-batch 2
+    leaves 0.92 GiB beside the reserve, less than the embedding's 1.74 GiB of states."""
+    from napkin_gui.core.memory.summary import outside_torch_bytes
+    for gpu in ("rtx-3080-10gb", "rtx-3060-12gb", "rtx-a4000"):
+        for bs in range(1, 6):
+            est = estimate(replace(PAGED, gpu=gpu, batch_size=bs))
+            mem = est.memory
+            beside = mem.peak_reserved_bytes + outside_torch_bytes(est.gpu)
+            assert mem.fits == (beside + mem.paged_tensor_bytes <= mem.capacity_bytes)
+            assert not mem.fits or mem.device_used_bytes <= mem.capacity_bytes
+    tight = estimate(replace(PAGED, batch_size=2))
+    room = tight.memory.capacity_bytes - tight.memory.peak_reserved_bytes - outside_torch_bytes(tight.gpu)
+    assert 0 < room < tight.memory.paged_tensor_bytes and not tight.memory.fits
+
+
+def test_search_compare_and_advice_agree_on_paged_plans():
+    """Every paged row of the search (8-bit and 32-bit, spilled or not) is estimate's; no plan that
+    fits claims more than its card (seen: 121.6 GiB on an 80 GiB card); the hardware table's rows
+    and the advice's items are estimate's too."""
+    from napkin_gui.core.advise import advise
+    from napkin_gui.core.compare import compare_hardware
+    table = search_table(PAGED, ("rtx-3080-10gb", "rtx-3060-12gb", "rtx-4090"), max_gpus=2)
+    capacity = numpy.array([estimate(replace(PAGED, gpu=g.id)).memory.capacity_bytes for g in table.cards])
+    assert numpy.all(table.device_used_bytes <= capacity[table.card_of_row])
+    paged = [r for r in range(len(table)) if table.plan(r).optimizer.startswith("paged")]
+    spilled = 0
+    for row in paged:
+        est = estimate(table.plan(row))
+        assert est.memory.fits and table.device_used_bytes[row] == est.memory.device_used_bytes
+        assert _close(table.tokens_per_second[row], est.time.tokens_per_second_total)
+        spilled += est.memory.paged_out_bytes > 0
+    assert spilled > 10 and len(paged) - spilled > 10
+    for row in compare_hardware(PAGED):
+        est = estimate(replace(PAGED, gpu=row.gpu_id, n_gpus=row.n_gpus, sharding=row.sharding))
+        assert row.fits == est.memory.fits and row.device_used_bytes == est.memory.device_used_bytes
+        assert _close(row.tokens_per_second, est.time.tokens_per_second_total)
+    for item in advise(PAGED):
+        est = estimate(item.plan)
+        assert item.fits_after == est.memory.fits
+        assert not item.fits_after or est.memory.device_used_bytes <= est.memory.capacity_bytes

@@ -15,7 +15,8 @@ from .estimate import total_estimate
 from .gpu_catalog import gpu_catalog
 from .gpu_spec import GpuSpec
 from .memory.model_state import ModelState, model_state
-from .memory.summary import capacity_bytes, device_used_bytes, fits_on, memory_estimate
+from .memory.summary import (capacity_bytes, device_used_bytes, fits_on, memory_estimate, paged_out_bytes,
+                             paged_room_bytes, paged_traffic_bytes)
 from .model_source import resolve_model
 from .model_spec import ModelSpec
 from .plan import Plan, check_combination
@@ -74,6 +75,15 @@ class _Variant:
         and capacity only decide fits_on / device_used_bytes."""
         return self.memory.peak_reserved_bytes + gpu.cublas_workspace_bytes - self.workspace_bytes
 
+    def fits_on(self, gpu: GpuSpec) -> bool:
+        return fits_on(self.reserved_on(gpu), gpu, self.plan.n_gpus, self.memory.paged_tensor_bytes)
+
+    def paged_traffic_on(self, gpu: GpuSpec) -> int:
+        """Paged optimizer states moved over PCIe per step on gpu (summary.paged_traffic_bytes)."""
+        managed = self.memory.managed_bytes
+        room = paged_room_bytes(self.reserved_on(gpu), gpu, self.plan.n_gpus)
+        return paged_traffic_bytes(managed, paged_out_bytes(managed, room))
+
 
 class _Variants:
     """_Variant per (GPU count, sharding), made the first time a card asks for it."""
@@ -101,7 +111,7 @@ def _choose(plan: Plan, gpu: GpuSpec, n: int, variants: _Variants) -> _Variant:
     named = variants.get(n, plan.sharding, gpu)
     if named is None:  # the plan's own sharding needs more GPUs than n: run it unsharded
         named = variants.get(n, "none", gpu)
-    if n == 1 or plan.sharding != "none" or fits_on(named.reserved_on(gpu), gpu, n):
+    if n == 1 or plan.sharding != "none" or named.fits_on(gpu):
         return named
     return variants.get(n, "fsdp", gpu) or named
 
@@ -130,12 +140,14 @@ def _step_times(plan: Plan, spec: ModelSpec, state: ModelState, work: StepWork,
     each row's card comes as CardRates, its GPU count and sharding as LinkTraffic, each priced in
     floats once per card / variant and gathered by row. Values equal step_time's, bounds exactly,
     seconds to ~1e-15 relative (numpy's SIMD pow may round differently from Python's **)."""
+    import numpy
     eff = time_efficiency()
     cards, card_of_row = _distinct([gpu for gpu, _ in chosen])
     variants, variant_of_row = _distinct([variant for _, variant in chosen])
     card = _columns([card_rates(work, gpu, eff, plan.compute_dtype) for gpu in cards], card_of_row)
     traffic = _columns([plan_traffic(variant.plan, spec, state) for variant in variants], variant_of_row)
-    time = priced_step(plan, work, card, traffic, eff)
+    paged = numpy.array([variant.paged_traffic_on(gpu) for gpu, variant in chosen], dtype=float)
+    time = priced_step(plan, work, card, traffic, eff, paged)
     return time.step_seconds.tolist(), time.tokens_per_second.tolist(), time.bound.tolist()
 
 
@@ -146,7 +158,7 @@ def _row(gpu: GpuSpec, variant: _Variant, step_seconds: float, tokens_per_second
     total = total_estimate(plan, tps, gpu.price_usd_per_hour)
     per_million = gpu.price_usd_per_hour * plan.n_gpus / (tps * 3600) * 1e6 if tps > 0 else float("inf")
     return HardwareRow(
-        gpu_id=gpu.id, gpu_name=gpu.name, n_gpus=plan.n_gpus, sharding=plan.sharding, fits=fits_on(reserved, gpu, plan.n_gpus),
+        gpu_id=gpu.id, gpu_name=gpu.name, n_gpus=plan.n_gpus, sharding=plan.sharding, fits=variant.fits_on(gpu),
         peak_allocated_bytes=variant.memory.peak_allocated_bytes + reserved - variant.memory.peak_reserved_bytes,
         device_used_bytes=device_used_bytes(reserved, gpu, variant.memory.managed_bytes, plan.n_gpus),
         capacity_bytes=capacity_bytes(gpu), step_seconds=step_seconds, tokens_per_second=tps,

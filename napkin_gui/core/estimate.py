@@ -8,7 +8,8 @@ from .gpu_catalog import find_gpu
 from .gpu_spec import GpuSpec
 from .memory.fsdp_mixed_precision import accelerate_upcast_warning
 from .memory.model_state import model_state
-from .memory.summary import fits_on, memory_estimate, step_peak
+from .memory.summary import (fits_on, memory_estimate, paged_out_bytes, paged_room_bytes, paged_traffic_bytes,
+                             step_peak)
 from .model_source import resolve_model
 from .plan import Plan
 from .plan_warnings import plan_warnings
@@ -45,7 +46,7 @@ def estimate(plan: Plan, calibration: CalibrationProfile | None = None) -> Estim
     gpu, label = _card(plan, calibration)
     state = model_state(spec, plan)
     memory = memory_estimate(plan, spec, gpu, state)
-    time = time_estimate(plan, spec, gpu, state)
+    time = time_estimate(plan, spec, gpu, state, paged_bytes=memory.paged_traffic_bytes)
     total = total_estimate(plan, time.tokens_per_second_total, gpu.price_usd_per_hour)
     upcast = accelerate_upcast_warning(plan)
     return Estimate(plan=plan, model=spec, gpu=gpu, total_params=state.total_params,
@@ -69,5 +70,8 @@ def estimate_point(plan: Plan, calibration: CalibrationProfile | None = None) ->
     gpu, _ = _card(plan, calibration)
     state = model_state(spec, plan)
     peak = step_peak(plan, spec, gpu, state)
-    t = step_time(plan, spec, gpu, state)
-    return StepPoint(t.step_seconds, t.tokens_per_second, fits_on(peak.reserved_bytes, gpu, plan.n_gpus))
+    managed = peak.gpu_state.managed_bytes
+    paged = paged_traffic_bytes(managed, paged_out_bytes(managed, paged_room_bytes(peak.reserved_bytes, gpu, plan.n_gpus)))
+    t = step_time(plan, spec, gpu, state, paged_bytes=paged)
+    return StepPoint(t.step_seconds, t.tokens_per_second,
+                     fits_on(peak.reserved_bytes, gpu, plan.n_gpus, peak.gpu_state.paged_tensor_bytes))

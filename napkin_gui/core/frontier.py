@@ -151,7 +151,8 @@ def plan_fits(plan: Plan, calibration: CalibrationProfile | None = None) -> bool
     from .estimate import _card
     spec = resolve_model(plan.model)
     gpu, _ = _card(plan, calibration)
-    return fits_on(step_peak(plan, spec, gpu, model_state(spec, plan)).reserved_bytes, gpu, plan.n_gpus)
+    peak = step_peak(plan, spec, gpu, model_state(spec, plan))
+    return fits_on(peak.reserved_bytes, gpu, plan.n_gpus, peak.gpu_state.paged_tensor_bytes)
 
 
 def largest_batch_size(plan: Plan, gpu_id: str | None = None, calibration: CalibrationProfile | None = None,

@@ -98,6 +98,9 @@ class MemoryEstimate:
     # (paged optimizers: on the card while there is room, paged to the host when not)
     host_bytes: int = 0
     managed_bytes: int = 0
+    paged_out_bytes: int = 0      # of managed_bytes, in host RAM at the peak (summary.paged_out_bytes)
+    paged_tensor_bytes: int = 0   # of managed_bytes, what one tensor's update needs on the card
+    paged_traffic_bytes: int = 0  # paged over PCIe per optimizer step (summary.paged_traffic_bytes)
     algorithm: AlgorithmMemory | None = None
 
     def component(self, name: str) -> MemoryComponent:

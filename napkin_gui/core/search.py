@@ -29,7 +29,7 @@ from .estimate import estimate
 from .gpu_catalog import find_gpu, gpu_catalog
 from .gpu_spec import GpuSpec
 from .memory.model_state import model_state
-from .memory.summary import capacity_bytes, outside_torch_bytes, step_peak
+from .memory.summary import capacity_bytes, outside_torch_bytes, paged_out_bytes, paged_traffic_bytes, step_peak
 from .memory.timeline import block_memories
 from .model_source import resolve_model
 from .plan import PLAN_FIELDS, Plan, check_combination, plan_to_dict
@@ -91,20 +91,15 @@ class SearchTable:
 
     def __init__(self, base: Plan, cards: tuple[GpuSpec, ...], configs: list[_Config],
                  config_of_row: ndarray, card_of_row: ndarray, tokens_per_second: ndarray,
-                 step_seconds: ndarray, calibration: CalibrationProfile | None, tried: int) -> None:
+                 step_seconds: ndarray, device_used_bytes: ndarray, calibration: CalibrationProfile | None,
+                 tried: int) -> None:
         import numpy
         self.base, self.cards, self.configs, self.calibration = base, cards, configs, calibration
         self.config_of_row, self.card_of_row = config_of_row, card_of_row
         self.tokens_per_second, self.step_seconds = tokens_per_second, step_seconds
         column = lambda f: numpy.array([f(c) for c in configs], dtype=float)  # noqa: E731  one per config
         self.n_gpus = column(lambda c: c.plan.n_gpus)[config_of_row]
-        workspace = numpy.array([g.cublas_workspace_bytes - cards[0].cublas_workspace_bytes for g in cards], dtype=float)
-        # the CUDA context and, with peers, NCCL's buffers (outside torch: summary.outside_torch_bytes)
-        counts, count_of_row = numpy.unique(self.n_gpus, return_inverse=True)
-        outside = numpy.array([[outside_torch_bytes(g, int(n)) for g in cards] for n in counts], dtype=float)
-        context = outside[count_of_row, card_of_row] if len(card_of_row) else numpy.zeros(0)
-        self.device_used_bytes = (column(lambda c: c.reserved_bytes + c.managed_bytes)[config_of_row]
-                                  + workspace[card_of_row] + context)
+        self.device_used_bytes = device_used_bytes
         base_card = find_gpu(base.gpu).id
         self.changes = (column(lambda c: c.changes)[config_of_row]
                         + numpy.array([g.id != base_card for g in cards], dtype=float)[card_of_row])
@@ -261,8 +256,29 @@ def search_table(plan: Plan, gpus: Iterable[str] | None = None, max_gpus: int = 
     configs, fitting, tried = _fitting_configs(plan, recipes(plan, allow), spec, reference, shift, room, max_gpus)
     config_of_row = numpy.array([c for c, fit in fitting for _ in fit], dtype=int)
     card_of_row = numpy.array([k for _, fit in fitting for k in fit], dtype=int)
-    tps, step = _priced(configs, config_of_row, card_of_row, cards, spec)
-    return SearchTable(plan, cards, configs, config_of_row, card_of_row, tps, step, calibration, tried)
+    device_used, paged = _row_memory(configs, config_of_row, card_of_row, cards)
+    tps, step = _priced(configs, config_of_row, card_of_row, cards, spec, paged)
+    return SearchTable(plan, cards, configs, config_of_row, card_of_row, tps, step, device_used, calibration, tried)
+
+
+def _row_memory(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray,
+                cards: tuple[GpuSpec, ...]) -> tuple[ndarray, ndarray]:
+    """(NVML-used bytes, paged optimizer bytes over PCIe per step) of every row, as
+    summary.device_used_bytes and paged_traffic_bytes count them: the reference card's reserve
+    shifted by the card's cuBLAS workspaces, its context (+ NCCL's buffers with peers), and the
+    managed pages that fit in what is left."""
+    import numpy
+    column = lambda f: numpy.array([f(c) for c in configs], dtype=float)  # noqa: E731  one per config
+    n_gpus = column(lambda c: c.plan.n_gpus)[config_of_row]
+    workspace = numpy.array([g.cublas_workspace_bytes - cards[0].cublas_workspace_bytes for g in cards], dtype=float)
+    counts, count_of_row = numpy.unique(n_gpus, return_inverse=True)
+    outside = numpy.array([[outside_torch_bytes(g, int(n)) for g in cards] for n in counts], dtype=float)
+    context = outside[count_of_row, card_of_row] if len(card_of_row) else numpy.zeros(0)
+    reserved = column(lambda c: c.reserved_bytes)[config_of_row] + workspace[card_of_row]
+    managed = column(lambda c: c.managed_bytes)[config_of_row]
+    room = numpy.array([capacity_bytes(g) for g in cards], dtype=float)[card_of_row] - context - reserved
+    paged_out = paged_out_bytes(managed, room)
+    return reserved + context + managed - paged_out, paged_traffic_bytes(managed, paged_out)
 
 
 def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, shift: ndarray,
@@ -289,7 +305,8 @@ def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, 
                 if bs not in blocks:
                     blocks[bs] = block_memories(spec, plan)
                 peak = step_peak(plan, spec, reference, state, blocks[bs])
-                fits = peak.reserved_bytes + shift <= room(layout.n_gpus)
+                # paged optimizers: one tensor's states on the card too (summary.fits_on)
+                fits = peak.reserved_bytes + peak.gpu_state.paged_tensor_bytes + shift <= room(layout.n_gpus)
                 if not last:
                     alive &= fits
                     fits = alive
@@ -343,7 +360,7 @@ def _rows_work(works: list[StepWork], index: ndarray) -> _RowsWork:
 
 
 def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray, cards: tuple[GpuSpec, ...],
-            spec) -> tuple[ndarray, ndarray]:
+            spec, paged: ndarray) -> tuple[ndarray, ndarray]:
     """Tokens/s over all GPUs and seconds per micro-batch of every row.
 
     One priced_step over arrays per (recipe, offload), rows = its configs (GPU counts,
@@ -394,7 +411,7 @@ def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray
         work = _rows_work([work_list[w] for w in used_works.tolist()], work_index)
         rows_plan = replace(first, batch_size=batch[row_configs], grad_accum=accum[row_configs],
                             n_gpus=count[row_configs])
-        time = priced_step(rows_plan, work, card, link, eff)
+        time = priced_step(rows_plan, work, card, link, eff, paged[rows])
         tps[rows] = time.tokens_per_second * count[row_configs]
         step[rows] = time.step_seconds
     return tps, step

@@ -257,13 +257,13 @@ def generation_phase(work: StepWork, card: CardRates, eff: TimeEfficiency) -> Ph
 
 
 def _bound(fwd: PhaseSeconds, bwd: PhaseSeconds, opt: PhaseSeconds, ga: int,
-           gen: PhaseSeconds | None = None) -> tuple[str, dict[str, float]]:
-    """What an optimizer step (ga micro-batches, one update, GRPO's generation) spends its
-    seconds on, and the kind that bounds it."""
+           gen: PhaseSeconds | None = None, paged: float = 0.0) -> tuple[str, dict[str, float]]:
+    """What an optimizer step (ga micro-batches, one update, GRPO's generation, paged optimizer
+    states over PCIe) spends its seconds on, and the kind that bounds it."""
     totals = {"compute": ga * (fwd.compute + bwd.compute) + opt.compute,
               "memory": ga * (fwd.memory + bwd.memory) + opt.memory,
               "overhead": ga * (fwd.host + bwd.host) + opt.host,
-              "pcie": ga * (fwd.link + bwd.link) + opt.link}
+              "pcie": ga * (fwd.link + bwd.link) + opt.link + paged}
     if gen is not None:
         totals["compute"] += gen.compute
         totals["memory"] += gen.memory
@@ -297,11 +297,16 @@ def _term_formulas(plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork
 _FORMULAS: dict[tuple, tuple[GpuSpec, TimeEfficiency, tuple[str, str, str, str]]] = {}
 
 
-def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork) -> tuple[TimeTerm, ...]:
+def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork,
+           paged_bytes: float = 0.0) -> tuple[TimeTerm, ...]:
     """Per-micro-batch seconds of each kind of work (they overlap: their sum exceeds the step)."""
     ga = plan.grad_accum
+    texts = _term_formulas(plan, gpu, eff, work)
+    if paged_bytes:
+        texts = texts[:3] + (f"{texts[3]}; paged optimizer states: {paged_bytes / 2 / 2**30:.2f} GiB in and out "
+                             f"per optimizer step (they do not all fit beside torch's reserve)",)
     terms = tuple(TimeTerm(name, totals[name] / ga, text)
-                  for name, text in zip(("compute", "memory", "overhead", "pcie"), _term_formulas(plan, gpu, eff, work)))
+                  for name, text in zip(("compute", "memory", "overhead", "pcie"), texts))
     if "generation" in totals:   # GRPO: its generation's share of each micro-batch (in the terms above too)
         who = "transformers generate" if work.generation_host else f"vLLM ({plan.generation})"
         terms += (TimeTerm("generation", totals["generation"] / ga,
@@ -339,43 +344,48 @@ def plan_traffic(plan: Plan, spec: ModelSpec, state: ModelState) -> LinkTraffic:
 
 
 def step_time(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState,
-              eff: TimeEfficiency | None = None) -> StepTime:
-    """Seconds per micro-batch and per optimizer step, tokens/s per GPU and the bound."""
+              eff: TimeEfficiency | None = None, paged_bytes: float = 0.0) -> StepTime:
+    """Seconds per micro-batch and per optimizer step, tokens/s per GPU and the bound.
+    paged_bytes: paged optimizer states moved over PCIe per step (MemoryEstimate.paged_traffic_bytes)."""
     eff = eff or time_efficiency()
     work = step_work(spec, plan, state.trainable_params)
     card = card_rates(work, gpu, eff, plan.compute_dtype)
-    return priced_step(plan, work, card, plan_traffic(plan, spec, state), eff)
+    return priced_step(plan, work, card, plan_traffic(plan, spec, state), eff, paged_bytes)
 
 
 def priced_step(plan: Plan, work: StepWork, card: CardRates, traffic: LinkTraffic,
-                eff: TimeEfficiency) -> StepTime:
+                eff: TimeEfficiency, paged_bytes: float = 0.0) -> StepTime:
     """step_time of work on the card(s) under the traffic. Floats price one row; arrays with one
     element per row price compare_hardware's rows at once: there rows differ in card (CardRates)
     and in GPU count and sharding (LinkTraffic), never in what plan gives here (grad_accum,
-    offload)."""
+    offload). paged_bytes (float or one per row): paged optimizer states over the host link,
+    after the update's own time: bitsandbytes prefetches each tensor's states on the stream
+    its update runs on and synchronizes per tensor (Optimizer8bit.step), so nothing overlaps."""
     comm = comm_seconds(traffic, card.interconnect_bytes_per_second, card.host_bytes_per_second, eff)
     (fwd, bwd), opt = step_phases(plan, work, card, eff, comm, traffic.shards)
     micro = overlapped_seconds((fwd, bwd), eff)
-    update = overlapped_seconds((opt,), eff)
+    paged = paged_bytes / card.host_bytes_per_second
+    update = overlapped_seconds((opt,), eff) + paged
     gen = generation_phase(work, card, eff)
     generation = overlapped_seconds((gen,), eff) if gen is not None else 0.0
     total = plan.grad_accum * micro + update + generation
-    bound, totals = _bound(fwd, bwd, opt, plan.grad_accum, gen)
+    bound, totals = _bound(fwd, bwd, opt, plan.grad_accum, gen, paged)
     if gen is not None:
         totals["generation"] = generation
     return StepTime(total / plan.grad_accum, total, work.tokens * plan.grad_accum / total, bound, totals, work)
 
 
 def time_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState,
-                  eff: TimeEfficiency | None = None) -> TimeEstimate:
-    """Seconds per micro-batch and per optimizer step, tokens/s, bound, FLOPs and MFU."""
+                  eff: TimeEfficiency | None = None, paged_bytes: float = 0.0) -> TimeEstimate:
+    """Seconds per micro-batch and per optimizer step, tokens/s, bound, FLOPs and MFU
+    (paged_bytes: as step_time)."""
     eff = eff or time_efficiency()
-    t = step_time(plan, spec, gpu, state, eff)
+    t = step_time(plan, spec, gpu, state, eff, paged_bytes)
     total, per_gpu, work = t.optimizer_step_seconds, t.tokens_per_second, t.work
     peak = (gpu.fp16_tflops if plan.compute_dtype == "fp16" else
             gpu.fp32_tflops if plan.compute_dtype == "fp32" else gpu.bf16_tflops) * 1e12
     return TimeEstimate(
         step_seconds=t.step_seconds, optimizer_step_seconds=total,
         tokens_per_second=per_gpu, tokens_per_second_total=per_gpu * plan.n_gpus, bound=t.bound,
-        terms=_terms(t.totals, plan, gpu, eff, work), flops_per_step=work.executed_flops * plan.grad_accum,
+        terms=_terms(t.totals, plan, gpu, eff, work, paged_bytes), flops_per_step=work.executed_flops * plan.grad_accum,
         mfu=work.model_flops * plan.grad_accum / total / peak)

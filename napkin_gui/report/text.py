@@ -7,7 +7,7 @@ from ..core.plan import Plan, plan_to_dict
 from ..core.result import COMPONENT_LABELS, Estimate, MemoryEstimate, TimeEstimate
 from ..core.user_prices import price_citation
 from ..names import gpu_name, value_name
-from ..units import count, gib, host_ram_text, hours, plural, seconds, usd, usd_per_hour
+from ..units import count, gib, host_ram_text, hours, managed_text, plural, seconds, usd, usd_per_hour
 
 
 def esc(text: object) -> str:
@@ -64,7 +64,7 @@ def component_rows(mem: MemoryEstimate, n_gpus: int = 1) -> tuple[tuple[str, str
     if mem.host_bytes:
         rows.append(("host RAM per GPU", gib(mem.host_bytes), host_ram_text(mem, n_gpus)))
     if mem.managed_bytes:
-        rows.append(("managed", gib(mem.managed_bytes), "paged optimizer states (CUDA managed memory)"))
+        rows.append(("managed", gib(mem.managed_bytes), managed_text(mem)))
     return tuple(rows)
 
 

@@ -32,6 +32,7 @@ class ModelState:
     weights_formula: str
     optimizer_formula: str
     lm_head_gradient_bytes: int = 0            # full fine-tuning: lm_head's [V, h] weight gradient
+    paged_tensor_bytes: int = 0                # paged optimizers: the largest tensor's states (resident in its update)
 
 
 def _block_linear_weight_params(spec: ModelSpec) -> int:
@@ -160,6 +161,8 @@ def _numel(shape: tuple[int, ...]) -> int:
     return out
 
 
+PAGED_OPTIMIZERS = ("paged-adamw-8bit", "paged-adamw")   # bitsandbytes: states in CUDA managed memory
+
 # The plan fields model_state reads (tests/test_model_state_cache.py checks no other matters):
 # batch size, sequence length, GPU and sharding leave the model's state unchanged.
 # framework: whose modules hold the state (torchtune's LoRALinear keeps adapters in the model dtype).
@@ -202,7 +205,7 @@ def _model_state(spec: ModelSpec, plan: Plan) -> ModelState:
         gradient_bytes=gradients.gradient_bytes(trainable, grad_dtype),
         optimizer_state_bytes=states,
         optimizer_temp_bytes=temp,
-        optimizer_states_paged=plan.optimizer in ("paged-adamw-8bit", "paged-adamw"),
+        optimizer_states_paged=plan.optimizer in PAGED_OPTIMIZERS,
         per_layer_weight_bytes=per_layer_weights,
         per_layer_gradient_bytes=tuple(gradients.gradient_bytes(p, grad_dtype) for p in per_layer_trainable),
         head_gradient_bytes=gradients.gradient_bytes(head_trainable, grad_dtype),
@@ -210,4 +213,6 @@ def _model_state(spec: ModelSpec, plan: Plan) -> ModelState:
         optimizer_formula=opt_formula,
         lm_head_gradient_bytes=(0 if plan.is_lora else
                                 gradients.gradient_bytes(spec.vocab_size * spec.hidden_size, grad_dtype)),
+        paged_tensor_bytes=(optimizer.paged_tensor_state_bytes(plan.optimizer, max(_numel(s) for s, _ in shapes))
+                            if plan.optimizer in PAGED_OPTIMIZERS and shapes else 0),
     )

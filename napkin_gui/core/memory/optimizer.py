@@ -40,6 +40,16 @@ def paged_adamw32_state_bytes(trainable_params: int) -> int:
     return 2 * tensor_bytes(trainable_params, "fp32")
 
 
+def paged_tensor_state_bytes(optimizer_name: str, largest_numel: int) -> int:
+    """Paged states that must be on the card at once: those of one tensor. bitsandbytes 0.50
+    optim/optimizer.py Optimizer8bit.step runs, per parameter, prefetch_state(p) (state1 and
+    state2 to the device, functional.prefetch_tensor: cudaMemPrefetchAsync), update_step, then
+    sync_gpu(p); so the largest trainable tensor's states must fit beside torch's reserve."""
+    if optimizer_name == "paged-adamw":
+        return paged_adamw32_state_bytes(largest_numel)
+    return adam8bit_state_bytes([largest_numel])
+
+
 def adam8bit_state_bytes(tensor_numels: Sequence[int], counts: Sequence[int] | None = None) -> int:
     """Two uint8 states + fp32 absmax per 256-block; small tensors keep two fp32 states.
 

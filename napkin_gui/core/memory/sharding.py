@@ -38,6 +38,7 @@ class GpuState:
     ddp_bucket_bytes: int = 0  # DDP all-reduce buckets, alive all run (distributed.ddp_bucket_bytes)
     # the FSDP root unit's unsharded gradients (distributed.root_gradients)
     root_gradients: distributed.RootGradients = distributed.RootGradients(0, 0, 0)
+    paged_tensor_bytes: int = 0   # of managed_bytes, what one tensor's update needs on the card
 
 
 def _split(nbytes: int, n: int) -> int:
@@ -85,12 +86,14 @@ def gpu_state(state: ModelState, plan: Plan) -> GpuState:
         # parameter on the host, the trainable adapters included
         host += weights + adapters
         weights = adapters = 0
-    managed = 0
+    managed = paged_tensor = 0
     if state.optimizer_states_paged:
         managed, states = states, 0
+        # the largest tensor's states, split like the states (0 when offloaded: managed is 0)
+        paged_tensor = min(managed, _split(state.paged_tensor_bytes, n) if shard_grads else state.paged_tensor_bytes)
     per_layer = tuple(_split(g, n) if shard_grads else g for g in state.per_layer_gradient_bytes)
     if plan.offload != "none":
         per_layer = tuple(0 for _ in per_layer)
     head = _split(state.head_gradient_bytes, n) if shard_grads else state.head_gradient_bytes
     return GpuState(weights, adapters, grads, states, temp, gather, bucket, host, managed,
-                    per_layer, 0 if plan.offload != "none" else head, ddp, root_grads)
+                    per_layer, 0 if plan.offload != "none" else head, ddp, root_grads, paged_tensor)

@@ -170,18 +170,22 @@ def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState
                                        else _zero_formula(name, formulas[name], plan, gs, names[peak]))
                        for name in COMPONENTS)
     capacity = capacity_bytes(gpu)
+    paged_out = paged_out_bytes(gs.managed_bytes, paged_room_bytes(reserved, gpu, plan.n_gpus))
     return MemoryEstimate(
         components=components,
         peak_allocated_bytes=step.allocated_bytes,
         peak_reserved_bytes=reserved,
         device_used_bytes=device_used_bytes(reserved, gpu, gs.managed_bytes, plan.n_gpus),
         capacity_bytes=capacity,
-        fits=fits_on(reserved, gpu, plan.n_gpus),
+        fits=fits_on(reserved, gpu, plan.n_gpus, gs.paged_tensor_bytes),
         peak_phase=names[peak],
         phases=names,
         phase_values=rows,
         host_bytes=gs.host_bytes + _unsloth_host_bytes(spec, plan),
         managed_bytes=gs.managed_bytes,
+        paged_out_bytes=paged_out,
+        paged_tensor_bytes=gs.paged_tensor_bytes,
+        paged_traffic_bytes=paged_traffic_bytes(gs.managed_bytes, paged_out),
         algorithm=None if step.algorithm is None else _algorithm_memory(plan, step.algorithm),
     )
 
@@ -217,15 +221,48 @@ def outside_torch_bytes(gpu: GpuSpec, n_gpus: int = 1) -> int:
     return gpu.cuda_context_bytes + nccl_buffer_bytes(gpu, n_gpus)
 
 
-def fits_on(reserved_bytes: int, gpu: GpuSpec, n_gpus: int = 1) -> bool:
+def fits_on(reserved_bytes: int, gpu: GpuSpec, n_gpus: int = 1, paged_tensor_bytes: int = 0) -> bool:
     """Whether a step that reserves reserved_bytes fits the card beside its CUDA context (and
-    NCCL's buffers on n_gpus > 1). Paged optimizer states live in managed memory: they can
-    spill to host RAM, so they do not decide whether the step fits, only what NVML shows while
-    there is room."""
-    return reserved_bytes + outside_torch_bytes(gpu, n_gpus) <= capacity_bytes(gpu)
+    NCCL's buffers on n_gpus > 1). Paged optimizer states live in CUDA managed memory: the
+    driver evicts them to host RAM when torch's reserve needs the room (nvidia-uvm
+    uvm_pmm_gpu.c: PMA calls UVM's eviction callbacks for RM / cudaMalloc allocations), so
+    only the states one tensor's update prefetches (paged_tensor_bytes, bitsandbytes
+    Optimizer8bit.step: prefetch_state, update_step, sync per parameter) must fit as well."""
+    return reserved_bytes + outside_torch_bytes(gpu, n_gpus) + paged_tensor_bytes <= capacity_bytes(gpu)
+
+
+def paged_room_bytes(reserved_bytes: int, gpu: GpuSpec, n_gpus: int = 1) -> int:
+    """What the card leaves to managed pages beside torch's reserve and the context (torch's
+    caching allocator keeps its peak reserve for the run, so this is the room in every phase)."""
+    return capacity_bytes(gpu) - outside_torch_bytes(gpu, n_gpus) - reserved_bytes
+
+
+def paged_out_bytes(managed_bytes, room_bytes):
+    """Managed (paged optimizer) bytes that do not fit in the room and live in host RAM: ints,
+    or numpy arrays with one element per row (the search)."""
+    spill = managed_bytes - room_bytes
+    if isinstance(spill, int):
+        return min(managed_bytes, max(0, spill))
+    import numpy
+    return numpy.clip(spill, 0, managed_bytes)
+
+
+def paged_traffic_bytes(managed_bytes, paged_out):
+    """Bytes paged over PCIe per optimizer step (host to device and back). While any state is
+    paged out, every step moves all of them both ways: the update walks the parameters in the
+    same order each step (Optimizer8bit.step) and UVM evicts the least recently allocated 2 MB
+    root chunk (uvm_pmm_gpu.c pick_root_chunk_to_evict; chunks move to the list's tail when
+    allocated, not when mapped), so each chunk is evicted before the next step comes back to
+    it: a cyclic walk larger than the room misses on every chunk. ints or numpy arrays."""
+    if isinstance(paged_out, int):
+        return 2 * managed_bytes if paged_out > 0 else 0
+    import numpy
+    return numpy.where(paged_out > 0, 2 * managed_bytes, 0)
 
 
 def device_used_bytes(reserved_bytes: int, gpu: GpuSpec, managed_bytes: int, n_gpus: int = 1) -> int:
     """What NVML (nvidia-smi) shows used at the peak: torch's reserve, the context (+ NCCL),
-    managed pages."""
-    return reserved_bytes + outside_torch_bytes(gpu, n_gpus) + managed_bytes
+    and the managed pages that are on the card (paged_out_bytes of them are in host RAM)."""
+    outside = outside_torch_bytes(gpu, n_gpus)
+    return (reserved_bytes + outside + managed_bytes
+            - paged_out_bytes(managed_bytes, paged_room_bytes(reserved_bytes, gpu, n_gpus)))
