@@ -24,12 +24,13 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QItemDelegate, QLa
 
 from .. import palette
 from ..core.user_prices import price_citation
+from ..names import short_gpu_name
 from ..units import MISSING, count, gib, hours, seconds, usd, usd_per_hour
 from .plot_style import fixed_label
 
 # (header, HardwareRow attribute or a function of the row, tooltip)
 COLUMNS: tuple[tuple[str, Any, str], ...] = (
-    ("GPU", lambda r: r.gpu_name.removeprefix("NVIDIA "), "The card, from the catalog; double-click a row to use it."),
+    ("GPU", lambda r: short_gpu_name(r.gpu_name), "The card, from the catalog; double-click a row to use it."),
     ("count", "n_gpus", "GPUs in the group."),
     ("sharding", "sharding", "none: each GPU holds the model; fsdp when it only fits sharded."),
     ("memory", "capacity_bytes", "Memory of one card."),
@@ -287,6 +288,8 @@ class HardwareTable(QWidget):
         self.model.visible_rows = self.visible_rows
         # rows scrolled into view are written before they are painted
         self.view.verticalScrollBar().valueChanged.connect(self._write_visible)
+        # a cut name keeps both ends ('GH200 Grace…96GB'): the end is what tells cards apart
+        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.view.setToolTip("Double-click a row to use that GPU and count in the plan.")
         self.caption = QLabel("Every catalog GPU at 1, 2, 4 and 8 GPUs (FSDP where a copy per GPU does not fit), "
                               "rows that fit first. Green: cheapest per token; blue: fastest. "

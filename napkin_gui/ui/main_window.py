@@ -42,6 +42,7 @@ FILE_FILTER = f"napkin plans (*{PLAN_SUFFIX});;JSON (*.json)"
 # QSettings.setValue makes Qt rewrite the settings file at the next turn of the event loop
 # (bench/README.md), which a slider drag would otherwise pay on every step.
 SESSION_SAVE_DELAY_MS = 1000
+DEFAULT_SIZE = (1600, 1000)  # the window at first launch (and napkin-gui --screenshot's default)
 
 
 class MainWindow(QMainWindow):
@@ -121,7 +122,7 @@ class MainWindow(QMainWindow):
         self.probe_panel = ProbePanel(self)
         self.statusBar().addWidget(self.nvml_strip, 1)
         self.statusBar().addPermanentWidget(self.probe_panel)
-        self.resize(1600, 1000)
+        self.resize(*DEFAULT_SIZE)
 
     def _action(self, menu: Any, text: str, slot: Any, shortcut: Any = None, tip: str = "") -> QAction:
         action = QAction(text, self)

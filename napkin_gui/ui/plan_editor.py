@@ -159,7 +159,7 @@ def targets_text(_field: str, _label: str, parent: QWidget) -> Bound:
 def model_input(_field: str, _label: str, parent: QWidget) -> Bound:
     """The model: a type-to-search combo of the presets and an Open… menu (config.json, folder);
     both end in the combo's `chosen` signal."""
-    combo = SearchCombo(parent)
+    combo = SearchCombo(parent, show_data=True)  # the field reads the id, the popup 'id · name'
     _compact(combo)
     for label, ident in model_items():
         combo.addItem(label, ident)

@@ -59,8 +59,11 @@ class SearchCombo(QComboBox):
 
     chosen = Signal(str)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, show_data: bool = False) -> None:
         super().__init__(parent)
+        # show_data: the field shows a chosen item's data (the model id), its label ('id · name')
+        # only in the popup and the field's tooltip, so a narrow panel never cuts the label
+        self.show_data = show_data
         self.setEditable(True)
         self.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.setMaxVisibleItems(20)
@@ -92,14 +95,28 @@ class SearchCombo(QComboBox):
             else:
                 self.setCurrentIndex(-1)
                 self.setEditText(value)
+            self._show_item_data(value)
             self.lineEdit().setCursorPosition(0)  # show the start of a long label
+
+    def _show_item_data(self, value: str) -> None:
+        """With show_data: the field reads value (an item's data), its tooltip the item's label."""
+        index = self.findData(value) if self.show_data else -1
+        if index >= 0:
+            self.setEditText(value)
+            self.lineEdit().setCursorPosition(0)
+        if self.show_data:
+            self.lineEdit().setToolTip(self.itemText(index) if index >= 0 else "")
 
     def _on_self_activated(self, index: int) -> None:
         if index >= 0:
-            self.chosen.emit(self.itemData(index))
+            value = self.itemData(index)
+            self._show_item_data(value)
+            self.chosen.emit(value)
 
     def _on_completer_activated(self, text: str) -> None:
-        self.chosen.emit(self.value_for_text(text))
+        value = self.value_for_text(text)
+        self._show_item_data(value)
+        self.chosen.emit(value)
 
     def _on_line_return_pressed(self) -> None:
         text = self.currentText()
