@@ -102,7 +102,7 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
         raise PlanError("estimate: give a PLAN.json or --jsonl PLANS.jsonl")
     from .core.result_json import estimate_to_dict
     plan = load_plan(args.plan)
-    est = estimate(plan, calibration=_calibration(plan) if args.calibrated else None)
+    est = estimate(plan, calibration=calibration_for(args, plan))
     print(strict_json(estimate_to_dict(est), indent=2) if args.json else format_estimate(est))
     return 0
 
@@ -114,6 +114,19 @@ def strict_json(data, **kwargs) -> str:
 
 
 _warned: set[str] = set()  # store lines already printed by this process (one per --jsonl stream)
+
+CALIBRATED_HELP = "apply the saved probe profile of the plan's GPU (napkin probe --list shows them)"
+
+
+def add_calibrated_flag(parser: argparse.ArgumentParser) -> None:
+    """--calibrated on a command that prices a plan (estimate, search, advise, compare, report)."""
+    parser.add_argument("--calibrated", action="store_true", help=CALIBRATED_HELP)
+
+
+def calibration_for(args: argparse.Namespace, plan):
+    """The profile a command prices plan with: the plan's GPU's saved one with --calibrated
+    (None when it has none), None without."""
+    return _calibration(plan) if getattr(args, "calibrated", False) else None
 
 
 def _calibration(plan):
@@ -224,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("plan", nargs="?", help="a *.napkin.json plan file")
     est.add_argument("--json", action="store_true", help="the plan-v1 JSON result")
     est.add_argument("--jsonl", metavar="PLANS.jsonl", help="one plan per line in, one result per line out ('-' = stdin)")
-    est.add_argument("--calibrated", action="store_true", help="apply the saved probe profile of the plan's GPU")
+    add_calibrated_flag(est)
     est.set_defaults(func=_cmd_estimate)
     val = sub.add_parser("validate", help="compare estimates with measured runs (*.jsonl)")
     val.add_argument("runs")
@@ -235,16 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("plan")
     cmp_.add_argument("--json", action="store_true")
     cmp_.add_argument("--sort", choices=("cost", "time"), default="cost")
+    add_calibrated_flag(cmp_)
     cmp_.set_defaults(func=_lazy("napkin_gui.cli_hardware", "compare_command"))
     adv = sub.add_parser("advise", help="the changes that help this plan most")
     adv.add_argument("plan")
     adv.add_argument("--json", action="store_true")
+    add_calibrated_flag(adv)
     adv.set_defaults(func=_lazy("napkin_gui.cli_hardware", "advise_command"))
     from .cli_search import add_search_parser
     add_search_parser(sub)
     rep = sub.add_parser("report", help="write a PDF plan report")
     rep.add_argument("plan")
     rep.add_argument("-o", "--output", required=True, metavar="OUT.pdf")
+    add_calibrated_flag(rep)
     rep.set_defaults(func=_lazy("napkin_gui.report.command", "report_command"))
     from .cli_catalog import add_catalog_parser  # napkin catalog import|show|reset
     add_catalog_parser(sub)

@@ -40,10 +40,12 @@ def price_sources(rows) -> list[str]:
 
 
 def compare_command(args: argparse.Namespace) -> int:
-    """napkin compare PLAN.json [--json] [--sort cost|time]."""
+    """napkin compare PLAN.json [--json] [--sort cost|time] [--calibrated]."""
+    from .cli import calibration_for
     from .core.compare import compare_hardware, sorted_rows
     plan = load_plan(args.plan)
-    rows = sorted_rows(compare_hardware(plan), getattr(args, "sort", "cost") or "cost")
+    rows = sorted_rows(compare_hardware(plan, calibration=calibration_for(args, plan)),
+                       getattr(args, "sort", "cost") or "cost")
     if args.json:
         out = [{**dataclasses.asdict(r), "price_usd_per_hour_total": r.price_usd_per_hour_total} for r in rows]
         print(json.dumps(out, indent=2))
@@ -79,15 +81,19 @@ def format_advice(items, plan, fits: bool, summary: str) -> str:
 
 
 def advise_command(args: argparse.Namespace) -> int:
-    """napkin advise PLAN.json [--json]."""
+    """napkin advise PLAN.json [--json] [--calibrated]."""
+    from .cli import calibration_for
     from .core.advise import advise, fit_summary, largest_batch_that_fits
     from .core.estimate import estimate
     plan = load_plan(args.plan)
-    items = advise(plan)
-    fits = estimate(plan).memory.fits
+    calibration = calibration_for(args, plan)
+    items = advise(plan, calibration=calibration)
+    fits = estimate(plan, calibration=calibration).memory.fits
+    summary = fit_summary(plan, calibration)
     if args.json:
-        print(json.dumps({"fits": fits, "largest_batch_that_fits": largest_batch_that_fits(plan),
-                          "summary": fit_summary(plan), "advice": [_advice_dict(a) for a in items]}, indent=2))
+        largest = largest_batch_that_fits(plan, calibration=calibration)
+        print(json.dumps({"fits": fits, "largest_batch_that_fits": largest, "summary": summary,
+                          "advice": [_advice_dict(a) for a in items]}, indent=2))
     else:
-        print(format_advice(items, plan, fits, fit_summary(plan)))
+        print(format_advice(items, plan, fits, summary))
     return 0

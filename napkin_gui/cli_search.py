@@ -28,7 +28,8 @@ def add_search_parser(sub) -> None:
     p.add_argument("--allow", default="", metavar="method,seq_len",
                    help="also change the method (full / LoRA / QLoRA) and / or the sequence length "
                         "(keeping the tokens per optimizer step)")
-    p.add_argument("--calibrated", action="store_true", help="apply the saved probe profile of the plan's GPU")
+    from .cli import add_calibrated_flag
+    add_calibrated_flag(p)
     p.add_argument("--json", action="store_true", help="the plan-v1 search JSON")
     p.set_defaults(func=search_command)
 
@@ -141,10 +142,8 @@ def search_command(args: argparse.Namespace) -> int:
     top = _positive_int("top", args.top)
     allow = parse_allow(args.allow)
     plan = load_plan(args.plan)
-    calibration = None
-    if args.calibrated:
-        from .core.calibration import profile_for_gpu
-        calibration = profile_for_gpu(plan.gpu)
+    from .cli import calibration_for
+    calibration = calibration_for(args, plan)
     result = search(plan, objective, gpus=gpus, max_gpus=max_gpus, top=top, allow=allow, calibration=calibration)
     if args.json:
         print(json.dumps({"objective": result.objective, "baseline": entry_dict(result.baseline),

@@ -11,11 +11,9 @@ def report_command(args: argparse.Namespace) -> int:
     """Load the plan, write the PDF, print one line; PlanError (exit 2) on a bad plan or path."""
     from ..core.plan import load_plan
     from .pdf import build_report
+    from ..cli import calibration_for
     plan = load_plan(args.plan)
-    calibration = None
-    if getattr(args, "calibrated", False):  # the saved probe profile of the plan's GPU
-        from ..core.calibration import profile_for_gpu
-        calibration = profile_for_gpu(plan.gpu)
+    calibration = calibration_for(args, plan)  # --calibrated: the saved probe profile of the plan's GPU
     out = args.output
     if os.path.isdir(out):
         raise PlanError(f"output: {out} is a folder; give a file name such as report.pdf")

@@ -28,10 +28,10 @@ class ReportData:
 
 def collect_report_data(plan: Plan, calibration=None, today: _dt.date | None = None) -> ReportData:
     """Run core.estimate, the batch sweep, the hardware comparison, the plan search and the
-    advice for a plan."""
+    advice for a plan, each priced with calibration (a probe profile) when one is given."""
     from ..core.estimate import estimate
     est = estimate(plan, calibration)
-    header, rows, note = hardware_table(plan)
+    header, rows, note = hardware_table(plan, calibration)
     best_header, best_rows, best_note = best_plans(plan, calibration)
     return ReportData(
         estimate=est,
@@ -39,7 +39,7 @@ def collect_report_data(plan: Plan, calibration=None, today: _dt.date | None = N
         hardware_header=header,
         hardware_rows=rows,
         hardware_note=note,
-        advice=advice_lines(plan),
+        advice=advice_lines(plan, calibration),
         created=(today or _dt.date.today()).isoformat(),
         best_header=best_header,
         best_rows=best_rows,

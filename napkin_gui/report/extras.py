@@ -18,10 +18,11 @@ HARDWARE_HEADER = ("GPU", "count", "sharding", "used / GPU", "step", "tokens/s",
                    "hours", "cost", "")
 
 
-def hardware_table(plan: Plan) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...], str]:
-    """(header, rows, note) of the cheapest and fastest setups that fit; no rows when core rejects the plan."""
+def hardware_table(plan: Plan, calibration=None) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...], str]:
+    """(header, rows, note) of the cheapest and fastest setups that fit; no rows when core rejects the plan.
+    calibration: the cards it was measured on are priced with its figures (core.compare_hardware)."""
     try:
-        rows = compare_hardware(plan)
+        rows = compare_hardware(plan, calibration=calibration)
     except PlanError as err:
         return (), (), f"Hardware comparison unavailable: {err}"
     fitting = [r for r in rows if r.fits]
@@ -57,10 +58,10 @@ def _hardware_row(row) -> tuple[str, ...]:
             hours(row.hours), usd(row.cost_usd), tag)
 
 
-def advice_lines(plan: Plan) -> tuple[str, ...]:
-    """core.advise's ranked changes, one line each with its modelled effect."""
+def advice_lines(plan: Plan, calibration=None) -> tuple[str, ...]:
+    """core.advise's ranked changes (priced with calibration where given), one line each with its modelled effect."""
     try:
-        items = advise(plan)
+        items = advise(plan, calibration=calibration)
     except PlanError as err:
         return (f"Advice unavailable: {err}",)
     return tuple(a.reason for a in items)
