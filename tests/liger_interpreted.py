@@ -35,45 +35,24 @@ import liger_kernel.ops.rms_norm as liger_rms_norm  # noqa: E402
 
 liger_rms_norm.rsqrt = lambda x: tl.rsqrt(x)
 
-import transformers  # noqa: E402
 from liger_kernel.transformers.monkey_patch import _apply_liger_kernel_to_instance  # noqa: E402
 
+from saved_tensors import saved_storage_bytes, toy_model  # noqa: E402  (this folder: sys.path[0])
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
-
-def toy(model_type: str, dtype, full: bool, attn: str, hidden: int, ff: int, heads: int, kv: int, layers: int, vocab: int):
-    cfg = transformers.AutoConfig.for_model(
-        model_type, hidden_size=hidden, intermediate_size=ff, num_hidden_layers=layers, num_attention_heads=heads,
-        num_key_value_heads=kv, vocab_size=vocab, max_position_embeddings=256, head_dim=hidden // heads)
-    cfg._attn_implementation = attn
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=dtype)
-    if not full:   # peft LoRA r=8 on every linear, no dropout (as tests/test_activations_real_torch.py)
-        import peft
-        model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                           target_modules=TARGETS))
-        model.enable_input_require_grads()
-    model.train()
-    return model
+def toy(model_type: str, dtype, full: bool, attn: str, **dims):
+    """The tiny model (tests/saved_tensors.py); full=False: peft LoRA r=8 on every linear, no
+    dropout (as tests/test_activations_real_torch.py)."""
+    return toy_model(dtype, attn, None if full else 8, model_type=model_type, **dims)
 
 
 def saved_bytes(model, ids) -> int:
-    """Distinct non-parameter storages autograd saves in one forward (logits and loss excluded:
-    the body only)."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = body(model)(input_ids=ids)
-    out.last_hidden_state.float().sum().backward()
-    return sum(seen.values())
+    """Distinct non-parameter storages autograd saves in one forward of the body (logits and loss
+    excluded), then a backward through Liger's kernels."""
+    outputs = []
+    saved = saved_storage_bytes(model, lambda: outputs.append(body(model)(input_ids=ids)))
+    outputs[0].last_hidden_state.float().sum().backward()
+    return saved
 
 
 def body(model):

@@ -19,49 +19,24 @@ from napkin_gui.core.memory.timeline import block_memories  # noqa: E402
 from napkin_gui.core.model_spec import DecoderLayer, LinearShape, ModelSpec  # noqa: E402
 from napkin_gui.core.plan import Plan  # noqa: E402
 
+import saved_tensors  # noqa: E402
+
 H, FF, HEADS, KV, LAYERS, VOCAB = 128, 352, 4, 2, 3, 512
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+DIMS = dict(hidden=H, ff=FF, heads=HEADS, kv=KV, layers=LAYERS, vocab=VOCAB)
 
 
 def toy_spec() -> ModelSpec:
-    hd = H // HEADS
-    lins = (LinearShape("q_proj", H, H), LinearShape("k_proj", H, KV * hd), LinearShape("v_proj", H, KV * hd),
-            LinearShape("o_proj", H, H), LinearShape("gate_proj", H, FF), LinearShape("up_proj", H, FF),
-            LinearShape("down_proj", FF, H))
-    return ModelSpec("toy", "llama", H, HEADS, KV, hd, VOCAB, False,
-                     ((LAYERS, DecoderLayer(lins, FF, True, 2 * H, 2)),), extra_params=H)
+    return saved_tensors.toy_spec(**DIMS)
 
 
-def toy_model(dtype, attn: str, lora_r: int | None):
-    cfg = transformers.AutoConfig.for_model(
-        "llama", hidden_size=H, intermediate_size=FF, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-        num_key_value_heads=KV, vocab_size=VOCAB, max_position_embeddings=256)
-    cfg._attn_implementation = attn
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=dtype)
-    if lora_r:
-        model = peft.get_peft_model(model, peft.LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.0,
-                                                           target_modules=TARGETS))
-        model.enable_input_require_grads()
-    model.train()
-    return model
+def toy_model(dtype, attn: str, lora_r: int | None, targets: list[str] | None = None):
+    return saved_tensors.toy_model(dtype, attn, lora_r, targets=targets, **DIMS)
 
 
 def saved_bytes(model, batch: int, seq: int) -> int:
     """Bytes of distinct non-parameter storages autograd saves during one forward."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
     ids = torch.randint(0, VOCAB, (batch, seq))
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(input_ids=ids)
-    return sum(seen.values())
+    return saved_tensors.saved_storage_bytes(model, lambda: model(input_ids=ids))
 
 
 def expected_bytes(plan: Plan) -> int:
@@ -158,16 +133,7 @@ def test_lm_head_adapter_saved_tensors_match_peft():
     spec = toy_spec()
 
     def measured(targets):
-        cfg = transformers.AutoConfig.for_model(
-            "llama", hidden_size=H, intermediate_size=FF, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-            num_key_value_heads=KV, vocab_size=VOCAB, max_position_embeddings=256)
-        cfg._attn_implementation = "eager"
-        torch.manual_seed(0)
-        model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
-        model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                           target_modules=targets))
-        model.enable_input_require_grads()
-        return saved_bytes(model.train(), batch, seq)
+        return saved_bytes(toy_model(torch.bfloat16, "eager", 8, targets), batch, seq)
 
     plan = Plan(model="toy", lora_r=8, lora_dropout=0.0, batch_size=batch, seq_len=seq, attention="eager",
                 lora_targets=("q_proj", "v_proj", "lm_head"))

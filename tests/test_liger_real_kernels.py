@@ -19,28 +19,16 @@ import pytest
 pytest.importorskip("liger_kernel")
 pytest.importorskip("triton")
 
-from napkin_gui.core.memory.precision import activation_dtypes  # noqa: E402
-from napkin_gui.core.memory.timeline import block_memories, final_norm_saved_bytes  # noqa: E402
-from napkin_gui.core.model_spec import DecoderLayer, LinearShape, ModelSpec  # noqa: E402
 from napkin_gui.core.plan import Plan  # noqa: E402
+
+import saved_tensors  # noqa: E402
 
 H, FF, HEADS, KV, LAYERS, VOCAB, BATCH, SEQ = 64, 176, 4, 2, 2, 128, 2, 32
 SCRIPT = Path(__file__).with_name("liger_interpreted.py")
 
 
-def toy_spec() -> ModelSpec:
-    hd = H // HEADS
-    lins = (LinearShape("q_proj", H, H), LinearShape("k_proj", H, KV * hd), LinearShape("v_proj", H, KV * hd),
-            LinearShape("o_proj", H, H), LinearShape("gate_proj", H, FF), LinearShape("up_proj", H, FF),
-            LinearShape("down_proj", FF, H))
-    return ModelSpec("toy", "llama", H, HEADS, KV, hd, VOCAB, False,
-                     ((LAYERS, DecoderLayer(lins, FF, True, 2 * H, 2)),), extra_params=H)
-
-
 def napkin_bytes(plan: Plan) -> int:
-    spec = toy_spec()
-    return (sum(b.saved_bytes for b in block_memories(spec, plan))
-            + final_norm_saved_bytes(plan, spec, activation_dtypes(plan, spec)))
+    return saved_tensors.napkin_body_bytes(saved_tensors.toy_spec(H, FF, HEADS, KV, LAYERS, VOCAB), plan)
 
 
 # (method, precision, torch dtype, attention): full fine-tuning with eager attention, whose

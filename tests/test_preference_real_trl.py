@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
+from saved_tensors import saved_storage_bytes as saved_bytes  # noqa: E402
 from test_activations_real_torch import H, VOCAB, toy_model, toy_spec  # noqa: E402
 
 from napkin_gui.core.memory import preference as pref  # noqa: E402
@@ -20,22 +21,6 @@ from napkin_gui.core.memory.timeline import block_memories, final_norm_saved_byt
 from napkin_gui.core.plan import Plan  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
-
-
-def saved_bytes(model, run) -> int:
-    """Bytes of distinct non-parameter storages autograd saves while run() executes."""
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        run()
-    return sum(seen.values())
 
 
 def _plan(algorithm: str, method: str, precision: str, batch: int, seq: int, prompt: int) -> Plan:

@@ -13,62 +13,34 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
 
-from napkin_gui.core.memory.precision import activation_dtypes  # noqa: E402
-from napkin_gui.core.memory.timeline import block_memories, final_norm_saved_bytes  # noqa: E402
-from napkin_gui.core.model_spec import DecoderLayer, LinearShape, ModelSpec  # noqa: E402
+from napkin_gui.core.model_spec import ModelSpec  # noqa: E402
 from napkin_gui.core.plan import Plan  # noqa: E402
 from napkin_gui.core.step_work import step_work  # noqa: E402
 
+import saved_tensors  # noqa: E402
+
 H, FF, HEADS, KV, LAYERS, VOCAB, BATCH, SEQ = 64, 176, 4, 2, 1, 128, 2, 32
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+DIMS = dict(hidden=H, ff=FF, heads=HEADS, kv=KV, layers=LAYERS, vocab=VOCAB)
 
 
 def toy_spec() -> ModelSpec:
-    hd = H // HEADS
-    lins = (LinearShape("q_proj", H, H), LinearShape("k_proj", H, KV * hd), LinearShape("v_proj", H, KV * hd),
-            LinearShape("o_proj", H, H), LinearShape("gate_proj", H, FF), LinearShape("up_proj", H, FF),
-            LinearShape("down_proj", FF, H))
-    return ModelSpec("toy", "llama", H, HEADS, KV, hd, VOCAB, False,
-                     ((LAYERS, DecoderLayer(lins, FF, True, 2 * H, 2)),), extra_params=H)
+    return saved_tensors.toy_spec(**DIMS)
 
 
 def napkin_bytes(plan: Plan) -> int:
-    spec = toy_spec()
-    return (sum(b.saved_bytes for b in block_memories(spec, plan))
-            + final_norm_saved_bytes(plan, spec, activation_dtypes(plan, spec)))
+    return saved_tensors.napkin_body_bytes(toy_spec(), plan)
 
 
 def measured_bytes(lora: bool, compiled: bool) -> int:
     """Distinct non-parameter storages saved by one forward of the decoder stack (embeddings
     to the final norm), less rotary's cos / sin (eager) or inv_freq (compiled)."""
-    cfg = transformers.AutoConfig.for_model(
-        "llama", hidden_size=H, intermediate_size=FF, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-        num_key_value_heads=KV, vocab_size=VOCAB, max_position_embeddings=256)
-    cfg._attn_implementation = "sdpa"
-    torch.manual_seed(0)
-    model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
-    if lora:
-        model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0,
-                                                           target_modules=TARGETS))
-        model.enable_input_require_grads()
-    model.train()
+    model = saved_tensors.toy_model(torch.bfloat16, "sdpa", 8 if lora else None, **DIMS)
     body = (model.get_base_model() if lora else model).model
     fn = torch.compile(body, backend="aot_eager_decomp_partition", fullgraph=False) if compiled else body
     ids = torch.randint(0, VOCAB, (BATCH, SEQ))
     fn(input_ids=ids)   # compile outside the measurement
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn(input_ids=ids)
     rope = 4 * (H // HEADS // 2) if compiled else 2 * SEQ * (H // HEADS) * 2
-    return sum(seen.values()) - rope
+    return saved_tensors.saved_storage_bytes(model, lambda: fn(input_ids=ids)) - rope
 
 
 def _plan(method: str, compiled: bool) -> Plan:
