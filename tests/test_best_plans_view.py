@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from napkin_gui.core.best_plans import best_plans
@@ -19,6 +19,8 @@ from napkin_gui.ui.best_plans_search import BestPlansSearch
 from napkin_gui.ui.best_plans_view import BestPlansView, entry_cells, hours_cost_frontier
 from napkin_gui.ui.controller import PlanController
 from napkin_gui.ui.main_window import MainWindow
+
+from fakes import FakeEstimator
 
 PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=4, seq_len=1024, grad_ckpt=True, gpu="rtx-4090",
             n_gpus=2, dataset_tokens=50e6)
@@ -71,24 +73,6 @@ def test_front_points_are_the_estimates_hours_and_cost(best):
     assert hours_cost_frontier([(1, 5), (2, 3), (3, 4), (4, 1)]) == [(1, 5), (2, 3), (4, 1)]
 
 
-class FakeEstimator(QObject):
-    """Stands in for the search's BackgroundEstimator: records jobs, answers when told."""
-
-    result_ready = Signal(int, str, object)
-    ready, failed = True, ""
-
-    def __init__(self):
-        super().__init__()
-        self.jobs: list[tuple[int, str, Plan]] = []
-
-    def submit(self, kind, plan, calibration=None):
-        self.jobs.append((len(self.jobs) + 1, kind, plan))
-        return len(self.jobs)
-
-    def wait(self, job, timeout_seconds=30.0):
-        pass
-
-
 @pytest.fixture
 def faked(qtbot):
     controller = PlanController(PLAN)
@@ -103,11 +87,40 @@ def faked(qtbot):
     return controller, view, fake
 
 
+def searcher_with_a_starting_child(qtbot):
+    controller = PlanController(PLAN)
+    fake = FakeEstimator(starting=True)
+    runner = BestPlansSearch(controller, parent=controller, estimator=fake)
+    shown = []
+    runner.results_changed.connect(shown.append)
+    runner.set_wanted(True)
+    return controller, runner, fake, shown
+
+
+def test_a_search_waits_for_the_child_to_start_then_goes_there(qtbot):
+    """One mechanism with ui/figures.py's deferred advice: the child's `settled`, not a timer."""
+    controller, runner, fake, shown = searcher_with_a_starting_child(qtbot)
+    runner.start()
+    assert fake.jobs == [] and runner.busy() and shown == []   # not searched here either
+    qtbot.wait(300)
+    assert fake.jobs == []                                     # nothing polls
+    fake.come_up()
+    assert [job[1:3] for job in fake.jobs] == [("search", PLAN)] and runner.busy()
+
+
+def test_a_search_whose_child_fails_to_start_runs_here(qtbot):
+    controller, runner, fake, shown = searcher_with_a_starting_child(qtbot)
+    runner.start()
+    fake.fail_to_start()
+    assert fake.jobs == [] and len(shown) == 1 and not runner.busy()
+    assert shown[0].entries("mine") == best_plans(PLAN).entries("mine")
+
+
 def test_a_result_for_a_plan_edited_since_is_never_shown(faked, qtbot, best):
     controller, view, fake = faked
     controller.recompute()
     qtbot.waitUntil(lambda: len(fake.jobs) == 1, timeout=10_000)   # once edits pause
-    assert fake.jobs[0][1:] == ("search", PLAN)
+    assert fake.jobs[0][1:3] == ("search", PLAN)
     edited = dataclasses.replace(PLAN, seq_len=2048)
     controller.set_plan(edited)
     with qtbot.waitSignal(controller.recomputed):

@@ -8,7 +8,6 @@ import multiprocessing
 import threading
 
 import pytest
-from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMessageBox
 
 from napkin_gui.core.advise import advise
@@ -19,6 +18,8 @@ from napkin_gui.ui.estimate_cache import EstimateCache
 from napkin_gui.ui.estimate_worker import READY, serve
 from napkin_gui.ui.main_window import MainWindow
 from napkin_gui.core.sweep import plan_sweeps
+
+from fakes import FakeEstimator
 
 PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu="rtx-4090")
 
@@ -70,7 +71,10 @@ def estimator(qtbot):
 
 
 def test_child_process_sends_the_window_figures(estimator, qtbot):
+    settled = []
+    estimator.settled.connect(lambda: settled.append(estimator.ready))
     assert estimator.wait_ready(60), estimator.failed
+    assert settled == [True]  # what waited for the child hears it once it is up
     got = []
     estimator.result_ready.connect(lambda *reply: got.append(reply))
     job = estimator.submit("sweeps", PLAN)
@@ -82,6 +86,8 @@ def test_a_dead_child_answers_error_and_is_not_used_again(estimator):
     assert estimator.wait_ready(60), estimator.failed
     got = []
     estimator.result_ready.connect(lambda *reply: got.append(reply))
+    settled = []
+    estimator.settled.connect(lambda: settled.append(True))
     estimator._proc.kill()
     estimator._proc.join(timeout=10)
     job = estimator.submit("sweeps", PLAN)
@@ -90,23 +96,17 @@ def test_a_dead_child_answers_error_and_is_not_used_again(estimator):
         assert got == [(job, "error", estimator.failed)]
     assert estimator.failed and not estimator.available
     assert estimator.submit("sweeps", PLAN) is None
+    assert settled == []  # it had settled (ready) before it died
 
 
-class FakeEstimator(QObject):
-    """Stands in for BackgroundEstimator: records jobs, answers when the test says."""
-
-    result_ready = Signal(int, str, object)
-
-    def __init__(self):
-        super().__init__()
-        self.jobs: list[tuple[int, str, Plan]] = []
-
-    def submit(self, kind, plan, calibration=None):
-        self.jobs.append((len(self.jobs) + 1, kind, plan))
-        return len(self.jobs)
-
-    def wait(self, job, timeout_seconds=30.0):
-        pass
+def test_a_child_that_cannot_start_settles_as_failed(qtbot, monkeypatch):
+    est = BackgroundEstimator()
+    settled = []
+    est.settled.connect(lambda: settled.append(est.failed))
+    est._proc.kill()  # before it said it is ready
+    assert est.wait_ready(10) is False
+    assert settled == [est.failed] and est.failed
+    est.close()
 
 
 def controller_with_fake(signal: str):
@@ -124,7 +124,7 @@ def test_controller_shows_background_curves_only_for_the_current_plan(qtbot):
     c.schedule()
     qtbot.waitUntil(lambda: len(fake.jobs) == 1)  # the recompute runs on the event loop
     first = fake.jobs[-1]
-    assert first[1:] == ("sweeps", PLAN) and c.busy(hardware=False)
+    assert first[1:3] == ("sweeps", PLAN) and c.busy(hardware=False)
     c.set_plan(dataclasses.replace(PLAN, batch_size=4))
     assert len(fake.jobs) == 2  # sent with the edit, before the recompute
     with qtbot.waitSignal(c.recomputed):
@@ -152,7 +152,7 @@ def test_controller_advice_from_the_child_or_here(qtbot):
     c, fake, shown = controller_with_fake("advice_changed")
 
     def advice_jobs():
-        return [job for job, kind, _ in fake.jobs if kind == "advice"]
+        return [job for job, kind, _, _ in fake.jobs if kind == "advice"]
 
     c.schedule()  # the advice follows once edits pause
     qtbot.waitUntil(lambda: len(advice_jobs()) == 1)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtCore import QObject, Signal
-
 from napkin_gui.core import calibration as cal
 from napkin_gui.core.advise import advise
 from napkin_gui.core.calibration import CalibrationProfile
@@ -21,26 +19,13 @@ from napkin_gui.ui.estimate_cache import EstimateCache
 from napkin_gui.ui.figures import Figures
 from napkin_gui.ui.probe_runner import ProbeRunner
 
+from fakes import FakeEstimator
+
 PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu="rtx-4090")
 PROFILE = CalibrationProfile(id=cal.new_profile_id("NVIDIA GeForce RTX 4090", "2026-11-25T10:00:00Z"),
                              gpu_name="NVIDIA GeForce RTX 4090", gpu_id="rtx-4090", created="2026-11-25T10:00:00Z",
                              matmul_tflops=(("bf16", 95.0),), memory_bandwidth_gbps=700.0,
                              total_memory_bytes=24 * 2**30)
-
-
-class FakeEstimator(QObject):
-    result_ready = Signal(int, str, object)
-
-    def __init__(self):
-        super().__init__()
-        self.jobs: list[tuple[int, str, Plan, object]] = []
-
-    def submit(self, kind, plan, calibration=None):
-        self.jobs.append((len(self.jobs) + 1, kind, plan, calibration))
-        return len(self.jobs)
-
-    def wait(self, job, timeout_seconds=30.0):
-        pass
 
 
 def figures_for(current: list[Plan], background: bool):
@@ -134,19 +119,17 @@ def test_the_advice_goes_to_the_slow_child_and_waits_for_it_never_to_the_curves_
     in the window's thread."""
     current = [PLAN]
     figures = Figures(EstimateCache(), lambda: current[0])
-    curves, slow = FakeEstimator(), FakeEstimator()
-    slow.ready, slow.failed = False, ""
-    slow.wait_ready = lambda timeout_seconds=30.0: setattr(slow, "ready", True) or True
-    take = slow.submit
-    slow.submit = lambda *args: take(*args) if slow.ready else None   # as BackgroundEstimator
+    curves, slow = FakeEstimator(), FakeEstimator(starting=True)
     figures.use_background(curves, slow)
     arrived = []
     figures.ready.connect(lambda kind, value: arrived.append((kind, value)))
 
     assert figures.get("advice", PLAN) is None          # deferred, not computed here
     assert slow.jobs == [] and curves.jobs == [] and figures.pending({"advice"})
-    slow.ready = True
-    qtbot.waitUntil(lambda: len(slow.jobs) == 1, timeout=2000)
+    qtbot.wait(300)                                      # no polling: nothing happens until it is up
+    assert slow.jobs == [] and figures.pending({"advice"})
+    slow.come_up()                                       # its `settled` sends the advice at once
+    assert len(slow.jobs) == 1
     assert slow.jobs[0][1:3] == ("advice", PLAN) and curves.jobs == []
     assert figures.get("sweeps", PLAN, compute=False) is None
     assert [job[1] for job in curves.jobs] == ["sweeps"]
@@ -160,13 +143,10 @@ def test_the_advice_goes_to_the_slow_child_and_waits_for_it_never_to_the_curves_
 def test_a_slow_child_that_fails_to_start_leaves_the_advice_to_this_thread(qtbot):
     current = [PLAN]
     figures = Figures(EstimateCache(), lambda: current[0])
-    curves, slow = FakeEstimator(), FakeEstimator()
-    slow.ready, slow.failed = False, ""
-    slow.submit = lambda *args: None                    # a child that is not up takes no job
+    curves, slow = FakeEstimator(), FakeEstimator(starting=True)
     figures.use_background(curves, slow)
     arrived = []
     figures.ready.connect(lambda kind, value: arrived.append((kind, value)))
     assert figures.get("advice", PLAN) is None
-    slow.failed = "background estimates did not start in 30 s"
-    qtbot.waitUntil(lambda: bool(arrived), timeout=60000)  # advise runs a search here: seconds
+    slow.fail_to_start()                                # computed here, in its `settled`
     assert arrived == [("advice", tuple(advise(PLAN)))]

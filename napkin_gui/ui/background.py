@@ -34,6 +34,9 @@ class BackgroundEstimator(QObject):
     """One child process computing curves and advice for ui/figures.py."""
 
     result_ready = Signal(int, str, object)  # job id, status, payload
+    # the child said it is ready, or failed before: what waited for it (ui/figures.py's
+    # deferred advice, ui/best_plans_search.py's search) goes on, sent there or computed here
+    settled = Signal()
 
     def __init__(self, parent: QObject | None = None, nice: int = 0, name: str = "napkin-estimates") -> None:
         """nice > 0: the child runs at that lower CPU priority (estimate_worker.serve)."""
@@ -120,6 +123,7 @@ class BackgroundEstimator(QObject):
             return
         if job == READY:
             self.ready = True
+            self.settled.emit()
             return
         self._pending.discard(job)
         self.result_ready.emit(job, status, payload)
@@ -129,10 +133,13 @@ class BackgroundEstimator(QObject):
         if self.failed:
             return
         self.failed = reason
+        starting = not self.ready
         for job in sorted(self._pending):
             self.result_ready.emit(job, "error", reason)
         self._pending.clear()
         self.close()
+        if starting:
+            self.settled.emit()
 
     def close(self) -> None:
         """Stop the child (also when the window closes)."""

@@ -21,7 +21,6 @@ from ..core.errors import PlanError
 
 SEARCH_DELAY_MS = 400   # after the last edit of a burst: a slider drag never starts one
 SEARCH_NICE = 10        # os.nice of the search's child: ~1/10 of a core against a busy one
-RETRY_MS = 200          # while the child starts
 
 
 class BestPlansSearch(QObject):
@@ -44,6 +43,7 @@ class BestPlansSearch(QObject):
             self._use(estimator)
         self._results: dict[tuple, Any] = {}   # (plan, calibration) -> BestPlans or the PlanError line
         self._jobs: dict[int, tuple] = {}      # job id -> its (plan, calibration)
+        self._waiting = False                  # a search waits for the child to start (its `settled`)
         self._timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
         self._timer.timeout.connect(self.start)
         controller.estimate_changed.connect(self._on_controller_estimate_changed)
@@ -52,6 +52,7 @@ class BestPlansSearch(QObject):
     def _use(self, estimator: Any) -> None:
         self.estimator = estimator
         estimator.result_ready.connect(self._on_estimator_result_ready)
+        estimator.settled.connect(self._on_estimator_settled)
 
     def key(self) -> tuple:
         return (self.controller.plan, self.controller.calibration)
@@ -91,14 +92,21 @@ class BestPlansSearch(QObject):
             return
         if self.estimator is not None and not getattr(self.estimator, "failed", ""):
             job = self.estimator.submit("search", *key)
-            if job is None:   # the child is still starting
-                self._timer.start(RETRY_MS)
+            if job is not None:
+                self._jobs[job] = key
+                self.status_changed.emit("searching…")
                 return
-            self._jobs[job] = key
-            self.status_changed.emit("searching…")
-            return
+            if not self.estimator.failed:   # still starting: sent when it has settled
+                self._waiting = True
+                return
         self._remember(key, self._search_here(*key))
         self._emit(key)
+
+    def _on_estimator_settled(self) -> None:
+        """The child is up (or failed): the search that waited for it starts (there, or here)."""
+        if self._waiting:
+            self._waiting = False
+            self.start()
 
     @staticmethod
     def _search_here(plan: Any, calibration: Any) -> Any:
@@ -135,14 +143,14 @@ class BestPlansSearch(QObject):
     def busy(self) -> bool:
         """Whether the current plan's results are still to come (tests, the benchmark)."""
         return self.wanted and self.key() not in self._results and not self.controller.error and (
-            self._timer.isActive() or self.key() in self._jobs.values())
+            self._timer.isActive() or self._waiting or self.key() in self._jobs.values())
 
     def flush(self, timeout_seconds: float = 60.0) -> None:
         """Start a pending search now and wait until its result has been delivered (tests)."""
-        if self._timer.isActive():
+        if self._timer.isActive() or self._waiting:
             self._timer.stop()
             if self.estimator is not None and not getattr(self.estimator, "ready", True):
-                self.estimator.wait_ready(timeout_seconds)
+                self.estimator.wait_ready(timeout_seconds)  # its `settled` starts a waiting search
             self.start()
         key = self.key()
         for job, job_key in list(self._jobs.items()):

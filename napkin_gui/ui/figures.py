@@ -13,7 +13,7 @@ core.search: thousands of plans, 0.3-2 s on the 2-core machine), so when the win
 second, low-priority child (the Best plans view's, ui/best_plans_search.py) the advice goes
 there: in the curves' child it held the next edit's curves back by 2.8 s (p50, measured with
 bench/gui_latency.py on a loaded machine). Until that child is ready the advice waits for it
-(RETRY_MS) rather than running here. The hardware rows cost more to send and to
+(the child's `settled` signal, as the Best plans search waits) rather than running here. The hardware rows cost more to send and to
 paint in a second pass than the overlap saves, so they are computed here. Without the child,
 until it is ready, or when it fails (or cannot price what this process can: a model only this
 process resolved), a figure is computed here: that fallback runs only for a figure of the plan
@@ -25,7 +25,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
 from ..core.errors import PlanError
 from ..core.plan import Plan
@@ -37,7 +37,6 @@ BACKGROUND_KINDS = ("sweeps", "advice")  # sent to the window's child (ui/estima
 HARDWARE_COUNTS = (1, 2, 4, 8)  # GPUs per row of the hardware table
 CACHE_SIZE = 256  # figures per kind; the whole kind is dropped beyond it
 SLOW_KINDS = ("advice",)  # sent to the low-priority child when there is one
-RETRY_MS = 200  # while the low-priority child starts
 
 
 class Figures(QObject):
@@ -57,11 +56,7 @@ class Figures(QObject):
         self._caches: dict[str, dict[tuple, Any]] = {kind: {} for kind in KINDS}
         # (estimator id, job) -> (kind, key, plan): two children number their jobs alike
         self._jobs: dict[tuple[int, int], tuple[str, tuple, Plan]] = {}
-        self._deferred: set[str] = set()    # kinds waiting for their child to start
-        # no QTimer child: a Figures collected by Python's gc in the probe's thread would stop
-        # it from there (a crash, 1 run in 10 of tests/test_ui_figures.py); a single shot with
-        # this object as its context dies with it instead
-        self._retry_armed = False
+        self._deferred: set[str] = set()    # kinds waiting for their child to start (its `settled`)
 
     def use_background(self, estimator: Any, slow: Any = None) -> None:
         """Send the sweeps and the advice to estimator's child process from now on; with slow
@@ -73,6 +68,7 @@ class Figures(QObject):
         # Python's gc, which may run in the probe's thread and destroy Qt objects from there
         for each in {id(e): e for e in self._estimators.values()}.values():
             each.result_ready.connect(self._on_background_result)
+            each.settled.connect(self._send_deferred)
 
     def key(self, kind: str, plan: Plan) -> tuple:
         """What a figure of plan is cached under: (plan, calibration); for the hardware rows
@@ -91,8 +87,7 @@ class Figures(QObject):
         if kind in BACKGROUND_KINDS and self._submit(kind, key, plan):
             return None
         if compute and kind in SLOW_KINDS and self._starting(kind):
-            self._deferred.add(kind)  # sent once its child is up (_retry_deferred)
-            self._arm_retry()
+            self._deferred.add(kind)  # sent once its child is up (_send_deferred)
             return None
         return self._compute_here(kind, key, plan) if compute else None
 
@@ -105,8 +100,8 @@ class Figures(QObject):
         """Block until every background job of these kinds is answered (tests, screenshots)."""
         for kind in sorted(self._deferred & kinds):
             estimator = self._estimators[kind]
-            estimator.wait_ready()
-            self._retry_deferred()
+            estimator.wait_ready()  # its `settled` sends the deferred figures
+            self._send_deferred()
         while self._estimators:
             waiting = [job for job, (kind, _, _) in self._jobs.items() if kind in kinds]
             if not waiting:
@@ -138,17 +133,11 @@ class Figures(QObject):
         return (estimator is not None and estimator is not self.background
                 and not estimator.ready and not estimator.failed)
 
-    def _arm_retry(self) -> None:
-        if not self._retry_armed:
-            self._retry_armed = True
-            QTimer.singleShot(RETRY_MS, self, self._retry_deferred)
-
-    def _retry_deferred(self) -> None:
-        """Send the current plan's deferred figures now that their child may be up."""
-        self._retry_armed = False
+    def _send_deferred(self) -> None:
+        """A child settled: send the current plan's figures that waited for it (or compute them
+        here when it failed)."""
         for kind in sorted(self._deferred):
             if self._starting(kind):
-                self._arm_retry()
                 continue
             self._deferred.discard(kind)
             value = self.get(kind, self.current_plan())
