@@ -86,7 +86,9 @@ def test_search_calibrated_baseline_is_estimate_calibrated(saved, plan_file, cap
         assert entry["step_seconds"] == estimate(plan_from_dict(entry["plan"]), calibration=saved).time.step_seconds
 
 
-def test_report_calibrated_shows_the_calibrated_figures(saved, plan_file, tmp_path, capsys):
+def test_report_calibrated_shows_the_calibrated_figures(qapp, saved, plan_file, tmp_path, capsys):
+    """(qapp: the report paints in the tests' QApplication, not a QGuiApplication of its own that
+    would stop a later Qt test in this process from making one)"""
     pytest.importorskip("pypdf")
     from test_report import pdf_text
     plain_pdf, calibrated_pdf = tmp_path / "plain.pdf", tmp_path / "calibrated.pdf"
@@ -114,7 +116,7 @@ def test_report_data_prices_every_section_with_the_profile(saved):
 
 
 @pytest.mark.parametrize("command", ["estimate", "search", "advise", "compare", "report"])
-def test_every_pricing_command_takes_calibrated(command, config_dir, plan_file, tmp_path, capsys):
+def test_every_pricing_command_takes_calibrated(qapp, command, config_dir, plan_file, tmp_path, capsys):
     """No profile saved: --calibrated is accepted and the figures are the catalog's."""
     argv = [command, str(plan_file), "--calibrated"] + (["-o", str(tmp_path / "r.pdf")] if command == "report" else [])
     assert main(argv) == 0, capsys.readouterr().err
