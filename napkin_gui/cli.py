@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
         raise PlanError(f"{self.prog}: {message}")
 
 
-def _algorithm_label(p) -> str:
+def algorithm_label(p) -> str:
     """' · dpo (reference adapter-off)' for preference / RL plans; empty for sft."""
     if p.algorithm == "sft":
         return ""
@@ -34,7 +34,7 @@ def format_estimate(est) -> str:
     mem, t = est.memory, est.time
     p = est.plan
     lines = [
-        f"{est.model.name} · {p.method} · {p.precision}{_algorithm_label(p)} · bs {p.batch_size} × {_tokens_text(p)}"
+        f"{est.model.name} · {p.method} · {p.precision}{algorithm_label(p)} · bs {p.batch_size} × {tokens_text(p)}"
         f"{' · ckpt' if p.grad_ckpt else ''} · {p.optimizer} · {est.gpu.name} × {p.n_gpus}"
         f"{_stack_text(p)}",
         f"params {params(est.total_params)}, trainable {params(est.trainable_params)}",
@@ -67,7 +67,7 @@ def format_estimate(est) -> str:
     return "\n".join(lines)
 
 
-def _tokens_text(p) -> str:
+def tokens_text(p) -> str:
     """Tokens per sequence: seq_len, or GRPO's prompt + completion (it never reads seq_len)."""
     return f"({p.prompt_len} + {p.completion_len})" if p.algorithm == "grpo" else str(p.seq_len)
 

@@ -90,8 +90,10 @@ def format_search(result, plan, gpu_names: dict[str, str]) -> str:
     """The baseline and the results as a text table, each result's changes under it."""
     head = (f"{'#':>2} {'GPU':<28}{'n':>2} {'setup':<40} {'fits':<4} {'used/GPU':>9} {'of':>6} "
             f"{'tokens/s':>10} {'hours':>8} {'cost':>9}")
-    lines = [f"{plan.model} {plan.method} · global batch {plan.batch_size * plan.grad_accum * plan.n_gpus} × "
-             f"{plan.seq_len} · objective {result.objective} · {units.count(result.searched)} plans searched, "
+    from .cli import algorithm_label, tokens_text   # the estimate's header words (cli imports this module lazily)
+    lines = [f"{plan.model} {plan.method}{algorithm_label(plan)} · global batch "
+             f"{plan.batch_size * plan.grad_accum * plan.n_gpus} × {tokens_text(plan)} · objective "
+             f"{result.objective} · {units.count(result.searched)} plans searched, "
              f"{units.count(result.priced)} fit", head, "-" * len(head)]
 
     def row(mark: str, e) -> str:

@@ -1,0 +1,48 @@
+"""`napkin search` and `napkin report` on the GRPO example plan: every plan printed keeps the
+algorithm and its fields (algorithm, reference, prompt_len, completion_len, num_generations,
+generation), TRL accepts it (generation batch divisible by num_generations), and the text says
+what is trained."""
+import json
+from pathlib import Path
+
+from napkin_gui.cli import main
+from napkin_gui.core.plan import check_combination, load_plan, plan_from_dict
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "resources" / "examples" / "qwen2.5-1.5b-grpo-lora.napkin.json"
+KEPT = ("algorithm", "reference", "prompt_len", "completion_len", "num_generations", "generation")
+CARDS = "rtx-4090,a100-80gb-sxm"
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_search_keeps_the_grpo_fields(capsys):
+    base = load_plan(EXAMPLE)
+    code, out, err = _run(capsys, "search", str(EXAMPLE), "--gpus", CARDS, "--max-gpus", "2", "--top", "4", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert len(data["results"]) == 4
+    for entry in (data["baseline"], *data["results"]):
+        plan = check_combination(plan_from_dict(entry["plan"]))   # TRL would accept it
+        assert {f: getattr(plan, f) for f in KEPT} == {f: getattr(base, f) for f in KEPT}
+        assert (plan.batch_size * plan.grad_accum * plan.n_gpus) % plan.num_generations == 0
+    code, out, err = _run(capsys, "search", str(EXAMPLE), "--gpus", CARDS, "--max-gpus", "2", "--top", "2")
+    assert code == 0, err
+    head = out.splitlines()[0]
+    assert "grpo (reference adapter-off, 8 generations of 1024, transformers)" in head
+    assert "global batch 16 × (256 + 1024)" in head
+
+
+def test_report_carries_the_grpo_fields(tmp_path, capsys):
+    pypdf = __import__("pytest").importorskip("pypdf")
+    out = tmp_path / "grpo.pdf"
+    code, _, err = _run(capsys, "report", str(EXAMPLE), "-o", str(out))
+    assert code == 0, err
+    text = "\n".join(page.extract_text() for page in pypdf.PdfReader(out).pages)
+    words = text.split()
+    for field in KEPT:
+        assert field in words, field
+    assert "GRPO" in words and "generate" in words
