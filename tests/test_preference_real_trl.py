@@ -209,3 +209,179 @@ def test_reference_forward_peak_live_bytes(precision, attn):
                              triton=False)
     assert block == pytest.approx(backbone.peak, rel=0.03)
     assert max(block, head.forward_work_bytes) == pytest.approx(whole.peak, rel=0.03)
+
+
+# --- what the module's first tests leave out: KTO, DPO's reference as a frozen copy or
+# precomputed, and GRPO's phases (generate, reference / old-policy log-probs, the policy's
+# forward over prompt + completion), each through TRL's own code on CPU
+
+def _no_grad_block_bytes(plan: Plan, adapters_on: bool = False) -> int:
+    """napkin's no_grad peak of the decoder blocks over the policy's sequences (adapters_on: the
+    policy itself, its LoRA branches running)."""
+    spec, fwd = toy_spec(), pref.policy_forward_plan(plan)
+    dt = activation_dtypes(fwd, spec)
+    scores = max(b.scores_bytes for b in block_memories(spec, fwd))
+    return pref.no_grad_forward_peak_bytes(spec, fwd.batch_size, fwd.seq_len, dt.stream, dt.linear_out, dt.attn, scores,
+                                           lora_out_bytes=4 if adapters_on and pref.lora_on_mlp(spec, plan) else 0)
+
+
+def _no_grad_pass_bytes(plan: Plan, adapters_on: bool = False) -> int:
+    """napkin's transient of a no_grad log-prob pass (algorithm_timeline: the block's no_grad peak
+    or the fused head's, whichever is larger), for CPU's head (triton=False)."""
+    spec, fwd = toy_spec(), pref.policy_forward_plan(plan)
+    dt = activation_dtypes(fwd, spec)
+    head = pref.logprob_head(spec, plan, dt.stream, dt.linear_out, logits_element_bytes(plan), plan.method == "full",
+                             grad=False, triton=False)
+    return max(_no_grad_block_bytes(plan, adapters_on), head.forward_work_bytes)
+
+
+def _policy_saved_bytes(plan: Plan) -> int:
+    """napkin's saved tensors of the policy forward through TRL's fused head (CPU: triton=False)."""
+    spec, fwd = toy_spec(), pref.policy_forward_plan(plan)
+    dt = activation_dtypes(fwd, spec)
+    norm = fwd.tokens_per_micro_batch * H * (4 + (dt.stream if dt.base_trainable else 0))
+    head = pref.logprob_head(spec, plan, dt.stream, dt.linear_out, logits_element_bytes(plan), plan.method == "full",
+                             triton=False)
+    return _blocks_bytes(fwd) + norm + head.saved_bytes
+
+
+def _grpo_plan(method: str = "lora", reference: str = "adapter-off", generation: str = "transformers") -> Plan:
+    return Plan(model="toy", method=method, precision="bf16", lora_r=8, lora_dropout=0.0, batch_size=4,
+                algorithm="grpo", reference=reference, prompt_len=20, completion_len=44, num_generations=4,
+                generation=generation, attention="sdpa")
+
+
+def _grpo_logps(model, plan: Plan, ids, mask, **kwargs):
+    """GRPOTrainer._get_per_token_logps_and_entropies itself (without its profiling wrapper), on a
+    stub of what it reads of the trainer."""
+    import contextlib
+
+    from trl.trainer.grpo_trainer import GRPOTrainer
+    stub = types.SimpleNamespace(accelerator=types.SimpleNamespace(autocast=contextlib.nullcontext))
+    return GRPOTrainer._get_per_token_logps_and_entropies.__wrapped__(
+        stub, model, ids, mask, plan.completion_len, batch_size=plan.batch_size, **kwargs)
+
+
+def _grpo_batch(plan: Plan):
+    seqs = pref.policy_sequences(plan)
+    ids = torch.randint(1, VOCAB, (seqs, plan.prompt_len + plan.completion_len))
+    return ids, torch.ones_like(ids)
+
+
+def test_kto_forward_and_kl_batch_match_napkin():
+    """KTO (kto_trainer.py): batch_size unpaired completions through the fused head with its three
+    outputs, and before them KTOTrainer._compute_kl_logps's KL batch (each prompt with another
+    completion) under no_grad: its peak live bytes are napkin's "KL log-probs" transient."""
+    from trl.trainer.kto_trainer import KTOTrainer
+    from trl.trainer.utils import add_fused_lm_head
+    model = toy_model(torch.bfloat16, "sdpa", 8)
+    add_fused_lm_head(model.get_base_model(), outputs=("log_probs", *pref.FUSED_OUTPUTS["kto"]))
+    plan = _plan("kto", "lora", "bf16", batch=4, seq=64, prompt=24)
+    plan = _with(plan, reference="adapter-off", attention="sdpa")
+    assert pref.policy_sequences(plan) == plan.batch_size   # unpaired: no chosen + rejected doubling
+    ids = torch.randint(1, VOCAB, (plan.batch_size, plan.seq_len))
+    completion = (torch.arange(plan.seq_len) >= plan.prompt_len).long().expand_as(ids)
+    kl_ids = torch.cat((ids[:, :plan.prompt_len], ids.roll(1, 0)[:, plan.prompt_len:]), dim=1)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "completion_mask": completion,
+             "KL_input_ids": kl_ids, "KL_attention_mask": torch.ones_like(ids), "KL_completion_mask": completion,
+             "label": torch.tensor([True, False, True, False])}
+    stub = types.SimpleNamespace(calculate_KL=True)
+    with torch.no_grad(), _LiveBytes(model) as blocks:
+        model.get_base_model().model(input_ids=kl_ids, attention_mask=batch["KL_attention_mask"], use_cache=False)
+    with _LiveBytes(model) as kl:
+        KTOTrainer._compute_kl_logps(stub, model, batch)
+    labels = ids.masked_fill(completion == 0, -100)
+    got = saved_bytes(model, lambda: model(input_ids=ids, attention_mask=batch["attention_mask"], labels=labels,
+                                           use_cache=False, fused_lm_head=True))
+    assert _no_grad_block_bytes(plan, adapters_on=True) == pytest.approx(blocks.peak, rel=0.03)
+    assert _no_grad_pass_bytes(plan, adapters_on=True) == pytest.approx(kl.peak, rel=0.03)
+    assert _policy_saved_bytes(plan) == pytest.approx(got, rel=0.03)
+
+
+def test_dpo_reference_as_a_frozen_copy_peaks_as_napkin_counts():
+    """reference copy: a second model (create_model_from_path, policy dtype, requires_grad off) with
+    TRL's default fused head (log_probs only), run by dpo_trainer.py _compute_loss under no_grad on
+    the concatenated chosen + rejected batch; precomputed runs no reference in the step."""
+    from trl.trainer.utils import add_fused_lm_head
+    ref = toy_model(torch.bfloat16, "sdpa", None).eval().requires_grad_(False)
+    add_fused_lm_head(ref)
+    plan = _with(_plan("dpo", "lora", "bf16", batch=2, seq=64, prompt=24), reference="copy", attention="sdpa")
+    fwd = pref.policy_forward_plan(plan)
+    ids = torch.randint(0, VOCAB, (fwd.batch_size, fwd.seq_len))
+    labels = ids.masked_fill(torch.arange(fwd.seq_len) < plan.prompt_len, -100)
+    with torch.no_grad():
+        with _LiveBytes(ref) as blocks:
+            ref.model(input_ids=ids, use_cache=False)
+        with _LiveBytes(ref) as live:
+            ref(input_ids=ids, labels=labels, use_cache=False, fused_lm_head=True)
+    assert _no_grad_block_bytes(plan) == pytest.approx(blocks.peak, rel=0.03)
+    assert _no_grad_pass_bytes(plan) == pytest.approx(live.peak, rel=0.03)
+    assert pref.reference_runs_in_step(plan) and pref.no_grad_forwards(plan) == 1
+    pre = _with(plan, reference="precomputed")
+    assert not pref.reference_runs_in_step(pre) and pref.no_grad_forwards(pre) == 0
+
+
+def test_grpo_policy_forward_over_prompt_and_completion_saves_what_napkin_counts():
+    """grpo_trainer.py _compute_loss -> _get_per_token_logps_and_entropies (TRL's own) with
+    compute_entropy: the policy over prompt + completion, labels -100 on the prompt
+    (logits_to_keep = completion_len), fused head outputs log_probs and entropy."""
+    from trl.trainer.utils import add_fused_lm_head
+    model = toy_model(torch.bfloat16, "sdpa", 8)
+    add_fused_lm_head(model.get_base_model(), outputs=("log_probs", *pref.FUSED_OUTPUTS["grpo"]))
+    plan = _grpo_plan()
+    ids, mask = _grpo_batch(plan)
+    assert pref.policy_forward_plan(plan).seq_len == ids.shape[1] == 64
+    got = saved_bytes(model, lambda: _grpo_logps(model, plan, ids, mask, compute_entropy=True))
+    assert _policy_saved_bytes(plan) == pytest.approx(got, rel=0.03)
+
+
+@pytest.mark.parametrize("phase", ["reference adapter-off", "reference copy", "old-policy"])
+def test_grpo_log_prob_phases_peak_as_napkin_counts(phase):
+    """GRPO's no_grad passes over the generation batch (grpo_trainer.py
+    _generate_and_score_completions, TRL's own _get_per_token_logps_and_entropies): the reference
+    as the policy under use_adapter(model, None) or as a frozen copy with TRL's default head, and
+    the old-policy log-probs (vLLM's importance-sampling correction: the policy itself)."""
+    from trl.trainer.utils import add_fused_lm_head, use_adapter
+    reference = phase.split()[1] if phase.startswith("reference") else "none"
+    plan = _grpo_plan(reference=reference, generation="transformers" if reference != "none" else "vllm-server")
+    if reference == "copy":
+        model = toy_model(torch.bfloat16, "sdpa", None).eval().requires_grad_(False)
+        add_fused_lm_head(model)
+    else:
+        model = toy_model(torch.bfloat16, "sdpa", 8)
+        add_fused_lm_head(model.get_base_model(), outputs=("log_probs", *pref.FUSED_OUTPUTS["grpo"]))
+    ids, mask = _grpo_batch(plan)
+    import contextlib
+    adapters = use_adapter(model, None) if reference == "adapter-off" else contextlib.nullcontext()
+    backbone = model.model if reference == "copy" else model.get_base_model().model
+    with torch.no_grad(), adapters:
+        with _LiveBytes(model) as blocks:   # the decoder alone: the block's no_grad peak
+            backbone(input_ids=ids, attention_mask=mask, use_cache=False)
+        with _LiveBytes(model) as live:     # the whole pass: the fused head's tile on top
+            _grpo_logps(model, plan, ids, mask)
+    on = reference == "none"   # the old policy is the policy itself: its adapters run
+    assert _no_grad_block_bytes(plan, adapters_on=on) == pytest.approx(blocks.peak, rel=0.03)
+    assert _no_grad_pass_bytes(plan, adapters_on=on) == pytest.approx(live.peak, rel=0.03)
+    assert pref.no_grad_forwards(plan) == 1   # one such pass per micro-batch
+
+
+@pytest.mark.parametrize("completion", [9, 200])
+def test_grpo_generate_peak_live_bytes(completion):
+    """transformers' generate under no_grad with GRPOTrainer's generation config (grpo_trainer.py
+    __init__: do_sample, temperature 1, top_p 1, top_k 0, repetition_penalty 1; eos off here so
+    every completion runs to completion_len): the peak of the prefill (completion 9) or of the
+    last decoding steps (completion 200: the cache's growth), as napkin's "generate" row."""
+    from transformers import GenerationConfig
+    model = toy_model(torch.bfloat16, "sdpa", None).eval()
+    plan = _with(_grpo_plan(method="full", reference="none"), completion_len=completion)
+    seqs = rollout.generation_sequences(plan)
+    ids = torch.randint(1, VOCAB, (seqs, plan.prompt_len))
+    config = GenerationConfig(max_new_tokens=completion, do_sample=True, pad_token_id=0, eos_token_id=None,
+                              temperature=1.0, top_p=1.0, top_k=0, repetition_penalty=1.0, disable_compile=True)
+    with torch.no_grad(), _LiveBytes(model) as live:
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config)
+    assert out.shape == (seqs, plan.prompt_len + completion)
+    spec = toy_spec()
+    dt = activation_dtypes(plan, spec)
+    napkin = rollout.generate_peak_bytes(spec, plan, dt.stream, dt.linear_out, dt.attn, logits_element_bytes(plan))
+    assert napkin == pytest.approx(live.peak, rel=0.03)

@@ -66,27 +66,30 @@ def algorithm_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, gpu: Gp
                                                    dt.attn, scores)
     ref_head = pref.logprob_head(spec, plan, dt.stream, dt.linear_out, logits_bytes, full, grad=False) if fused else None
     no_grad_pass = max(no_grad_peak, ref_head.forward_work_bytes) if ref_head else no_grad_peak
+    # the policy itself under no_grad (KTO's KL batch, GRPO's old-policy log-probs): adapters on
+    policy_no_grad_pass = no_grad_pass
+    if pref.lora_on_mlp(spec, plan):
+        with_adapters = pref.no_grad_forward_peak_bytes(spec, fwd.batch_size, fwd.seq_len, dt.stream, dt.linear_out,
+                                                        dt.attn, scores, lora_out_bytes=dt.linear_out if dt.autocast else 4)
+        policy_no_grad_pass = max(with_adapters, ref_head.forward_work_bytes) if ref_head else with_adapters
     reference = pref.reference_runs_in_step(plan)
     before: list[tuple[int, int, int]] = []
     before_names: list[str] = []
     kv, gen_seqs, vllm = 0, 0, rollout.vllm_reserved_bytes(plan, gpu.memory_bytes)
     if plan.algorithm == "kto":   # the KL batch: batch_size mismatched pairs, policy under no_grad
-        before.append((0, 0, no_grad_pass))
+        before.append((0, 0, policy_no_grad_pass))
         before_names.append("KL log-probs")
     if plan.algorithm == "grpo":
         gen_seqs = rollout.generation_sequences(plan)
         if plan.generation == "transformers":
             kv = rollout.kv_cache_bytes(spec, gen_seqs, rollout.cached_tokens(plan), dt.attn)
-            prompt_kv = rollout.kv_cache_bytes(spec, gen_seqs, plan.prompt_len, dt.attn)
-            prefill = prompt_kv + pref.no_grad_forward_peak_bytes(spec, gen_seqs, plan.prompt_len, dt.stream,
-                                                                  dt.linear_out, dt.attn, 0)
-            decode = kv + rollout.decode_step_bytes(gen_seqs, spec.vocab_size, logits_bytes)
-            before.append((max(prefill, decode), 0, 0))
+            before.append((rollout.generate_peak_bytes(spec, plan, dt.stream, dt.linear_out, dt.attn, logits_bytes),
+                           0, 0))
         else:   # vLLM generates in its own reserved share or on other GPUs
             before.append((0, 0, 0))
         before_names.append("generate")
         if plan.generation != "transformers":   # vllm_importance_sampling_correction (default True)
-            before.append((0, 0, no_grad_pass))
+            before.append((0, 0, policy_no_grad_pass))
             before_names.append("old-policy log-probs")
         if reference:
             before.append((0, 0, no_grad_pass))

@@ -176,6 +176,13 @@ def fused_head_largest_bytes(plan: Plan, spec: ModelSpec) -> int:
     return max(tile, n * spec.hidden_size * 4, weight)
 
 
+def lora_on_mlp(spec: ModelSpec, plan: Plan) -> bool:
+    """Whether the MLP's input projections (outputs mlp_width wide) carry adapters."""
+    return plan.is_lora and any(lin.d_out == layer.mlp_width and (plan.lora_targets == "all-linear"
+                                                                  or lin.name in plan.lora_targets)
+                                for _, layer in spec.layer_groups for lin in layer.linears)
+
+
 def reference_runs_in_step(plan: Plan) -> bool:
     """Whether a reference forward runs inside each step (not precomputed, not reference-free)."""
     return plan.reference in ("copy", "adapter-off")
@@ -205,7 +212,8 @@ def reference_weights_bytes(plan: Plan, policy_weights_bytes: int) -> int:
 
 
 def no_grad_forward_peak_bytes(spec: ModelSpec, sequences: int, seq_len: int, stream_bytes: int,
-                               linear_bytes: int, attn_bytes: int, scores_bytes: int) -> int:
+                               linear_bytes: int, attn_bytes: int, scores_bytes: int,
+                               rotary_sequences: int = 1, lora_out_bytes: int = 0) -> int:
     """Peak of one decoder block's forward under torch.no_grad (the reference, KTO's KL batch, a
     prefill; use_cache=False, as TRL's fused head passes): nothing is saved, so what is alive is
     what Python still references (transformers 5 LlamaModel / LlamaDecoderLayer.forward):
@@ -217,13 +225,20 @@ def no_grad_forward_peak_bytes(spec: ModelSpec, sequences: int, seq_len: int, st
     - in attention: the normed input, q, k, v after rotary, and for eager / math attention the
       repeat_kv copies, the [b, h, s, s] scores, softmax's fp32 upcast and output (16-bit) or its
       output (fp32); eager's [b, 1, s, s] additive mask and the rotary cos / sin live all forward.
-    scores_bytes > 0 marks a kernel that materializes scores (BlockMemory.scores_bytes)."""
+    scores_bytes > 0 marks a kernel that materializes scores (BlockMemory.scores_bytes).
+    rotary_sequences: the batch of cos / sin (1 where position_ids are [1, s], as in a training
+    forward; generate's prefill builds them per sequence).
+    lora_out_bytes > 0: the pass runs the policy with its adapters on (KTO's KL batch, GRPO's
+    old-policy log-probs) and the MLP's input projections carry them: peft lora.Linear.forward
+    computes `result + lora_B(lora_A(dropout(x))) * scaling` in the adapters' fp32 (x.to(fp32)),
+    so while up_proj runs, beside act(gate) and up's base output, are x's fp32 copy (a 16-bit
+    stream), lora_B's output and its scaled copy, lora_out_bytes each (4; autocast's 2)."""
     tokens = sequences * seq_len
     stream = tokens * spec.hidden_size * stream_bytes
     scores = sequences * spec.num_heads * seq_len * seq_len if scores_bytes else 0
     layers = [layer for _, layer in spec.layer_groups]
     mlp = max((3 if layer.gated_mlp else 2) * tokens * layer.mlp_width * linear_bytes for layer in layers)
-    rotary = 2 * seq_len * spec.head_dim * attn_bytes             # cos, sin [1, s, head_dim]
+    rotary = 2 * rotary_sequences * seq_len * spec.head_dim * attn_bytes   # cos, sin [r, s, head_dim]
     mask = sequences * seq_len ** 2 * attn_bytes if scores else 0  # eager's additive mask, all forward
     mlp_point = 4 * stream + mlp + scores * attn_bytes + mask + rotary
     qkv = tokens * (spec.num_heads + 2 * spec.num_kv_heads) * spec.head_dim * attn_bytes
@@ -231,5 +246,11 @@ def no_grad_forward_peak_bytes(spec: ModelSpec, sequences: int, seq_len: int, st
     if scores:
         softmax = scores * (attn_bytes + 8 if attn_bytes < 4 else 8)
         eager = 2 * tokens * spec.num_heads * spec.head_dim * attn_bytes + softmax + mask
-    return max(mlp_point, 3 * stream + qkv + eager + rotary)
+    lora_point = 0
+    if lora_out_bytes:
+        layer = max(layers, key=lambda layer: layer.mlp_width)
+        cast = tokens * spec.hidden_size * 4 if stream_bytes != 4 else 0
+        lora_point = (4 * stream + (2 if layer.gated_mlp else 1) * tokens * layer.mlp_width * linear_bytes + cast
+                      + 2 * tokens * layer.mlp_width * lora_out_bytes + scores * attn_bytes + mask + rotary)
+    return max(mlp_point, 3 * stream + qkv + eager + rotary, lora_point)
 

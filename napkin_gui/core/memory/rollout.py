@@ -50,8 +50,42 @@ def kv_cache_bytes(spec: ModelSpec, sequences: int, tokens: int, element_bytes: 
 def decode_step_bytes(sequences: int, vocab: int, logits_bytes: int) -> int:
     """One decoding step's sampling tensors: the last position's logits in the LM head's dtype
     (generate passes logits_to_keep=1), generation/utils.py `_sample` copies them to fp32
-    (next_token_logits), the logits processors' scores and softmax's probs (fp32 each)."""
+    (next_token_logits; with GRPOConfig's sampling defaults, temperature 1, top_p 1, top_k 0,
+    no logits processor, so next_token_scores is the same tensor), softmax's probs, and the
+    previous step's probs, still bound to `probs` until the new ones replace them (fp32 each)."""
     return sequences * vocab * (logits_bytes + 3 * 4)
+
+
+def cache_growth_bytes(spec: ModelSpec, sequences: int, tokens: int, element_bytes: int) -> int:
+    """cache_utils.py DynamicLayer.update: `self.keys = torch.cat([self.keys, key_states], dim=-2)`
+    builds the grown tensor while the old one is still referenced, so one layer's keys (then its
+    values) exist twice: the largest layer's at tokens - 1 when the cache reaches tokens."""
+    per_token = spec.num_kv_heads * spec.head_dim * element_bytes
+    return max(sequences * (tokens - 1 if layer.sliding_window is None else min(tokens - 1, layer.sliding_window - 1))
+               * per_token for _, layer in spec.layer_groups)
+
+
+def generate_peak_bytes(spec: ModelSpec, plan: Plan, stream_bytes: int, linear_bytes: int, attn_bytes: int,
+                        logits_bytes: int) -> int:
+    """The peak of unwrapped_model.generate under no_grad (transformers 5 generation/utils.py
+    _sample), on top of the model state: the larger of
+    - the prefill: the prompt's KV cache + a no_grad forward of the prompts (preference.
+      no_grad_forward_peak_bytes, with rotary cos / sin per sequence: generate's position_ids are
+      [sequences, prompt] from the attention mask) + int64 [sequences, prompt] input_ids,
+      attention_mask and position_ids;
+    - the last decoding step: the whole cache + int64 input_ids and attention_mask (both grown
+      by torch.cat each step) + either the cache's growth (cache_growth_bytes) beside the previous
+      step's fp32 next_token_logits and probs, or the step's sampling tensors (decode_step_bytes)."""
+    from .preference import no_grad_forward_peak_bytes
+    sequences, prompt, tokens = generation_sequences(plan), plan.prompt_len, cached_tokens(plan)
+    prefill = (kv_cache_bytes(spec, sequences, prompt, attn_bytes) + 3 * 8 * sequences * prompt
+               + no_grad_forward_peak_bytes(spec, sequences, prompt, stream_bytes, linear_bytes, attn_bytes, 0,
+                                            rotary_sequences=sequences))
+    carried = 2 * 4 * sequences * spec.vocab_size
+    decode = (kv_cache_bytes(spec, sequences, tokens, attn_bytes) + 2 * 8 * sequences * tokens
+              + max(cache_growth_bytes(spec, sequences, tokens, attn_bytes) + carried,
+                    decode_step_bytes(sequences, spec.vocab_size, logits_bytes)))
+    return max(prefill, decode)
 
 
 def vllm_reserved_bytes(plan: Plan, card_bytes: int) -> int:
