@@ -22,7 +22,7 @@ from .precision import logits_element_bytes
 from .sharding import GpuState, gpu_state
 from .algorithm_timeline import AlgorithmPhases, algorithm_timeline
 from .preference import FUSED_HEAD_ALGORITHMS, fused_head_largest_bytes, policy_forward_plan
-from .timeline import BlockMemory, block_memories, phase_names, step_timeline, unsloth_offload
+from .timeline import BlockMemory, activation_offload, block_memories, phase_names, step_timeline, unsloth_offload
 
 
 def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
@@ -34,6 +34,9 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
     if offload:
         ckpt = (f"unsloth offloaded checkpointing (UnslothCheckpointFunction): {offload.offloaded_layers} block inputs"
                 f" in pinned host RAM, the last on the card")
+    moved = activation_offload(spec, plan)
+    if moved:
+        ckpt = moved.formula(len(blocks))
     saved = blocks[0].saved_bytes / max(tokens, 1) if blocks else 0
     out = {
         "weights": state.weights_formula + (shard if plan.sharding in ("fsdp", "zero3") else ""),
@@ -181,7 +184,7 @@ def memory_estimate(plan: Plan, spec: ModelSpec, gpu: GpuSpec, state: ModelState
         peak_phase=names[peak],
         phases=names,
         phase_values=rows,
-        host_bytes=gs.host_bytes + _unsloth_host_bytes(spec, plan),
+        host_bytes=gs.host_bytes + _unsloth_host_bytes(spec, plan) + _offload_host_bytes(spec, plan),
         managed_bytes=gs.managed_bytes,
         paged_out_bytes=paged_out,
         paged_tensor_bytes=gs.paged_tensor_bytes,
@@ -194,6 +197,12 @@ def _unsloth_host_bytes(spec: ModelSpec, plan: Plan) -> int:
     """Pinned host buffers of unsloth's offloaded checkpointing (frameworks/unsloth.py)."""
     offload = unsloth_offload(spec, plan)
     return offload.host_bytes if offload else 0
+
+
+def _offload_host_bytes(spec: ModelSpec, plan: Plan) -> int:
+    """Pinned host copies of torchtune's / TRL's OffloadActivations (memory/activation_offload.py)."""
+    moved = activation_offload(spec, plan)
+    return moved.host_bytes if moved else 0
 
 
 # phases every step has (SFT's); the others are the algorithm's own

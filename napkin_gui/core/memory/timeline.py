@@ -15,6 +15,7 @@ from ..frameworks import litgpt, torchtune, unsloth
 from ..model_spec import DecoderLayer, LinearShape, ModelSpec, block_repeats, group_blocks
 from ..plan import Plan
 from . import activations as act
+from . import activation_offload as off
 from . import liger, torch_compile
 from .logits import logits_held_bytes, logits_loss_peak_bytes
 from .loss_kernels import loss_memory
@@ -35,8 +36,17 @@ class BlockMemory:
 
 
 def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
-    """BlockMemory of every decoder block (identical blocks computed once)."""
+    """BlockMemory of every decoder block (identical blocks computed once); under torchtune's /
+    TRL's activation offloading, kept_bytes is what stays on the device."""
     plan = policy_forward_plan(plan)   # DPO family / GRPO: the sequences one policy forward runs
+    blocks = _blocks_before_offload(spec, plan)
+    offload = _activation_offload(spec, plan, activation_dtypes(plan, spec), blocks)
+    if offload is None:
+        return blocks
+    return tuple(dataclasses.replace(b, kept_bytes=d) for b, d in zip(blocks, offload.block_device_bytes))
+
+
+def _blocks_before_offload(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
     dt = activation_dtypes(plan, spec)
     extras = config_extras(spec)
     tokens = plan.batch_size * plan.seq_len
@@ -69,6 +79,32 @@ def block_memories(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ...]:
         distinct.append(BlockMemory(saved, kept, forward_work, backward_work, scores))
     blocks = tuple(distinct[i] for (n, _), i in zip(spec.layer_groups, group_blocks(spec)) for _ in range(n))
     return _unsloth_offload(spec, plan, dt, _first_block_norm(plan, spec, dt, blocks))
+
+
+def activation_offload(spec: ModelSpec, plan: Plan) -> off.ActivationOffload | None:
+    """torchtune's / TRL's OffloadActivations over the plan's forward (memory/activation_offload.py),
+    None when the plan does not offload that way."""
+    if not off.offloads(plan):
+        return None
+    plan = policy_forward_plan(plan)
+    dt = activation_dtypes(plan, spec)
+    return _activation_offload(spec, plan, dt, _blocks_before_offload(spec, plan))
+
+
+def _activation_offload(spec: ModelSpec, plan: Plan, dt: act.ActivationDtypes,
+                        blocks: tuple[BlockMemory, ...]) -> off.ActivationOffload | None:
+    if not off.offloads(plan):
+        return None
+    tokens = plan.batch_size * plan.seq_len
+    rms = not config_extras(spec).layer_norm
+    layers = spec.layers()
+    shared = tuple(0 if plan.grad_ckpt else tokens * off.shared_attention_output_bytes_per_token(
+        layer, dt, _attention_kernel(plan, spec, dt, layer)[0]) for layer in layers)
+    residue = tuple(0 if plan.grad_ckpt else
+                    off.dedup_residue_bytes_per_token(layer, spec.hidden_size, dt, rms) * tokens + extra
+                    for layer, extra in zip(layers, shared))
+    return off.activation_offload(spec, plan, dt, tuple(b.saved_bytes for b in blocks),
+                                  tuple(b.kept_bytes for b in blocks), residue, shared)
 
 
 def _unsloth_modules(plan: Plan) -> bool:
@@ -277,7 +313,8 @@ def train_rows(spec: ModelSpec, plan: Plan, gpu_state: GpuState, workspace_bytes
     for i in range(len(blocks), 0, -1):  # backward, last block first
         block = blocks[i - 1]
         kept -= block.kept_bytes
-        live = kept + (block.saved_bytes if plan.grad_ckpt else block.kept_bytes)
+        # (without checkpointing saved == kept; offloaded tensors come back for their backward)
+        live = kept + block.saved_bytes
         grads += per_layer_grads[i - 1] if per_layer_grads else 0
         work = block.backward_work_bytes + gather + gpu_state.grad_bucket_bytes
         alive = max(grads_always, min(grads, gpu_state.gradient_bytes))
