@@ -81,6 +81,7 @@ def test_with_framework_sets_every_filled_field_and_back():
     ({"framework": "litgpt", "method": "qlora", "n_gpus": 2}, "n_gpus"),
     ({"framework": "litgpt", "method": "qlora", "optimizer": "adamw-8bit"}, "optimizer"),
     ({"framework": "unsloth", "grad_ckpt": False}, "activation_offload"),
+    ({"framework": "torchtune", "grad_ckpt": False, "activation_offload": True}, "activation_offload"),
     ({"framework": "torchtune", "sharding": "zero3", "n_gpus": 2}, "sharding"),
     ({"framework": "jax"}, "framework"),
     ({"loss": "fancy"}, "loss"),
@@ -97,7 +98,9 @@ def test_combinations_that_run_are_accepted():
     for data in ({"framework": "torchtune", "method": "full", "optimizer_in_backward": True},
                  {"precision": "fsdp-mixed-bf16", "sharding": "fsdp", "n_gpus": 2, "method": "full"},
                  {"liger": True, "loss": "standard"}, {"loss": "cut-ce"}, {"optimizer": "paged-adamw"},
-                 {"framework": "unsloth", "loss": "standard"}, {"activation_offload": True, "grad_ckpt": True}):
+                 {"framework": "unsloth", "loss": "standard"}, {"activation_offload": True, "grad_ckpt": True},
+                 {"activation_offload": True, "grad_ckpt": False},
+                 {"framework": "torchtune", "activation_offload": True}):
         plan = plan_from_dict({"model": "llama-3.2-1b", **data})
         assert plan_from_dict(plan_to_dict(plan)) == plan
 

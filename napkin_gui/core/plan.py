@@ -311,17 +311,35 @@ def check_stack(plan: Plan) -> Plan:
         _check_optimizer_in_backward(plan)
     if fw == "litgpt" and plan.method == "qlora":
         _check_litgpt_quantized(plan)
-    if plan.activation_offload and fw == "litgpt":
-        raise PlanError("activation_offload: litgpt has no activation offloading; use false")
-    if plan.activation_offload and fw == "unsloth" and not plan.grad_ckpt:
-        # unsloth offloads the inputs of its checkpointed layers (use_gradient_checkpointing="unsloth")
-        raise PlanError("activation_offload: unsloth offloads checkpointed layer inputs; set grad_ckpt true")
+    refusal = activation_offload_refusal(plan) if plan.activation_offload else None
+    if refusal:
+        raise PlanError(refusal)
     if plan.precision == "fsdp-mixed-bf16" and plan.sharding != "fsdp":
         raise PlanError("precision: fsdp-mixed-bf16 is FSDP's MixedPrecision and needs sharding fsdp; "
                         "use mixed-bf16 without FSDP")
     if plan.precision == "fsdp-mixed-bf16" and plan.method == "qlora":
         raise PlanError("precision: qlora stores 4-bit weights, not fp32 shards; use bf16 with FSDP")
     return plan
+
+
+def activation_offload_refusal(plan: Plan) -> str | None:
+    """Why the plan's framework cannot offload activations as set up, None where it can (the one
+    rule: check_stack raises it, the editor greys its checkbox by it).
+    - litgpt 0.5.13 has no activation offloading.
+    - unsloth offloads the inputs of its checkpointed layers (use_gradient_checkpointing="unsloth",
+      unsloth_zoo/gradient_checkpointing.py).
+    - torchtune 0.6.1 recipes (lora_finetune_single_device.py and siblings) raise "enable_activation_offloading
+      should only be True when enable_activation_checkpointing is True".
+    - transformers: TRL's SFTConfig(activation_offloading=True) runs with or without checkpointing."""
+    fw = plan.framework
+    if fw == "litgpt":
+        return "activation_offload: litgpt has no activation offloading; use false"
+    if fw == "unsloth" and not plan.grad_ckpt:
+        return "activation_offload: unsloth offloads checkpointed layer inputs; set grad_ckpt true"
+    if fw == "torchtune" and not plan.grad_ckpt:
+        return ("activation_offload: torchtune's recipes offload only with activation checkpointing "
+                "(enable_activation_checkpointing); set grad_ckpt true")
+    return None
 
 
 def _check_litgpt_quantized(plan: Plan) -> None:

@@ -33,8 +33,8 @@ from ..core.errors import PlanError
 from ..core.gpu_catalog import gpu_catalog, lookup_gpu
 from ..core.model_source import list_presets
 from ..core.plan import (ALGORITHMS, ATTENTIONS, GENERATIONS, METHODS, OFFLOADS, OPTIMIZERS, PLAN_FIELDS,
-                         PRECISIONS, REFERENCES, SHARDINGS, Plan, check_combination, parse_lora_targets,
-                         with_algorithm)
+                         PRECISIONS, REFERENCES, SHARDINGS, Plan, activation_offload_refusal, check_combination,
+                         parse_lora_targets, with_algorithm)
 from ..core.memory.precision import NO_KBIT_PREP_FRAMEWORKS
 from ..core.stack_defaults import FRAMEWORKS, LOSSES, with_framework
 from .. import palette
@@ -218,8 +218,9 @@ def _patches_transformers(plan: Plan) -> bool:
 
 
 def _offloads_activations(plan: Plan) -> bool:
-    """litgpt has no activation offloading (core.plan.check_stack)."""
-    return plan.framework != "litgpt"
+    """Where the framework can offload activations as set up: core.plan.activation_offload_refusal
+    (litgpt never, unsloth and torchtune with gradient checkpointing only) is the one rule."""
+    return activation_offload_refusal(plan) is None
 
 
 def _steps_in_backward(plan: Plan) -> bool:
