@@ -342,6 +342,8 @@ class _RowsWork(NamedTuple):
     tokens: ndarray
     generation: _HostCounts | None   # GRPO's generation (time_model.generation_phase), None otherwise
     generation_host: bool            # the recipe's: transformers' generate (True) or vLLM
+    offload_to_host_bytes: ndarray     # activation offloading's PCIe bytes (StepWork's)
+    offload_to_device_bytes: ndarray
 
 
 def _rows_work(works: list[StepWork], index: ndarray) -> _RowsWork:
@@ -355,8 +357,9 @@ def _rows_work(works: list[StepWork], index: ndarray) -> _RowsWork:
                             dtype=float)   # [work, field]
         phases.append(_HostCounts(*table[index].T))
     generation = phases[3] if len(phases) > 3 else None
-    return _RowsWork(*phases[:3], numpy.array([w.tokens for w in works], dtype=float)[index], generation,
-                     works[0].generation_host)
+    column = lambda name: numpy.array([getattr(w, name) for w in works], dtype=float)[index]  # noqa: E731
+    return _RowsWork(*phases[:3], column("tokens"), generation, works[0].generation_host,
+                     column("offload_to_host_bytes"), column("offload_to_device_bytes"))
 
 
 def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray, cards: tuple[GpuSpec, ...],

@@ -16,6 +16,7 @@ from .memory.activations import linear_roles, role_input_bytes
 from .memory import rollout
 from .memory.lora import lora_target_linears
 from .memory.preference import no_grad_forwards, policy_forward_plan
+from .memory.timeline import activation_offload
 from .memory.precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
 from .model_spec import DecoderLayer, ModelSpec, block_repeats
 from .plan import Plan
@@ -83,6 +84,9 @@ class StepWork:
     # GRPO: generating the completions of one optimizer step (prefill + decoding), None otherwise
     generation: PhaseWork | None = None
     generation_host: bool = True   # transformers' generate runs from Python; vLLM replays CUDA graphs
+    # torchtune's / TRL's OffloadActivations (memory/activation_offload.py): PCIe bytes per micro-batch
+    offload_to_host_bytes: float = 0.0     # forward: saved tensors copied to pinned host memory
+    offload_to_device_bytes: float = 0.0   # backward: copied back (what the stash kept is not)
 
 
 def _add_matmul(phase: PhaseWork, shape: MatmulShape, launches: float) -> None:
@@ -383,12 +387,15 @@ def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     extras = config_extras(spec)
     model = fl.model_flops(spec, plan.batch_size, plan.seq_len, plan.method == "full",
                            plan.lora_r if plan.is_lora else 0, plan.lora_targets, extras.v_head_dim)
+    moved = activation_offload(spec, algorithm)
     return StepWork(forward=fwd, backward=bwd,
                     optimizer=optimizer_work(plan, trainable_params, tensors, state_bytes),
                     tokens=plan.batch_size * plan.seq_len,
                     executed_flops=_matmul_flops(fwd) + _matmul_flops(bwd), model_flops=model,
                     trainable_params=trainable_params, trainable_tensors=tensors,
-                    generation=generation, generation_host=algorithm.generation == "transformers")
+                    generation=generation, generation_host=algorithm.generation == "transformers",
+                    offload_to_host_bytes=float(moved.device_to_host_bytes) if moved else 0.0,
+                    offload_to_device_bytes=float(moved.host_to_device_bytes) if moved else 0.0)
 
 
 def generation_work(spec: ModelSpec, plan: Plan) -> PhaseWork:

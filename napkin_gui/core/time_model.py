@@ -77,6 +77,8 @@ class PhaseSeconds(NamedTuple):
     memory: float
     host: float
     link: float = 0.0
+    offload: float = 0.0           # OffloadActivations' PCIe copies (seconds at the host link)
+    offload_overlap: float = 0.0   # the share of the device time they can hide behind
 
     @property
     def device(self) -> float:
@@ -217,12 +219,26 @@ def smooth_max(a: float | ndarray, b: float | ndarray, p: float) -> float | ndar
     return hi * ((a / unit) ** p + (b / unit) ** p) ** (1.0 / p)
 
 
+def activation_offload_exposed_seconds(device_seconds: float | ndarray, copy_seconds: float | ndarray,
+                                       overlap: float) -> float | ndarray:
+    """Seconds OffloadActivations' PCIe copies add to a phase (torchtune 0.6.1
+    torchtune/training/_activation_offloading.py, TRL 1.16 trl/models/activation_offloading.py,
+    use_streams=True): the copies run on the side stream s1 beside the compute stream s0, so they
+    hide behind up to `overlap` of the phase's device time. Forward: s0 waits for a copy only
+    max_fwd_stash_size packs later (`self.s0.wait_event(ev)`), overlap 1. Backward: a tensor is
+    fetched when autograd reaches its node and s0 waits for it at once (`self.s0.wait_stream(self.s1)`),
+    overlap 0 (resources/time_efficiency.json activation_offload_*_overlap)."""
+    return copy_seconds - overlap * smaller(device_seconds, copy_seconds)
+
+
 def overlapped_seconds(phases: tuple[PhaseSeconds, ...], eff: TimeEfficiency) -> float:
     """Wall time of phases run back to back: the host issues work that the device queues,
     so the device finishes a phase no earlier than its own work nor than the host's."""
     host_done = device_done = 0.0
     for ph in phases:
         device = ph.device + ph.link - eff.comm_overlap * smaller(ph.device, ph.link)
+        if type(ph.offload) is not float or ph.offload:   # activation offloading's copies
+            device = device + activation_offload_exposed_seconds(ph.device, ph.offload, ph.offload_overlap)
         device_done = smooth_max(device_done + device, host_done + smooth_max(ph.host, device, eff.overlap_exponent),
                                  eff.overlap_exponent)
         host_done += ph.host
@@ -238,6 +254,12 @@ def step_phases(plan: Plan, work: StepWork, card: CardRates, eff: TimeEfficiency
                        host_seconds(work.forward, eff), comm.forward)
     bwd = PhaseSeconds(card.backward_compute_seconds, card.backward_memory_seconds,
                        host_seconds(work.backward, eff), comm.backward)
+    up = work.offload_to_host_bytes
+    if type(up) is not float or up:   # OffloadActivations: device->host in forward, back in backward
+        fwd = fwd._replace(offload=up / card.host_bytes_per_second,
+                           offload_overlap=eff.activation_offload_forward_overlap)
+        bwd = bwd._replace(offload=work.offload_to_device_bytes / card.host_bytes_per_second,
+                           offload_overlap=eff.activation_offload_backward_overlap)
     if plan.offload != "none":   # the update runs on the CPU: its time is in comm.step
         return (fwd, bwd), PhaseSeconds(0.0, 0.0, 0.0, comm.step)
     scale = 1.0 / shards  # each GPU updates its shard of the optimizer state
@@ -263,7 +285,7 @@ def _bound(fwd: PhaseSeconds, bwd: PhaseSeconds, opt: PhaseSeconds, ga: int,
     totals = {"compute": ga * (fwd.compute + bwd.compute) + opt.compute,
               "memory": ga * (fwd.memory + bwd.memory) + opt.memory,
               "overhead": ga * (fwd.host + bwd.host) + opt.host,
-              "pcie": ga * (fwd.link + bwd.link) + opt.link + paged}
+              "pcie": ga * (fwd.link + bwd.link + fwd.offload + bwd.offload) + opt.link + paged}
     if gen is not None:
         totals["compute"] += gen.compute
         totals["memory"] += gen.memory
@@ -276,7 +298,8 @@ def _bound(fwd: PhaseSeconds, bwd: PhaseSeconds, opt: PhaseSeconds, ga: int,
 def _term_formulas(plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork) -> tuple[str, str, str, str]:
     """The text behind each time term, memoised: the hardware table formats the same few
     texts 152 times (by card identity, like device_seconds)."""
-    key = (id(gpu), id(eff), plan.compute_dtype, plan.sharding, plan.n_gpus, work.executed_flops)
+    key = (id(gpu), id(eff), plan.compute_dtype, plan.sharding, plan.n_gpus, work.executed_flops,
+           work.offload_to_host_bytes, work.offload_to_device_bytes)
     hit = _FORMULAS.get(key)
     if hit is not None and hit[0] is gpu and hit[1] is eff:
         return hit[2]
@@ -286,8 +309,8 @@ def _term_formulas(plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork
              f"{eff.matmul_efficiency:.2f} (attention x {eff.attention_efficiency:.2f})",
              f"elementwise, loss, dequant, optimizer bytes at {bw:.0f} GB/s x {eff.elementwise_efficiency:.2f}",
              "host: Python, autograd and kernel launches (overlaps the device)",
-             f"GPU-GPU collectives ({plan.sharding}, {plan.n_gpus} GPUs) and CPU offload traffic" if plan.n_gpus > 1
-             else "CPU offload traffic (one GPU: no collectives)")
+             (f"GPU-GPU collectives ({plan.sharding}, {plan.n_gpus} GPUs) and CPU offload traffic" if plan.n_gpus > 1
+              else "CPU offload traffic (one GPU: no collectives)") + _activation_offload_text(work, gpu, eff))
     if len(_FORMULAS) >= 1024:
         _FORMULAS.clear()
     _FORMULAS[key] = (gpu, eff, texts)
@@ -295,6 +318,16 @@ def _term_formulas(plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork
 
 
 _FORMULAS: dict[tuple, tuple[GpuSpec, TimeEfficiency, tuple[str, str, str, str]]] = {}
+
+
+def _activation_offload_text(work: StepWork, gpu: GpuSpec, eff: TimeEfficiency) -> str:
+    if not work.offload_to_host_bytes:
+        return ""
+    rate = host_bytes_per_second(gpu, eff) / 1e9
+    return (f"; activation offload (OffloadActivations): {work.offload_to_host_bytes / 1e9:.2f} GB to pinned host"
+            f" RAM in forward ({eff.activation_offload_forward_overlap:.0%} hidden behind compute), "
+            f"{work.offload_to_device_bytes / 1e9:.2f} GB back in backward "
+            f"({eff.activation_offload_backward_overlap:.0%} hidden) at {rate:.0f} GB/s")
 
 
 def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork,
