@@ -371,3 +371,38 @@ def test_grpo_generate_peak_live_bytes(completion):
     dt = activation_dtypes(plan, spec)
     napkin = rollout.generate_peak_bytes(spec, plan, dt.stream, dt.linear_out, dt.attn, logits_element_bytes(plan))
     assert napkin == pytest.approx(live.peak, rel=0.03)
+
+
+def test_grpo_policy_forward_and_backward_peak_as_napkin_counts():
+    """The policy's forward over prompt + completion, GRPO's per-token loss on the completion and
+    its backward, all inside one live-bytes count: the peak equals napkin's largest row of the
+    step from the policy forward to the last block's backward (algorithm_timeline with TRL's
+    head as it runs on CPU), its activations, logits & loss, gradients (the LoRA adapters') and
+    temporaries less the card's workspaces."""
+    from trl.trainer.utils import add_fused_lm_head
+
+    from napkin_gui.core.gpu_catalog import find_gpu
+    from napkin_gui.core.memory.algorithm_timeline import algorithm_timeline
+    from napkin_gui.core.memory.model_state import model_state
+    from napkin_gui.core.memory.sharding import gpu_state
+    from napkin_gui.core.result import ALLOCATED_COMPONENTS
+    model = toy_model(torch.bfloat16, "sdpa", 8)
+    add_fused_lm_head(model.get_base_model(), outputs=("log_probs", *pref.FUSED_OUTPUTS["grpo"]))
+    plan = _grpo_plan(reference="none")
+    ids, mask = _grpo_batch(plan)
+    advantages = torch.randn(ids.shape[0], 1)
+    with _LiveBytes(model) as live:
+        logps, _, _ = _grpo_logps(model, plan, ids, mask, compute_entropy=True)
+        loss = -(logps * advantages).mean()   # grpo_trainer.py _compute_loss at beta 0, one iteration
+        loss.backward()
+    spec = toy_spec()
+    state = model_state(spec, plan)
+    gs = gpu_state(state, plan)
+    phases = algorithm_timeline(spec, plan, gs, find_gpu(plan.gpu), block_memories(spec, plan), triton=False)
+    index = {name: i for i, name in enumerate(ALLOCATED_COMPONENTS)}
+    workspace = phases.rows[0][index["temporaries"]]
+    first, last = phases.names.index("forward L1"), phases.names.index("backward L1")
+    napkin = max(row[index["activations"]] + row[index["logits_loss"]] + row[index["gradients"]]
+                 + row[index["temporaries"]] - workspace for row in phases.rows[first:last + 1])
+    assert state.trainable_params * 4 == sum(p.grad.nbytes for p in model.parameters() if p.grad is not None)
+    assert napkin == pytest.approx(live.peak, rel=0.03)

@@ -47,14 +47,15 @@ def _fused_final_norm_bytes(spec: ModelSpec, plan: Plan, dt, tokens: int) -> int
 
 
 def algorithm_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, gpu: GpuSpec,
-                       blocks: tuple[BlockMemory, ...]) -> AlgorithmPhases:
-    """Rows (ALLOCATED_COMPONENTS order) and phase names of one steady step of plan.algorithm."""
+                       blocks: tuple[BlockMemory, ...], triton: bool = True) -> AlgorithmPhases:
+    """Rows (ALLOCATED_COMPONENTS order) and phase names of one steady step of plan.algorithm.
+    triton=False: TRL's log-prob head as it runs without Triton (on CPU: preference.logprob_head)."""
     fwd = pref.policy_forward_plan(plan)
     dt = activation_dtypes(fwd, spec)
     tokens = fwd.batch_size * fwd.seq_len
     logits_bytes = logits_element_bytes(plan)
     full = plan.method == "full"
-    head = pref.logprob_head(spec, plan, dt.stream, dt.linear_out, logits_bytes, full)
+    head = pref.logprob_head(spec, plan, dt.stream, dt.linear_out, logits_bytes, full, triton=triton)
     fused = plan.algorithm in pref.FUSED_HEAD_ALGORITHMS
     if fused:
         final_norm = _fused_final_norm_bytes(spec, plan, dt, tokens)
@@ -64,7 +65,8 @@ def algorithm_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, gpu: Gp
     scores = max((b.scores_bytes for b in blocks), default=0)
     no_grad_peak = pref.no_grad_forward_peak_bytes(spec, fwd.batch_size, fwd.seq_len, dt.stream, dt.linear_out,
                                                    dt.attn, scores)
-    ref_head = pref.logprob_head(spec, plan, dt.stream, dt.linear_out, logits_bytes, full, grad=False) if fused else None
+    ref_head = (pref.logprob_head(spec, plan, dt.stream, dt.linear_out, logits_bytes, full, grad=False, triton=triton)
+                if fused else None)
     no_grad_pass = max(no_grad_peak, ref_head.forward_work_bytes) if ref_head else no_grad_peak
     # the policy itself under no_grad (KTO's KL batch, GRPO's old-policy log-probs): adapters on
     policy_no_grad_pass = no_grad_pass

@@ -35,6 +35,8 @@ FUSED_OUTPUTS = {"dpo": ("entropy", "mean_logits", "is_top1"),   # dpo_trainer.p
                  "kto": ("entropy", "mean_logits"),               # kto_trainer.py __init__
                  "grpo": ("entropy",)}                            # grpo_trainer.py __init__
 FUSED_HEAD_ALGORITHMS = ("dpo", "kto", "grpo")
+# kernels/chunked_logprob.py _backward_tile (torch, no Triton): fp32 [rows, chunk] tiles alive at once
+FOLD_BACKWARD_TILES = 7
 PAIRED_ALGORITHMS = ("dpo", "orpo", "simpo")
 
 
@@ -93,7 +95,8 @@ def fused_head_memory(sequences: int, positions: int, scored: int, hidden: int, 
     compute dtype (allocated at the full chunk width whatever the vocabulary) and seven fp32 [N]
     accumulators; without Triton (CPU) _forward_tile folds each tile in torch: tile.float(),
     z - max and its exp, three fp32 tiles at once. Backward: grad_hidden fp32 [N, H], mm_buf
-    again, and grad_weight fp32 [V, H] when the LM head trains. The per-token outputs are scattered
+    again, and grad_weight fp32 [V, H] when the LM head trains; without Triton _backward_tile
+    holds seven fp32 tiles at once (tile.float(), y, z, log_p, p, grad and is_target - p). The per-token outputs are scattered
     into fp32 [B, S-1] tensors (masked_scatter saves the mask, masked_fill on CPU its ~mask).
     Under no_grad nothing is saved: the backbone's last hidden states, their copy and the tiles
     are the whole transient.
@@ -103,9 +106,10 @@ def fused_head_memory(sequences: int, positions: int, scored: int, hidden: int, 
     out_bytes = positions * 4 * (1 + len(outputs))  # is_top1 is bool; counted as fp32 (tiny)
     hidden_copy = n * hidden * hidden_bytes
     rows = min(n, FUSED_TOKEN_CHUNK)
-    tile = rows * FUSED_VOCAB_CHUNK * compute_bytes
-    if not compact:   # torch fold of each tile (no Triton): three fp32 [rows, chunk] temporaries
-        tile += 3 * rows * min(vocab, FUSED_VOCAB_CHUNK) * 4
+    mm_buf = rows * FUSED_VOCAB_CHUNK * compute_bytes
+    fold = rows * min(vocab, FUSED_VOCAB_CHUNK) * 4   # one fp32 tile of the torch fold (no Triton)
+    tile = mm_buf + (0 if compact else 3 * fold)
+    backward_tile = mm_buf + (0 if compact else FOLD_BACKWARD_TILES * fold)
     accumulators = FUSED_ACCUMULATORS * n * 4
     if not grad:
         backbone = sequences * (positions // max(sequences, 1) + 1) * hidden * hidden_bytes
@@ -114,7 +118,8 @@ def fused_head_memory(sequences: int, positions: int, scored: int, hidden: int, 
                           f"[{min(n, FUSED_TOKEN_CHUNK)} x {min(vocab, FUSED_VOCAB_CHUNK)}] tile")
     masks = positions if compact else differentiable * positions
     saved = hidden_copy + n * (8 + 4 + (4 if "entropy" in outputs else 0)) + masks
-    backward = n * hidden * 4 + tile + (vocab * hidden * 4 if lm_head_trainable else 0) + n * 4 * differentiable
+    backward = (n * hidden * 4 + backward_tile + (vocab * hidden * 4 if lm_head_trainable else 0)
+                + n * 4 * differentiable)
     formula = (f"TRL fused log-prob head over {n:,} scored tokens: saves their hidden states "
                f"({hidden_bytes} B x {hidden}) + fp32 log_z{' and entropy' if 'entropy' in outputs else ''}; "
                f"no [tokens, {vocab:,}] logits")
