@@ -150,3 +150,52 @@ def test_short_sequences_fall_back_to_plain_checkpointing():
     assert short.memory.host_bytes == 0
     spec = resolve_model("llama-3.2-1b")
     assert _components(short)["activations"] >= spec.num_layers * 511 * spec.hidden_size * 2
+
+
+# ---------------------------------------------------------------- step time: what the kernels remove
+
+def _block(plan_fields: dict):
+    from napkin_gui.core.step_work import block_work
+    plan = plan_from_dict({"model": "llama-3.1-8b", "batch_size": 1, "seq_len": 4096, "lora_r": 16,
+                           "lora_dropout": 0.0, "lora_targets": "all-linear", **plan_fields})
+    spec = resolve_model(plan.model)
+    return block_work(spec.layer_groups[0][1], spec, plan), spec, plan
+
+
+def test_fast_kernels_remove_peft_and_eager_norm_traffic():
+    """Per block, unsloth's forward moves exactly what peft's fp32 LoRA path, HF's eager RMSNorm,
+    rotate_half RoPE and act(gate) * up moved, less what its own kernels move: matmul_lora's
+    16-bit matmuls with the add in addmm_ (only the fp32 A and B are cast), fast_rms_layernorm
+    and swiglu_fg_kernel one read and one write per element, fast_rope_embedding in place."""
+    from napkin_gui.core import traffic as tr
+    from napkin_gui.core.memory import liger
+    (hf_f, hf_b), spec, plan = _block({"loss": "standard"})
+    (un_f, un_b), _, _ = _block({"framework": "unsloth", "loss": "standard", "activation_offload": False,
+                                 "optimizer": "adamw"})
+    layer = spec.layer_groups[0][1]
+    tokens, r, h = plan.batch_size * plan.seq_len, plan.lora_r, spec.hidden_size
+    qk = (spec.num_heads + spec.num_kv_heads) * spec.head_dim
+    peft = 0
+    for lin in layer.linears:   # peft: fp32 copy of x, fp32 add and scaling, the cast back
+        f_in, f_out = tr.lora_forward_bytes(2, 2, False)
+        peft += tokens * (f_in * lin.d_in + f_out * lin.d_out)
+    own = sum(6 * r * (lin.d_in + lin.d_out) for lin in layer.linears)
+    kernels = tokens * (layer.norms * h * (tr.rms_norm_bytes(2) - liger.rms_norm_bytes(2))
+                        + qk * (tr.rope_bytes(2) - liger.rope_bytes(2))
+                        + layer.mlp_width * (tr.gated_mlp_bytes(2) - liger.glu_bytes(2)))
+    assert hf_f.elementwise_bytes - un_f.elementwise_bytes == peft - own + kernels
+    # the LoRA matmuls run in bf16, not fp32 (peft casts x to the fp32 adapters' dtype)
+    assert {dtype for (dtype, _, _) in un_f.matmuls} == {"bf16"}
+    assert "fp32" in {dtype for (dtype, _, _) in hf_f.matmuls}
+    assert un_b.elementwise_bytes < hf_b.elementwise_bytes
+
+
+def test_unsloth_step_is_faster_than_transformers_for_the_same_lora_run():
+    base = {"model": "llama-3.1-8b", "batch_size": 1, "seq_len": 4096, "lora_r": 16, "lora_dropout": 0.0,
+            "lora_targets": "all-linear", "grad_ckpt": True, "optimizer": "adamw", "gpu": "h100-80gb-sxm"}
+    hf = estimate(plan_from_dict(base)).time.step_seconds
+    un = estimate(plan_from_dict({**base, "framework": "unsloth", "loss": "standard"})).time.step_seconds
+    assert un < 0.8 * hf
+    # with dropout the fast paths are off: peft's Linear runs and the LoRA traffic is back
+    dropped = estimate(plan_from_dict({**base, "framework": "unsloth", "loss": "standard", "lora_dropout": 0.05}))
+    assert dropped.time.step_seconds > un

@@ -91,3 +91,70 @@ def test_optimizer_in_backward_keeps_one_parameter_gradient_alive():
     assert grads <= 2 * largest * 2 and "optimizer in backward" in on.memory.components[2].formula
     assert on.memory.peak_allocated_bytes < off.memory.peak_allocated_bytes - 2 * 2**30
     assert on.memory.timeline[-2].allocated_bytes < off.memory.timeline[-2].allocated_bytes
+
+
+# ---------------------------------------------------------------- the loss in the time model
+
+def _work(**fields):
+    from napkin_gui.core.memory.model_state import model_state
+    from napkin_gui.core.model_source import resolve_model
+    from napkin_gui.core.step_work import step_work
+    plan = plan_from_dict({"model": "llama-3.2-1b", "batch_size": 2, "seq_len": 2048, "lora_dropout": 0.0,
+                           "grad_ckpt": True, **fields})
+    spec = resolve_model(plan.model)
+    return step_work(spec, plan, model_state(spec, plan).trainable_params), spec, plan
+
+
+def _matmul_flops(phase):
+    return sum(flops * n for (_, flops, _), n in phase.matmuls.items())
+
+
+@pytest.mark.parametrize("base, kernel", [
+    ({"liger": True, "loss": "standard"}, {"liger": True, "loss": "fused-linear-ce"}),
+    ({"loss": "standard"}, {"loss": "cut-ce"}),
+    ({"framework": "unsloth", "loss": "standard"}, {"framework": "unsloth", "loss": "fused-linear-ce"}),
+])
+def test_fused_kernels_pay_no_full_vocabulary_fp32_logits_traffic(base, kernel):
+    """Liger's fused linear CE and unsloth's fused loss read each chunk's model-dtype logits twice and
+    overwrite them with their gradient inside the forward (3 x 2 B per logit, nothing in backward);
+    cut-ce writes no logits at all and recomputes them in backward (traffic.loss_logits_bytes)."""
+    from napkin_gui.core import traffic as tr
+    (std, spec, plan), (fused, _, kplan) = _work(**base), _work(**kernel)
+    tokens, vocab, hidden = plan.batch_size * plan.seq_len, spec.vocab_size, spec.hidden_size
+    lb = 2
+    std_f, std_b = tr.loss_logits_bytes(plan.framework, "standard", lb, False)
+    if plan.framework == "unsloth":   # Fast_CrossEntropyLoss: one read forward, read + write backward
+        assert (std_f, std_b) == (lb, 2 * lb)
+    else:                             # logits.float() + fp32 log_softmax, and their backward
+        assert (std_f, std_b) == (tr.cast_bytes(2, 4) + 12, 4 + 12 + tr.cast_bytes(4, 2))
+    own_f, own_b = {"fused-linear-ce": (3 * lb, 0), "cut-ce": (0, 0)}[kplan.loss]
+    scale = 2 * 2 * tokens * hidden if kplan.loss == "fused-linear-ce" else 0   # grad_input * grad_output
+    assert std.forward.elementwise_bytes - fused.forward.elementwise_bytes == tokens * vocab * (std_f - own_f)
+    assert std.backward.elementwise_bytes - fused.backward.elementwise_bytes == pytest.approx(
+        tokens * vocab * (std_b - own_b) - scale, rel=1e-12)
+    head = 2.0 * tokens * hidden * vocab
+    if kplan.loss == "cut-ce":        # the backward recomputes the logits before dE
+        assert _matmul_flops(fused.backward) - _matmul_flops(std.backward) == pytest.approx(head, rel=1e-12)
+    else:                             # the input gradient's matmul moves into the forward
+        assert _matmul_flops(fused.forward) - _matmul_flops(std.forward) == pytest.approx(head, rel=1e-12)
+    assert estimate(kplan).time.step_seconds < estimate(plan).time.step_seconds
+
+
+def test_torchtune_chunked_ce_writes_every_chunks_fp32_logits():
+    """CEWithChunkedOutputLoss.compute_cross_entropy upcasts each chunk (`logits.float()`): the same
+    bytes as transformers' full-vocabulary loss, only in 8 pieces."""
+    chunked, _, _ = _work(framework="torchtune", loss="chunked-ce")
+    plain, _, _ = _work(framework="torchtune", loss="standard")
+    assert chunked.forward.elementwise_bytes == plain.forward.elementwise_bytes
+    assert chunked.backward.elementwise_bytes == plain.backward.elementwise_bytes
+
+
+def test_standard_loss_time_is_unchanged_bit_for_bit():
+    """Plans written before the stack fields (the stored snapshot, time included) are reproduced."""
+    import json
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from stack_baseline import SNAPSHOT, estimate_without_plan
+    for row in json.loads(SNAPSHOT.read_text()):
+        assert estimate_without_plan(row["plan"])["time"] == row["estimate"]["time"], row["plan"]

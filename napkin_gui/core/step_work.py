@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 
 from . import flops as fl
 from . import traffic as tr
+from .frameworks import unsloth
 from .memory import liger, torch_compile
 from .memory.activations import linear_roles, role_input_bytes
 from .memory import rollout
@@ -152,8 +153,12 @@ def _lora(layer: DecoderLayer, plan: Plan, dt, inputs: tuple[int, ...], tokens: 
     elem = 2 if dt.autocast else 4
     dropout = plan.lora_dropout > 0
     targets = lora_target_linears(layer, plan.lora_targets)
+    fused = unsloth_fused_linears(layer, plan) if unsloth_kernels(plan) else frozenset()
     for i, lin in enumerate(layer.linears):
         if not any(lin is target for target in targets):
+            continue
+        if i in fused:
+            _unsloth_lora(lin, plan, tokens, fwd, bwd)
             continue
         ib, ob = inputs[i], dt.linear_out
         m = tokens * lin.active / lin.count
@@ -213,10 +218,14 @@ def _input_grad_sums(layer: DecoderLayer, plan: Plan, inputs: tuple[int, ...]) -
     LoRA branch) gets k gradients, added pairwise (read, read, write each)."""
     readers: dict[str, list] = {}
     targets = set(id(lin) for lin in lora_target_linears(layer, plan.lora_targets)) if plan.is_lora else set()
+    # unsloth's fast_lora backward chains a group's input gradient through addmm_ (`dX.addmm_(...)`,
+    # unsloth/kernels/fast_lora.py): its role's gradients are summed inside the GEMMs
+    fused = unsloth_fused_linears(layer, plan) if unsloth_kernels(plan) else frozenset()
+    in_gemm = {linear_roles(layer)[i] for i in fused}
     for lin, role, ib in zip(layer.linears, linear_roles(layer), inputs):
         entry = readers.setdefault(role, [0, lin.d_in, ib])
         entry[0] += lin.active * (1 + (id(lin) in targets))
-    return sum(max(0, k - 1) * 3 * ib * width for k, width, ib in readers.values())
+    return sum(max(0, k - 1) * 3 * ib * width for role, (k, width, ib) in readers.items() if role not in in_gemm)
 
 
 def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, inputs: tuple[int, ...], fwd: PhaseWork,
@@ -229,6 +238,8 @@ def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, inp
     patch = liger.liger_patch(plan, spec)   # Liger's fused kernels: one launch each (memory/liger.py)
     if torch_compile.compiles(plan):        # inductor fuses the same chains (memory/torch_compile.py)
         patch = liger.LigerPatch(rope=True, rms_norm=True, glu=True)
+    if unsloth_kernels(plan):
+        patch = unsloth_patch(layer, plan)
     liger_norm = patch is not None and patch.rms_norm and rms
     norm = (liger.rms_norm_bytes(dt.stream) if liger_norm else
             tr.rms_norm_bytes(dt.stream) if rms else tr.layer_norm_bytes(dt.stream))
@@ -290,13 +301,18 @@ def _model_level(spec: ModelSpec, plan: Plan, fwd: PhaseWork, bwd: PhaseWork) ->
     lb = logits_element_bytes(plan)
     full = plan.method == "full"
     head_dtype = "fp32" if lb == 4 and not dt.autocast else plan.compute_dtype
-    for phase in (fwd, bwd) if not full else (fwd, bwd, bwd):
-        _mm(phase, head_dtype, tokens, hidden, vocab, lb, 1)
+    _head_matmuls(plan, head_dtype, tokens, hidden, vocab, lb, fwd, bwd)
     softcap = spec.final_logit_softcapping is not None
-    fwd.elementwise_bytes += tokens * vocab * tr.logits_forward_bytes(lb, softcap)
-    bwd.elementwise_bytes += tokens * vocab * tr.logits_backward_bytes(lb, softcap)
+    forward_bytes, backward_bytes = tr.loss_logits_bytes(plan.framework, plan.loss, lb, softcap)
+    fwd.elementwise_bytes += tokens * vocab * forward_bytes
+    bwd.elementwise_bytes += tokens * vocab * backward_bytes
+    if plan.loss == "fused-linear-ce":
+        # Liger's backward: element_mul_kernel scales the saved grad_input (and grad_weight) in place;
+        # UnslothFusedLoss: `grad_inputs * scale_factor`: read and write each
+        bwd.elementwise_bytes += 2 * dt.stream * (tokens * hidden + (vocab * hidden if full else 0))
     patch = liger.liger_patch(plan, spec)
-    norm = ((liger.rms_norm_bytes(dt.stream) if patch is not None and patch.rms_norm else tr.rms_norm_bytes(dt.stream))
+    fused_norm = (patch is not None and patch.rms_norm) or unsloth_kernels(plan)
+    norm = ((liger.rms_norm_bytes(dt.stream) if fused_norm else tr.rms_norm_bytes(dt.stream))
             if spec.norm_kind == "rms" else tr.layer_norm_bytes(dt.stream))
     stream = tokens * hidden * (norm + 2 * dt.stream)     # final norm + embedding gather
     fwd.elementwise_bytes += stream
@@ -307,6 +323,76 @@ def _model_level(spec: ModelSpec, plan: Plan, fwd: PhaseWork, bwd: PhaseWork) ->
     fwd.launches += MODEL_LAUNCHES
     bwd.autograd_launches += MODEL_LAUNCHES
     fwd.modules += MODEL_MODULES
+
+
+def _head_matmuls(plan: Plan, dtype: str, tokens: int, hidden: int, vocab: int, lb: int,
+                  fwd: PhaseWork, bwd: PhaseWork) -> None:
+    """lm_head's matmuls by loss kernel: the logits in forward, their input (and, in full
+    fine-tuning, weight) gradient in backward. fused-linear-ce computes both gradients chunk by
+    chunk inside its forward (Liger fused_linear_cross_entropy_forward: grad_input / grad_weight;
+    UnslothFusedLoss: torch.func.grad_and_value per chunk). cut-ce writes no logits (the
+    matmul's output stays on chip: only its inputs are read) and recomputes them in backward
+    (cut_cross_entropy cce_backward.py) before the input (and weight) gradient."""
+    grads = 2 if plan.method == "full" else 1
+    if plan.loss == "cut-ce":
+        inputs = lb * (tokens * hidden + hidden * vocab)
+        shape = (dtype, 2.0 * tokens * hidden * vocab, float(inputs))
+        _add_matmul(fwd, shape, 1)
+        _add_matmul(bwd, shape, 1 + grads)
+        return
+    later = fwd if plan.loss == "fused-linear-ce" else bwd
+    _mm(fwd, dtype, tokens, hidden, vocab, lb, 1)
+    for _ in range(grads):
+        _mm(later, dtype, tokens, hidden, vocab, lb, 1)
+
+
+def unsloth_patch(layer: DecoderLayer, plan: Plan) -> liger.LigerPatch:
+    """unsloth's Triton kernels, one read of each input and one write each, like Liger's:
+    fast_rms_layernorm (unsloth/kernels/rms_layernorm.py _rms_layernorm_forward: read X, write Y
+    and the fp32 r per row), fast_rope_embedding (rope_embedding.py _rope_embedding: Q and K in
+    place) in every layer LlamaDecoderLayer_fast_forward runs, and swiglu_fg_kernel
+    (swiglu.py _fg_kernel: read e, g, write h) inside LoRA_MLP only (its fast path: all of
+    gate/up/down adapted, no dropout; core/frameworks/unsloth.py fast_paths)."""
+    mlp = any(layer.linears[i].name in unsloth.MLP for i in unsloth_fused_linears(layer, plan))
+    return liger.LigerPatch(rope=True, rms_norm=True, glu=mlp)
+
+
+def unsloth_fused_linears(layer: DecoderLayer, plan: Plan) -> frozenset[int]:
+    """The linears whose LoRA runs in unsloth's fast_lora Functions (LoRA_QKV, LoRA_W, LoRA_MLP:
+    FastLlamaModel.patch_peft_model, core/frameworks/unsloth.py fast_paths)."""
+    targets = frozenset(i for i, lin in enumerate(layer.linears)
+                        if any(lin is t for t in lora_target_linears(layer, plan.lora_targets)))
+    paths = unsloth.fast_paths(layer, targets, plan.lora_dropout > 0)
+    names = ((unsloth.QKV if paths.qkv else ()) + (("o_proj",) if paths.o else ())
+             + (unsloth.MLP if paths.mlp else ()))
+    return frozenset(i for i in targets if layer.linears[i].name in names)
+
+
+def _unsloth_lora(lin, plan: Plan, tokens: int, fwd: PhaseWork, bwd: PhaseWork) -> None:
+    """One adapter in unsloth's fast path (unsloth/kernels/utils.py matmul_lora:
+    `XA = torch_matmul(X, A.to(dtype)); out.addmm_(XA, B.to(dtype), alpha=s)`): both matmuls
+    in the activations' 16-bit dtype, the add and the scaling in the GEMM's epilogue, so none
+    of peft's fp32 input copy, fp32 add and casts back; only the fp32 A and B are cast (6 B
+    per adapter weight). fast_lora.py backward: dA, dB and the input gradient by matmul /
+    addmm_ (4 matmuls, as peft's), no elementwise pass."""
+    r, dtype = plan.lora_r, plan.compute_dtype
+    m = tokens * lin.active / lin.count
+    _mm(fwd, dtype, m, lin.d_in, r, 2, lin.count)
+    _mm(fwd, dtype, m, r, lin.d_out, 2, lin.count)
+    for _ in range(2):
+        _mm(bwd, dtype, m, lin.d_in, r, 2, lin.count)
+        _mm(bwd, dtype, m, r, lin.d_out, 2, lin.count)
+    fwd.elementwise_bytes += lin.count * 6 * r * (lin.d_in + lin.d_out)
+    fwd.launches += lin.count * 4          # A.to, B.to, X @ A, addmm_
+    bwd.autograd_launches += lin.count * 6
+    fwd.modules += lin.count
+
+
+def unsloth_kernels(plan: Plan) -> bool:
+    """unsloth's own layer code runs (LoRA / QLoRA: fast_rms_layernorm, fast_rope_embedding,
+    the fast_lora autograd Functions); its full fine-tuning runs transformers' modules
+    (memory/timeline.py _unsloth_modules)."""
+    return plan.framework == "unsloth" and plan.is_lora
 
 
 def trainable_tensors(spec: ModelSpec, plan: Plan) -> int:

@@ -97,6 +97,41 @@ def logits_backward_bytes(lb: int, softcap: bool) -> int:
     return 4 + 12 + cast_bytes(4, lb) + (10 * lb if softcap else 0)
 
 
+def loss_logits_bytes(framework: str, loss: str, lb: int, softcap: bool) -> tuple[int, int]:
+    """(forward, backward) bytes per [tokens, vocab] element of the loss, by the kernel that runs
+    it; the lm_head matmul writing the logits (or a chunk of them) is counted with the matmuls.
+
+    - transformers `standard` (ForCausalLMLoss: logits.float(), cross_entropy) and torchtune 0.6.1
+      `chunked-ce` (CEWithChunkedOutputLoss.compute_cross_entropy: `F.cross_entropy(logits.float(),
+      ...)` per chunk: every chunk's fp32 upcast and log-softmax are written): logits_forward_bytes
+      / logits_backward_bytes.
+    - litgpt 0.5.13 (utils.py chunked_cross_entropy; chunk_size 0 is the plain loss):
+      `F.cross_entropy(logit_chunk, ...)` on the model-dtype logits, no upcast: log_softmax reads
+      twice and writes once (3 x lb), backward: nll's dense gradient (lb) and log_softmax's
+      backward (3 x lb).
+    - `fused-linear-ce`, Liger 0.8.5 (ops/cross_entropy.py liger_cross_entropy_kernel, called per
+      chunk by fused_linear_cross_entropy_forward) and unsloth_zoo's UnslothFusedLoss
+      (fused_losses/cross_entropy_loss.py: compute_fused_ce_loss under torch.compile, one
+      generated kernel per chunk): the chunk's logits in the lm_head dtype are read for the online
+      max / sum, read again and overwritten by their gradient in the same forward (3 x lb); no
+      fp32 logits, nothing over the vocabulary in backward.
+    - `cut-ce`, Apple cut cross-entropy (cce_lse_forward.py, cce_backward.py): logits are computed
+      block by block in on-chip memory and never written, forward and backward: 0 (the backward's
+      recomputed logits matmul is counted with the matmuls).
+    - unsloth `standard` (UNSLOTH_RETURN_LOGITS=1 -> unsloth/kernels/cross_entropy_loss.py
+      Fast_CrossEntropyLoss): _cross_entropy_forward reads each row once for its logsumexp (lb),
+      _cross_entropy_backward reads the logits and writes the gradient in place (2 x lb)."""
+    if loss == "cut-ce":
+        return 0, 0
+    if loss == "fused-linear-ce":
+        return 3 * lb, 0
+    if framework == "unsloth":
+        return lb, 2 * lb
+    if framework == "litgpt":
+        return 3 * lb + (6 * lb if softcap else 0), 4 * lb + (10 * lb if softcap else 0)
+    return logits_forward_bytes(lb, softcap), logits_backward_bytes(lb, softcap)
+
+
 def dequant_bytes(params: int) -> float:
     """bitsandbytes dequantize_4bit of one NF4 weight: read the 4-bit codes (0.5 B) and the
     absmax (double quant: 1 B per 64 weights), write the bf16 weight (2 B)."""
