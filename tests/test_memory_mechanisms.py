@@ -199,3 +199,30 @@ def test_fits_against_capacity():
     plan = Plan(model="toy", gpu="toy-gpu", batch_size=64, seq_len=4096)
     mem = memory_estimate(plan, spec, small, model_state(spec, plan))
     assert not mem.fits and mem.headroom_bytes < 0
+
+
+def test_activation_offload_moves_block_inputs_to_pinned_host_ram():
+    """torchtune's OffloadActivations: the device figure falls by what it copies, the host RAM
+    figure holds the copies, and the activations formula names the module."""
+    from napkin_gui.core.estimate import estimate
+    from napkin_gui.core.memory.timeline import activation_offload, block_memories
+    from napkin_gui.core.model_source import resolve_model
+    plan = Plan(model="llama-3.1-8b", batch_size=1, seq_len=8192, grad_ckpt=True, framework="torchtune",
+                loss="chunked-ce", lora_dropout=0.0, gpu="h100-80gb-sxm")
+    on = dataclasses.replace(plan, activation_offload=True)
+    spec = resolve_model(plan.model)
+    moved = activation_offload(spec, on)
+    assert activation_offload(spec, plan) is None
+    tokens = plan.batch_size * plan.seq_len
+    block_input = tokens * spec.hidden_size * 2
+    # 32 block inputs + the final norm's fp32 x (saved by pow and by mul: two copies) and rstd twice
+    assert moved.offloaded_tensors == spec.num_layers + 4
+    assert moved.host_bytes == spec.num_layers * block_input + 2 * tokens * spec.hidden_size * 4 + 2 * tokens * 4
+    # the last block's input is still in the stash (5 ids) at the loss; every other one left the card
+    kept_on, kept_off = (sum(b.kept_bytes for b in block_memories(spec, p)) for p in (on, plan))
+    assert (kept_off, kept_on) == (spec.num_layers * block_input, block_input)
+    before, after = estimate(plan).memory, estimate(on).memory
+    acts = {c.name: c for c in after.components}["activations"]
+    assert acts.formula.startswith("torchtune OffloadActivations, 36 tensors >= 1024 B")
+    assert after.host_bytes == before.host_bytes + moved.host_bytes
+    assert before.peak_allocated_bytes - after.peak_allocated_bytes == kept_off - kept_on

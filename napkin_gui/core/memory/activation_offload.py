@@ -78,7 +78,7 @@ class ActivationOffload:
         what = (f"{self.offloaded_tensors:,} tensors >= {MIN_OFFLOAD_BYTES} B ({n_blocks} checkpointed block inputs,"
                 f" the final norm's{', the loss' if 'TRL' in self.module else ''})" if self.checkpointed
                 else f"every saved tensor >= {MIN_OFFLOAD_BYTES} B of {n_blocks} blocks")
-        return (f"{self.module}: {what} copied to {self.host_bytes / 2**30:.2f} GiB of pinned host RAM; "
+        return (f"{self.module}, {what} copied to {self.host_bytes / 2**30:.2f} GiB of pinned host RAM; "
                 f"the last {MAX_FWD_STASH_SIZE} packed stay on the card until backward")
 
 
