@@ -199,3 +199,23 @@ def test_unsloth_step_is_faster_than_transformers_for_the_same_lora_run():
     # with dropout the fast paths are off: peft's Linear runs and the LoRA traffic is back
     dropped = estimate(plan_from_dict({**base, "framework": "unsloth", "loss": "standard", "lora_dropout": 0.05}))
     assert dropped.time.step_seconds > un
+
+
+def test_offloaded_checkpointing_costs_its_copies_back_in_the_time_model():
+    """UnslothCheckpointFunction: the layer inputs go to the host beside each layer's forward
+    (hidden) and come back before each layer's recompute (exposed): unsloth_offload_*_overlap."""
+    from napkin_gui.core.memory.timeline import unsloth_offload
+    from napkin_gui.core.time_efficiency import time_efficiency
+    base = {"model": "llama-3.1-8b", "batch_size": 1, "seq_len": 8192, "framework": "unsloth", "loss": "standard",
+            "optimizer": "adamw", "gpu": "h100-80gb-sxm"}
+    on, off = plan_from_dict(base), plan_from_dict({**base, "activation_offload": False})
+    spec = resolve_model(on.model)
+    layers = unsloth_offload(spec, on).offloaded_layers
+    moved = layers * on.batch_size * on.seq_len * spec.hidden_size * 2
+    eff = time_efficiency()
+    rate = 63e9 * eff.host_link
+    t_on, t_off = estimate(on).time, estimate(off).time
+    pcie = {t.name: t.seconds for t in t_on.terms}["pcie"] - {t.name: t.seconds for t in t_off.terms}["pcie"]
+    assert pcie == pytest.approx(2 * moved / rate, rel=1e-9)
+    assert moved / rate <= t_on.step_seconds - t_off.step_seconds <= 1.1 * moved / rate
+    assert "UnslothCheckpointFunction" in {t.name: t.formula for t in t_on.terms}["pcie"]

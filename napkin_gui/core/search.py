@@ -344,6 +344,7 @@ class _RowsWork(NamedTuple):
     generation_host: bool            # the recipe's: transformers' generate (True) or vLLM
     offload_to_host_bytes: ndarray     # activation offloading's PCIe bytes (StepWork's)
     offload_to_device_bytes: ndarray
+    offload_unsloth: bool              # the recipe's: UnslothCheckpointFunction's copies
 
 
 def _rows_work(works: list[StepWork], index: ndarray) -> _RowsWork:
@@ -359,7 +360,7 @@ def _rows_work(works: list[StepWork], index: ndarray) -> _RowsWork:
     generation = phases[3] if len(phases) > 3 else None
     column = lambda name: numpy.array([getattr(w, name) for w in works], dtype=float)[index]  # noqa: E731
     return _RowsWork(*phases[:3], column("tokens"), generation, works[0].generation_host,
-                     column("offload_to_host_bytes"), column("offload_to_device_bytes"))
+                     column("offload_to_host_bytes"), column("offload_to_device_bytes"), works[0].offload_unsloth)
 
 
 def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray, cards: tuple[GpuSpec, ...],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
+from typing import NamedTuple
 
 from . import flops as fl
 from . import traffic as tr
@@ -17,7 +18,7 @@ from .memory.activations import linear_roles, role_input_bytes
 from .memory import rollout
 from .memory.lora import lora_target_linears
 from .memory.preference import no_grad_forwards, policy_forward_plan
-from .memory.timeline import activation_offload
+from .memory.timeline import activation_offload, unsloth_offload
 from .memory.precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
 from .model_spec import DecoderLayer, ModelSpec, block_repeats
 from .plan import Plan
@@ -88,6 +89,7 @@ class StepWork:
     # torchtune's / TRL's OffloadActivations (memory/activation_offload.py): PCIe bytes per micro-batch
     offload_to_host_bytes: float = 0.0     # forward: saved tensors copied to pinned host memory
     offload_to_device_bytes: float = 0.0   # backward: copied back (what the stash kept is not)
+    offload_unsloth: bool = False          # the copies are UnslothCheckpointFunction's instead
 
 
 def _add_matmul(phase: PhaseWork, shape: MatmulShape, launches: float) -> None:
@@ -388,6 +390,21 @@ def _unsloth_lora(lin, plan: Plan, tokens: int, fwd: PhaseWork, bwd: PhaseWork) 
     fwd.modules += lin.count
 
 
+class _Copies(NamedTuple):
+    device_to_host_bytes: int
+    host_to_device_bytes: int
+
+
+def unsloth_offload_traffic(spec: ModelSpec, plan: Plan) -> _Copies:
+    """UnslothCheckpointFunction (unsloth_zoo/gradient_checkpointing.py): each offloaded layer's
+    input goes to its pinned CPU buffer in forward (`x.copy_(_arg, non_blocking=True)` on
+    EXTRA_STREAM) and comes back into GPU_BUFFER in backward (`buffer.copy_(x, non_blocking=True)`)."""
+    plan = policy_forward_plan(plan)
+    offload = unsloth_offload(spec, plan)
+    layer_input = plan.batch_size * plan.seq_len * spec.hidden_size * activation_dtypes(plan, spec).stream
+    return _Copies(offload.offloaded_layers * layer_input, offload.offloaded_layers * layer_input)
+
+
 def unsloth_kernels(plan: Plan) -> bool:
     """unsloth's own layer code runs (LoRA / QLoRA: fast_rms_layernorm, fast_rope_embedding,
     the fast_lora autograd Functions); its full fine-tuning runs transformers' modules
@@ -473,7 +490,9 @@ def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     extras = config_extras(spec)
     model = fl.model_flops(spec, plan.batch_size, plan.seq_len, plan.method == "full",
                            plan.lora_r if plan.is_lora else 0, plan.lora_targets, extras.v_head_dim)
-    moved = activation_offload(spec, algorithm)
+    moved, offload_unsloth = activation_offload(spec, algorithm), False
+    if moved is None and unsloth_offload(spec, algorithm) is not None:
+        moved, offload_unsloth = unsloth_offload_traffic(spec, algorithm), True
     return StepWork(forward=fwd, backward=bwd,
                     optimizer=optimizer_work(plan, trainable_params, tensors, state_bytes),
                     tokens=plan.batch_size * plan.seq_len,
@@ -481,7 +500,8 @@ def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
                     trainable_params=trainable_params, trainable_tensors=tensors,
                     generation=generation, generation_host=algorithm.generation == "transformers",
                     offload_to_host_bytes=float(moved.device_to_host_bytes) if moved else 0.0,
-                    offload_to_device_bytes=float(moved.host_to_device_bytes) if moved else 0.0)
+                    offload_to_device_bytes=float(moved.host_to_device_bytes) if moved else 0.0,
+                    offload_unsloth=offload_unsloth)
 
 
 def generation_work(spec: ModelSpec, plan: Plan) -> PhaseWork:

@@ -44,6 +44,8 @@ class TimeEfficiency:
     # share of a phase's device time that OffloadActivations' PCIe copies hide behind (0..1)
     activation_offload_forward_overlap: float
     activation_offload_backward_overlap: float
+    unsloth_offload_forward_overlap: float      # UnslothCheckpointFunction's copies, likewise
+    unsloth_offload_backward_overlap: float
 
 
 def _resource_text() -> str:
@@ -61,7 +63,7 @@ def parse_time_efficiency(data: dict) -> TimeEfficiency:
     values = {}
     for f in fields(TimeEfficiency):
         value = merged.get(f.name)
-        if f.name.startswith("activation_offload_"):   # an overlap share: 0 (exposed) to 1 (hidden)
+        if f.name.endswith(("_forward_overlap", "_backward_overlap")):   # a share: 0 (exposed) to 1 (hidden)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
                 raise PlanError(f"time_efficiency.json: {f.name}: must be a number from 0 to 1, got {value!r}")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:

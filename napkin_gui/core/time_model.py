@@ -221,13 +221,16 @@ def smooth_max(a: float | ndarray, b: float | ndarray, p: float) -> float | ndar
 
 def activation_offload_exposed_seconds(device_seconds: float | ndarray, copy_seconds: float | ndarray,
                                        overlap: float) -> float | ndarray:
-    """Seconds OffloadActivations' PCIe copies add to a phase (torchtune 0.6.1
+    """Seconds activation offloading's PCIe copies add to a phase (torchtune 0.6.1
     torchtune/training/_activation_offloading.py, TRL 1.16 trl/models/activation_offloading.py,
     use_streams=True): the copies run on the side stream s1 beside the compute stream s0, so they
     hide behind up to `overlap` of the phase's device time. Forward: s0 waits for a copy only
     max_fwd_stash_size packs later (`self.s0.wait_event(ev)`), overlap 1. Backward: a tensor is
     fetched when autograd reaches its node and s0 waits for it at once (`self.s0.wait_stream(self.s1)`),
-    overlap 0 (resources/time_efficiency.json activation_offload_*_overlap)."""
+    overlap 0 (resources/time_efficiency.json activation_offload_*_overlap). unsloth's
+    UnslothCheckpointFunction (unsloth_zoo gradient_checkpointing.py) copies each layer input on
+    EXTRA_STREAM beside that layer's forward and makes MAIN_STREAM wait at its end, and in backward
+    waits for the copy back before the recompute (unsloth_offload_*_overlap, 1 and 0)."""
     return copy_seconds - overlap * smaller(device_seconds, copy_seconds)
 
 
@@ -256,10 +259,12 @@ def step_phases(plan: Plan, work: StepWork, card: CardRates, eff: TimeEfficiency
                        host_seconds(work.backward, eff), comm.backward)
     up = work.offload_to_host_bytes
     if type(up) is not float or up:   # OffloadActivations: device->host in forward, back in backward
-        fwd = fwd._replace(offload=up / card.host_bytes_per_second,
-                           offload_overlap=eff.activation_offload_forward_overlap)
+        forward, backward = ((eff.unsloth_offload_forward_overlap, eff.unsloth_offload_backward_overlap)
+                             if work.offload_unsloth else
+                             (eff.activation_offload_forward_overlap, eff.activation_offload_backward_overlap))
+        fwd = fwd._replace(offload=up / card.host_bytes_per_second, offload_overlap=forward)
         bwd = bwd._replace(offload=work.offload_to_device_bytes / card.host_bytes_per_second,
-                           offload_overlap=eff.activation_offload_backward_overlap)
+                           offload_overlap=backward)
     if plan.offload != "none":   # the update runs on the CPU: its time is in comm.step
         return (fwd, bwd), PhaseSeconds(0.0, 0.0, 0.0, comm.step)
     scale = 1.0 / shards  # each GPU updates its shard of the optimizer state
@@ -299,7 +304,7 @@ def _term_formulas(plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork
     """The text behind each time term, memoised: the hardware table formats the same few
     texts 152 times (by card identity, like device_seconds)."""
     key = (id(gpu), id(eff), plan.compute_dtype, plan.sharding, plan.n_gpus, work.executed_flops,
-           work.offload_to_host_bytes, work.offload_to_device_bytes)
+           work.offload_to_host_bytes, work.offload_to_device_bytes, work.offload_unsloth)
     hit = _FORMULAS.get(key)
     if hit is not None and hit[0] is gpu and hit[1] is eff:
         return hit[2]
@@ -324,10 +329,14 @@ def _activation_offload_text(work: StepWork, gpu: GpuSpec, eff: TimeEfficiency) 
     if not work.offload_to_host_bytes:
         return ""
     rate = host_bytes_per_second(gpu, eff) / 1e9
-    return (f"; activation offload (OffloadActivations): {work.offload_to_host_bytes / 1e9:.2f} GB to pinned host"
-            f" RAM in forward ({eff.activation_offload_forward_overlap:.0%} hidden behind compute), "
+    who, forward, backward = (("UnslothCheckpointFunction", eff.unsloth_offload_forward_overlap,
+                               eff.unsloth_offload_backward_overlap) if work.offload_unsloth else
+                              ("OffloadActivations", eff.activation_offload_forward_overlap,
+                               eff.activation_offload_backward_overlap))
+    return (f"; activation offload ({who}): {work.offload_to_host_bytes / 1e9:.2f} GB to pinned host"
+            f" RAM in forward ({forward:.0%} hidden behind compute), "
             f"{work.offload_to_device_bytes / 1e9:.2f} GB back in backward "
-            f"({eff.activation_offload_backward_overlap:.0%} hidden) at {rate:.0f} GB/s")
+            f"({backward:.0%} hidden) at {rate:.0f} GB/s")
 
 
 def _terms(totals: dict[str, float], plan: Plan, gpu: GpuSpec, eff: TimeEfficiency, work: StepWork,
