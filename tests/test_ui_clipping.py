@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import QRect, Qt
-from PySide6.QtGui import QTextDocument
+from PySide6.QtGui import QFont, QFontMetrics, QTextDocument
 from PySide6.QtWidgets import (QApplication, QComboBox, QLabel, QListWidget, QPushButton,
                                QStyle, QStyleOptionButton, QStyleOptionComboBox, QWidget)
 
+from napkin_gui.names import short_gpu_name
+from napkin_gui.ui.hardware_table import shown_row
 from napkin_gui.ui.main_window import DEFAULT_SIZE
 from test_ui_usability import make_window
 
@@ -190,13 +192,41 @@ def test_model_field_shows_the_id_and_its_tooltip_the_whole_label(qtbot):
 
 def test_hardware_table_names_tell_the_cards_apart(qtbot):
     """'AMD Instinct …' for both MI300X and MI325X at 1280x720: the GPU column drops the maker's
-    words (names.short_gpu_name) and a cut name keeps its end."""
+    words (names.short_gpu_name) and keeps a width every card's name fits in (it stretched
+    and shrank to ~100 px); the cheapest / fastest tag after the name is in the tooltip too."""
     window = make_window(qtbot, 1280, 720)
     table = window.hardware_table
-    assert table.view.textElideMode() == Qt.TextElideMode.ElideMiddle
     window.tabs.setCurrentWidget(table)
     window.controller.flush()
     QApplication.processEvents()
-    names = {table.model.row_text(row)[0] for row in table.model.rows}
-    assert {"MI300X", "MI325X"} <= names, sorted(names)
-    assert not any(n.startswith(("AMD ", "NVIDIA ")) for n in names)
+    names = {short_gpu_name(row.gpu_name) for row in table.model.rows}
+    assert {"MI300X", "MI325X"} <= names and len(names) > 20, sorted(names)
+    assert all(table.model.row_text(row)[0].startswith(short_gpu_name(row.gpu_name)) for row in table.model.rows)
+    width = table.view.horizontalHeader().sectionSize(0)
+    metrics = table.view.fontMetrics()
+    bold = QFont(table.view.font())
+    bold.setBold(True)  # the cheapest and the fastest rows are bold
+    cut = [n for n in names if QFontMetrics(bold).horizontalAdvance(n) + 8 > width]
+    assert cut == [] and metrics.horizontalAdvance("MI325X") < width, (cut, width)
+    cheapest = next(row for row in table.model.rows if row.cheapest)
+    assert "cheapest" in shown_row(cheapest).tooltip
+
+
+@pytest.mark.parametrize("size", [(1280, 720), DEFAULT_SIZE, (1920, 1080)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_hardware_columns_fill_a_wide_table_and_scroll_in_a_narrow_one(qtbot, size):
+    """The GPU column takes the room the others leave (never under its set width), so no column
+    is cut by the vertical scroll bar and a wide window shows no empty band."""
+    from napkin_gui.ui.hardware_table import COLUMN_WIDTHS
+    window = make_window(qtbot, *size)
+    table = window.hardware_table
+    window.tabs.setCurrentWidget(table)
+    window.controller.flush()
+    QApplication.processEvents()
+    header = table.view.horizontalHeader()
+    total = sum(header.sectionSize(c) for c in range(header.count()))
+    room = table.view.viewport().width()
+    assert header.sectionSize(0) >= COLUMN_WIDTHS[0]
+    if header.sectionSize(0) > COLUMN_WIDTHS[0]:  # wide: the columns fill the table exactly
+        assert total == room, (total, room)
+    else:                                          # narrow: it scrolls to the last column
+        assert total > room and table.view.horizontalScrollBar().maximum() > 0

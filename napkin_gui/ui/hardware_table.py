@@ -116,7 +116,8 @@ def shown_row(row: Any) -> ShownRow:
     tags = [t for t, flag in (("cheapest", row.cheapest), ("fastest", row.fastest)) if flag]
     if tags:
         texts[0] += f"  ({', '.join(tags)})"
-    tooltip = (f"{row.gpu_name} x{row.n_gpus} ({row.sharding}), {row.bound}-bound; double-click to use it\n"
+    tooltip = (f"{row.gpu_name} x{row.n_gpus} ({row.sharding}){''.join(f', {t}' for t in tags)}, "
+               f"{row.bound}-bound; double-click to use it\n"
                f"{usd_per_hour(row.price_usd_per_hour)} per GPU: {price_citation(row.price_source, row.price_date)}")
     return ShownRow(row, tuple(texts), tooltip, (row.fits, row.cheapest, row.fastest))
 
@@ -278,18 +279,17 @@ class HardwareTable(QWidget):
         self.view.verticalHeader().setDefaultSectionSize(22)
         # fixed widths: ResizeToContents measures every cell on every update (bench/README.md)
         header = self.view.horizontalHeader()
+        # the GPU column takes the room the others leave, never less than its COLUMN_WIDTHS
+        # (_fit_name_column; Qt's Stretch shrank it to 'AMD Instinct …' at 1280x720, MI300X and
+        # MI325X alike); a narrower table scrolls
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for column, width in enumerate(COLUMN_WIDTHS):
-            if column:
-                header.resizeSection(column, width)
+            header.resizeSection(column, width)
         self.view.sortByColumn(*DEFAULT_SORT)  # after setSortingEnabled, which sorts by column 0
         self.view.doubleClicked.connect(self._on_view_double_clicked)
         self.model.visible_rows = self.visible_rows
         # rows scrolled into view are written before they are painted
         self.view.verticalScrollBar().valueChanged.connect(self._write_visible)
-        # a cut name keeps both ends ('GH200 Grace…96GB'): the end is what tells cards apart
-        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.view.setToolTip("Double-click a row to use that GPU and count in the plan.")
         self.caption = QLabel("Every catalog GPU at 1, 2, 4 and 8 GPUs (FSDP where a copy per GPU does not fit), "
                               "rows that fit first. Green: cheapest per token; blue: fastest. "
@@ -318,7 +318,16 @@ class HardwareTable(QWidget):
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
+        self._fit_name_column()
         self._write_visible()
+
+    def _fit_name_column(self) -> None:
+        header = self.view.horizontalHeader()
+        others = sum(header.sectionSize(c) for c in range(1, len(COLUMNS)))
+        # room beside the vertical scroll bar, whether it shows yet or not (152 rows: it will)
+        room = (self.view.width() - 2 * self.view.frameWidth()
+                - self.view.verticalScrollBar().sizeHint().width())
+        header.resizeSection(0, max(COLUMN_WIDTHS[0], room - others))
 
     def source_row(self, table_row: int) -> Any:
         """The compare row shown at a (sorted) table row."""
