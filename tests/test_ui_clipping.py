@@ -230,3 +230,32 @@ def test_hardware_columns_fill_a_wide_table_and_scroll_in_a_narrow_one(qtbot, si
         assert total == room, (total, room)
     else:                                          # narrow: it scrolls to the last column
         assert total > room and table.view.horizontalScrollBar().maximum() > 0
+
+
+def _axis_label_problems(name: str, plot) -> list[str]:
+    """A pyqtgraph axis label is drawn centred on its axis and may run past it; what runs past
+    the view showing it is cut."""
+    out = []
+    view = plot.scene().views()[0]
+    # QGraphicsTextItem's document margin (4 px) is blank: it may lie outside
+    shown = view.mapToScene(view.viewport().rect()).boundingRect().adjusted(-4, -4, 4, 4)
+    for side in ("left", "bottom"):
+        axis = plot.getAxis(side)
+        if not axis.isVisible() or not axis.label.isVisible() or not axis.labelText:
+            continue
+        drawn = axis.label.sceneBoundingRect()
+        if not shown.contains(drawn):
+            out.append(f"{name} {side} {axis.labelText!r}: drawn at {drawn.getRect()}, the view shows {shown.getRect()}")
+    return out
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_time_curve_axis_labels_fit_their_axes(qtbot, size):
+    """'ms per micro-batch' was cut to 'ms per micro-batcl' on both step plots at 1280x720."""
+    window = make_window(qtbot, *size)
+    window.tabs.setCurrentWidget(window.time_view)
+    window.controller.flush()
+    QApplication.processEvents()
+    problems = [p for key, curve in window.time_view.plots.items()
+                if curve.item.isVisible() for p in _axis_label_problems(str(key), curve.item)]
+    assert problems == []

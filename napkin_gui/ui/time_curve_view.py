@@ -185,7 +185,7 @@ class TimeCurveView(QWidget):
     def _add_page(self, axes: tuple[tuple[str, str], ...]) -> pg.GraphicsLayoutWidget:
         graphics = pg.GraphicsLayoutWidget(self.pages)
         graphics.ci.setContentsMargins(2, 2, 2, 2)
-        for row, (metric, label, log_y) in enumerate((("step", "ms per micro-batch", True),
+        for row, (metric, label, log_y) in enumerate((("step", "ms per step", True),  # fits at 1280x720
                                                        ("tps", "tokens/s per GPU", False))):
             for col, (field, x_label) in enumerate(axes):
                 item = graphics.addPlot(row=row, col=col, axisItems=recalling_axes())
