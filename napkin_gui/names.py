@@ -42,12 +42,23 @@ def short_gpu_name(name: str) -> str:
     return name
 
 
-def gpu_name(gpu_id: str) -> str:
-    """The catalog name of a plan's gpu id or NVML name; the text itself when it is no catalog card."""
+def _catalog_card(name: str):
+    """The catalog GpuSpec a plan's gpu (a catalog id or an NVML name) names, or None."""
     from .core.errors import PlanError
     from .core.gpu_catalog import lookup_gpu
     try:
-        spec = lookup_gpu(gpu_id)
+        return lookup_gpu(name)
     except PlanError:
-        spec = None
+        return None
+
+
+def gpu_name(gpu_id: str) -> str:
+    """The catalog name of a plan's gpu id or NVML name; the text itself when it is no catalog card."""
+    spec = _catalog_card(gpu_id)
     return spec.name if spec is not None else gpu_id
+
+
+def gpu_id_for(name: str) -> str:
+    """The catalog id of a plan's gpu (an id or an NVML name); the text itself when it is no catalog card."""
+    spec = _catalog_card(name)
+    return spec.id if spec is not None else name

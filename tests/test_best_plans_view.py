@@ -7,7 +7,6 @@ import dataclasses
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
 
 from napkin_gui.core.best_plans import best_plans
 from napkin_gui.core.estimate import estimate
@@ -18,7 +17,6 @@ from napkin_gui.names import short_gpu_name
 from napkin_gui.ui.best_plans_search import BestPlansSearch
 from napkin_gui.ui.best_plans_view import BestPlansView, entry_cells, hours_cost_frontier
 from napkin_gui.ui.controller import PlanController
-from napkin_gui.ui.main_window import MainWindow
 
 from fakes import FakeEstimator
 
@@ -172,11 +170,8 @@ def test_objective_selector_switches_lists_without_a_new_search(faked, qtbot, be
 
 
 @pytest.fixture
-def window(qtbot):
-    w = MainWindow(PLAN, restore_session=False, poll_nvml=False, persist=False, background=True)
-    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard
-    qtbot.addWidget(w)
-    w.show()
+def window(open_window):
+    w = open_window(PLAN, background=True)
     yield w
     w.close()
 

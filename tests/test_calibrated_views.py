@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from PySide6.QtWidgets import QMessageBox
 
 from napkin_gui.core import calibration as cal
 from napkin_gui.core.advise import advise
@@ -17,7 +16,6 @@ from napkin_gui.probe.nvml import NvmlSnapshot
 from napkin_gui.probe.runner import ProbeResult
 from napkin_gui.ui.estimate_cache import EstimateCache
 from napkin_gui.ui.estimate_worker import run_job
-from napkin_gui.ui.main_window import MainWindow
 
 MIB = 2**20
 PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=4, seq_len=1024, gpu="rtx-4090", dataset_tokens=50e6)
@@ -73,14 +71,8 @@ def test_background_advice_job_uses_the_calibration():
 
 
 @pytest.fixture
-def window(qtbot):
-    w = MainWindow(PLAN, restore_session=False, poll_nvml=False, persist=False)
-    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard
-    qtbot.addWidget(w)
-    w.show()
-    w.tabs.setCurrentWidget(w.hardware_table)
-    w.controller.flush()
-    yield w
+def window(open_window):
+    return open_window(PLAN, tab="hardware_table")
 
 
 def test_after_a_probe_advice_and_hardware_table_equal_calibrated_estimates(window, qtbot):

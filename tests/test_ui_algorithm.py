@@ -2,11 +2,10 @@
 import dataclasses
 
 import pytest
-from PySide6.QtWidgets import QGroupBox, QMessageBox
+from PySide6.QtWidgets import QGroupBox
 
 from napkin_gui.core.plan import ALGORITHMS, Plan, check_combination, with_algorithm
 from napkin_gui.ui.help_text import CHOICE_TIPS, FIELD_TIPS
-from napkin_gui.ui.main_window import MainWindow
 
 PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu="rtx-4090")
 RL_FIELDS = ("algorithm", "reference", "prompt_len", "completion_len", "num_generations", "generation",
@@ -14,14 +13,8 @@ RL_FIELDS = ("algorithm", "reference", "prompt_len", "completion_len", "num_gene
 
 
 @pytest.fixture
-def window(qtbot):
-    w = MainWindow(PLAN, restore_session=False, poll_nvml=False)
-    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard
-    w.show_error = lambda title, text: None
-    qtbot.addWidget(w)
-    w.show()
-    w.controller.flush()
-    return w
+def window(open_window):
+    return open_window(PLAN, persist=True)
 
 
 def test_choosing_grpo_is_one_valid_undoable_edit_and_the_timeline_shows_its_phases(window):

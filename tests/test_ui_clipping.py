@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QApplication, QComboBox, QLabel, QListWidget, QPu
 from napkin_gui.names import short_gpu_name
 from napkin_gui.ui.hardware_table import shown_row
 from napkin_gui.ui.main_window import DEFAULT_SIZE
-from test_ui_usability import make_window
+from test_ui_usability import PLAN
 
 SIZES = [DEFAULT_SIZE, (1280, 720)]
 ELLIPSIS = "…"
@@ -149,17 +149,17 @@ def clipped(window: QWidget) -> list[str]:
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("tab", [0, 1, 2, 3])
-def test_no_visible_text_is_cut(qtbot, size, tab):
-    window = make_window(qtbot, *size)
+def test_no_visible_text_is_cut(open_window, size, tab):
+    window = open_window(PLAN, size=size)
     window.tabs.setCurrentIndex(tab)
     QApplication.processEvents()
     assert clipped(window) == []
 
 
-def test_the_sweep_sees_a_cut_combo_and_an_elided_label(qtbot):
+def test_the_sweep_sees_a_cut_combo_and_an_elided_label(open_window):
     """The checks above can fail: a combo squeezed below its text and a label elided without a
     tooltip are both reported."""
-    window = make_window(qtbot, *DEFAULT_SIZE)
+    window = open_window(PLAN, size=DEFAULT_SIZE)
     combo = window.editor.gpu_combo
     combo.setMinimumWidth(0)
     combo.setMinimumContentsLength(1)
@@ -174,10 +174,10 @@ def test_the_sweep_sees_a_cut_combo_and_an_elided_label(qtbot):
     assert any("too-long" in p for p in problems), problems
 
 
-def test_model_field_shows_the_id_and_its_tooltip_the_whole_label(qtbot):
+def test_model_field_shows_the_id_and_its_tooltip_the_whole_label(open_window):
     """The model field at 1280x720 cut 'llama-3.1-8b  ·  Llama 3.1 8' (15 px short); it now reads
     the id, the popup and the field's tooltip the whole label."""
-    window = make_window(qtbot, 1280, 720)
+    window = open_window(PLAN, size=(1280, 720))
     combo = window.editor.model_combo
     assert combo.currentText() == "llama-3.1-8b"
     assert combo.lineEdit().toolTip() == combo.itemText(combo.findData("llama-3.1-8b"))
@@ -190,11 +190,11 @@ def test_model_field_shows_the_id_and_its_tooltip_the_whole_label(qtbot):
     assert _combo_problem(combo) is None
 
 
-def test_hardware_table_names_tell_the_cards_apart(qtbot):
+def test_hardware_table_names_tell_the_cards_apart(open_window):
     """'AMD Instinct …' for both MI300X and MI325X at 1280x720: the GPU column drops the maker's
     words (names.short_gpu_name) and keeps a width every card's name fits in (it stretched
     and shrank to ~100 px); the cheapest / fastest tag after the name is in the tooltip too."""
-    window = make_window(qtbot, 1280, 720)
+    window = open_window(PLAN, size=(1280, 720))
     table = window.hardware_table
     window.tabs.setCurrentWidget(table)
     window.controller.flush()
@@ -213,11 +213,11 @@ def test_hardware_table_names_tell_the_cards_apart(qtbot):
 
 
 @pytest.mark.parametrize("size", [(1280, 720), DEFAULT_SIZE, (1920, 1080)], ids=lambda s: f"{s[0]}x{s[1]}")
-def test_hardware_columns_fill_a_wide_table_and_scroll_in_a_narrow_one(qtbot, size):
+def test_hardware_columns_fill_a_wide_table_and_scroll_in_a_narrow_one(open_window, size):
     """The GPU column takes the room the others leave (never under its set width), so no column
     is cut by the vertical scroll bar and a wide window shows no empty band."""
     from napkin_gui.ui.hardware_table import COLUMN_WIDTHS
-    window = make_window(qtbot, *size)
+    window = open_window(PLAN, size=size)
     table = window.hardware_table
     window.tabs.setCurrentWidget(table)
     window.controller.flush()
@@ -250,9 +250,9 @@ def _axis_label_problems(name: str, plot) -> list[str]:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_time_curve_axis_labels_fit_their_axes(qtbot, size):
+def test_time_curve_axis_labels_fit_their_axes(open_window, size):
     """'ms per micro-batch' was cut to 'ms per micro-batcl' on both step plots at 1280x720."""
-    window = make_window(qtbot, *size)
+    window = open_window(PLAN, size=size)
     window.tabs.setCurrentWidget(window.time_view)
     window.controller.flush()
     QApplication.processEvents()

@@ -9,26 +9,19 @@ import dataclasses
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox
 
 from napkin_gui.core.estimate import estimate
 from napkin_gui.core.plan import Plan
 from napkin_gui import palette
 from napkin_gui.ui.invalid_plan import is_greyed
-from napkin_gui.ui.main_window import MainWindow
 from napkin_gui.ui.memory_bar_view import verdict_text
 
 PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu="rtx-4090")
 
 
 @pytest.fixture
-def window(qtbot):
-    w = MainWindow(PLAN, restore_session=False, poll_nvml=False, persist=False)
-    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard
-    qtbot.addWidget(w)
-    w.show()
-    w.controller.flush()
-    return w
+def window(open_window):
+    return open_window(PLAN)
 
 
 def figures(w):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from PySide6.QtWidgets import QMessageBox
 
 from napkin_gui.core import calibration as cal
 from napkin_gui.core.calibration import CalibrationProfile, TrialRecord
@@ -16,19 +15,14 @@ from napkin_gui.probe.nvml import NvmlBackend, NvmlSnapshot
 from napkin_gui.probe.runner import ProbeResult
 from napkin_gui.probe.trial import TrialOutcome
 from napkin_gui.ui.calibration_dialog import CalibrationDialog
-from napkin_gui.ui.main_window import MainWindow
 
 GIB = 2**30
 PLAN = Plan(model="llama-3.2-1b", batch_size=2, seq_len=1024, gpu="rtx-4090")
 
 
 @pytest.fixture
-def window(qtbot):
-    w = MainWindow(PLAN, restore_session=False, poll_nvml=False)
-    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard
-    qtbot.addWidget(w)
-    w.show()
-    w.controller.flush()
+def window(open_window):
+    w = open_window(PLAN, persist=True)
     yield w
     if w.poller is not None:
         w.poller.stop()

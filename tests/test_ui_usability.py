@@ -13,7 +13,6 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QToolTip
 from napkin_gui.core import calibration as cal
 from napkin_gui.core.plan import Plan, load_plan
 from napkin_gui.names import short_gpu_name, value_name
-from napkin_gui.ui.main_window import MainWindow
 from napkin_gui.ui.memory_bar_view import ROW_PINNED, describe_plan
 from napkin_gui.ui.plan_editor import gpu_items
 from napkin_gui.ui.timeline_view import STAGES
@@ -22,22 +21,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "resources" / "examples"
 PLAN = load_plan(EXAMPLES / "llama-3.1-8b-lora.napkin.json")
 
 
-def make_window(qtbot, width=1280, height=720, plan=PLAN):
-    w = MainWindow(plan, restore_session=False, poll_nvml=False, persist=False)
-    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard
-    w.errors = []
-    w.show_error = lambda title, text: w.errors.append(text)
-    qtbot.addWidget(w)
-    w.resize(width, height)
-    w.show()
-    w.controller.flush()
-    QApplication.processEvents()
-    return w
-
-
 @pytest.fixture
-def window(qtbot):
-    return make_window(qtbot)
+def window(open_window):
+    return open_window(PLAN, size=(1280, 720))
 
 
 # ------------------------------------------------------------------ names (12.15)
@@ -71,8 +57,8 @@ def _text_fits(widget, text):
 
 
 @pytest.mark.parametrize("size", [(1280, 720), (1600, 1000)])
-def test_gpu_combo_shows_its_whole_label(qtbot, size):
-    w = make_window(qtbot, *size)
+def test_gpu_combo_shows_its_whole_label(open_window, size):
+    w = open_window(PLAN, size=size)
     line = w.editor.gpu_combo.lineEdit()
     assert "· $" in line.text() and line.text().endswith("/h")
     assert _text_fits(line, line.text()), (line.text(), line.width())
@@ -107,8 +93,8 @@ def test_pinned_label_stays_on_the_plot(window):
 
 
 @pytest.mark.parametrize("size", [(1280, 720), (1600, 1000)])
-def test_every_timeline_stage_label_is_drawn_inside_the_axis(qtbot, size):
-    w = make_window(qtbot, *size)
+def test_every_timeline_stage_label_is_drawn_inside_the_axis(open_window, size):
+    w = open_window(PLAN, size=size)
     view = w.timeline_view
     axis = view.plot.getPlotItem().getAxis("bottom")
     image = QImage(10, 10, QImage.Format.Format_ARGB32)

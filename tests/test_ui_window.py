@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QGroupBox, QMessageBox
+from PySide6.QtWidgets import QGroupBox
 
 from napkin_gui.core.compare import compare_hardware
 from napkin_gui.core.estimate import estimate
@@ -18,7 +18,6 @@ from napkin_gui.names import value_name
 from napkin_gui.core.plan import PLAN_FIELDS, Plan, parse_lora_targets
 from napkin_gui.core.result import ALLOCATED_COMPONENTS, COMPONENTS
 from napkin_gui import palette, units
-from napkin_gui.ui.main_window import MainWindow
 from napkin_gui.ui.memory_bar_view import ROW_NOW, ROW_PINNED
 from napkin_gui.core.stack_defaults import FRAMEWORKS, STACK_FIELDS, with_framework
 from napkin_gui.ui.help_text import CHOICE_TIPS, FIELD_TIPS
@@ -32,16 +31,8 @@ PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu
 
 
 @pytest.fixture
-def window(qtbot):
-    w = MainWindow(PLAN, restore_session=False, poll_nvml=False)
-    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard  # pytest-qt closes the window
-    w.errors = []
-    w.show_error = lambda title, text: w.errors.append(text)
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    w.controller.flush()
-    return w
+def window(open_window):
+    return open_window(PLAN, size=(1400, 900), persist=True)
 
 
 def settle(w):

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog
                                QSpinBox, QVBoxLayout, QWidget)
 
 from ..core.errors import PlanError
-from ..core.gpu_catalog import gpu_catalog, lookup_gpu
+from ..core.gpu_catalog import gpu_catalog
 from ..core.model_source import list_presets
 from ..core.plan import (ALGORITHMS, ATTENTIONS, GENERATIONS, METHODS, OFFLOADS, OPTIMIZERS, PLAN_FIELDS,
                          PRECISIONS, REFERENCES, SHARDINGS, Plan, activation_offload_refusal, check_combination,
@@ -38,7 +38,7 @@ from ..core.plan import (ALGORITHMS, ATTENTIONS, GENERATIONS, METHODS, OFFLOADS,
 from ..core.memory.precision import NO_KBIT_PREP_FRAMEWORKS
 from ..core.stack_defaults import FRAMEWORKS, LOSSES, with_framework
 from .. import palette
-from ..names import short_gpu_name, value_name
+from ..names import gpu_id_for, short_gpu_name, value_name
 from ..units import gib, params, usd_per_hour
 from .controller import PlanController
 from .help_text import CHOICE_TIPS, FIELD_TIPS
@@ -453,15 +453,6 @@ def gpu_items() -> list[tuple[str, str, str]]:
     memory and price, short enough for the panel's width."""
     return [(f"{short_gpu_name(g.name)} · {gib(g.memory_bytes, 0)} · {usd_per_hour(g.price_usd_per_hour)}", g.id,
              g.name) for g in gpu_catalog()]
-
-
-def gpu_id_for(name: str) -> str:
-    """The catalog id of a plan's gpu (an id or an NVML name), or the name when unknown."""
-    try:
-        spec = lookup_gpu(name)
-    except PlanError:
-        spec = None
-    return spec.id if spec is not None else name
 
 
 def next_plan(plan: Plan, field: str, value: Any, apply: Callable[[Plan, Any], Plan] | None = None) -> Plan:
