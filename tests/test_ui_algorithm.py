@@ -2,10 +2,11 @@
 import dataclasses
 
 import pytest
-from PySide6.QtWidgets import QGroupBox
 
 from napkin_gui.core.plan import ALGORITHMS, Plan, check_combination, with_algorithm
-from napkin_gui.ui.help_text import CHOICE_TIPS, FIELD_TIPS
+from napkin_gui.ui.help_text import CHOICE_TIPS
+
+from test_ui_window import assert_rows_have_one_sentence_tips
 
 PLAN = Plan(model="llama-3.2-1b", method="lora", batch_size=2, seq_len=1024, gpu="rtx-4090")
 RL_FIELDS = ("algorithm", "reference", "prompt_len", "completion_len", "num_generations", "generation",
@@ -42,9 +43,5 @@ def test_every_algorithm_choice_runs_from_an_sft_plan():
 
 
 def test_algorithm_rows_have_one_sentence_tips(window):
-    box = next(b for b in window.editor.findChildren(QGroupBox) if b.title() == "Algorithm")
-    for field in RL_FIELDS:
-        tip = window.editor.widgets[field].toolTip()
-        assert tip == FIELD_TIPS[field] and tip.count(". ") == 0 and tip.endswith(".")
-        assert box.isAncestorOf(window.editor.widgets[field])
+    assert_rows_have_one_sentence_tips(window, "Algorithm", RL_FIELDS)
     assert set(CHOICE_TIPS["algorithm"]) == set(ALGORITHMS)

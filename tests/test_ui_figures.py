@@ -28,11 +28,12 @@ PROFILE = CalibrationProfile(id=cal.new_profile_id("NVIDIA GeForce RTX 4090", "2
                              total_memory_bytes=24 * 2**30)
 
 
-def figures_for(current: list[Plan], background: bool):
+def figures_for(current: list[Plan], background: bool, slow: FakeEstimator | None = None):
+    """Figures of current[0], with a curves child (a FakeEstimator) and slow as the low-priority one."""
     figures = Figures(EstimateCache(), lambda: current[0])
     fake = FakeEstimator()
     if background:
-        figures.use_background(fake)
+        figures.use_background(fake, slow)
     arrived = []
     figures.ready.connect(lambda kind, value: arrived.append((kind, value)))
     return figures, fake, arrived
@@ -112,18 +113,19 @@ def test_a_probe_reaches_the_views_through_the_controller(qtbot, config_dir):
     assert list(config_dir.glob("calibration/*.json"))
 
 
+def figures_with_a_starting_slow_child():
+    """Figures of PLAN with a curves child that is up and a low-priority one still starting."""
+    slow = FakeEstimator(starting=True)
+    figures, curves, arrived = figures_for([PLAN], True, slow)
+    return figures, curves, slow, arrived
+
+
 def test_the_advice_goes_to_the_slow_child_and_waits_for_it_never_to_the_curves_child(qtbot):
     """core.advise runs a plan search (seconds): in the curves' child it held the next edit's
     curves back (search-app's measurement: Time-tab edits p50 2.8 s with the advice firing).
     With a low-priority child it goes there, and while that child starts it is not computed
     in the window's thread."""
-    current = [PLAN]
-    figures = Figures(EstimateCache(), lambda: current[0])
-    curves, slow = FakeEstimator(), FakeEstimator(starting=True)
-    figures.use_background(curves, slow)
-    arrived = []
-    figures.ready.connect(lambda kind, value: arrived.append((kind, value)))
-
+    figures, curves, slow, arrived = figures_with_a_starting_slow_child()
     assert figures.get("advice", PLAN) is None          # deferred, not computed here
     assert slow.jobs == [] and curves.jobs == [] and figures.pending({"advice"})
     qtbot.wait(300)                                      # no polling: nothing happens until it is up
@@ -141,12 +143,7 @@ def test_the_advice_goes_to_the_slow_child_and_waits_for_it_never_to_the_curves_
 
 
 def test_a_slow_child_that_fails_to_start_leaves_the_advice_to_this_thread(qtbot):
-    current = [PLAN]
-    figures = Figures(EstimateCache(), lambda: current[0])
-    curves, slow = FakeEstimator(), FakeEstimator(starting=True)
-    figures.use_background(curves, slow)
-    arrived = []
-    figures.ready.connect(lambda kind, value: arrived.append((kind, value)))
+    figures, curves, slow, arrived = figures_with_a_starting_slow_child()
     assert figures.get("advice", PLAN) is None
     slow.fail_to_start()                                # computed here, in its `settled`
     assert arrived == [("advice", tuple(advise(PLAN)))]

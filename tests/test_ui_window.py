@@ -448,12 +448,17 @@ def test_choosing_a_framework_fills_its_defaults_as_one_undoable_edit(window):
     assert not e.widgets["activation_offload"].isChecked() and e.widgets["liger"].isEnabled()
 
 
-def test_stack_rows_have_one_sentence_tips(window):
-    box = next(b for b in window.editor.findChildren(QGroupBox) if b.title() == "Stack")
-    for field in STACK_FIELDS:
+def assert_rows_have_one_sentence_tips(window, group: str, fields) -> None:
+    """Each field's row sits in the editor's group box and carries its one-sentence FIELD_TIPS line."""
+    box = next(b for b in window.editor.findChildren(QGroupBox) if b.title() == group)
+    for field in fields:
         tip = window.editor.widgets[field].toolTip()
         assert tip == FIELD_TIPS[field] and tip.count(". ") == 0 and tip.endswith(".")
         assert box.isAncestorOf(window.editor.widgets[field])
+
+
+def test_stack_rows_have_one_sentence_tips(window):
+    assert_rows_have_one_sentence_tips(window, "Stack", STACK_FIELDS)
     combo = window.editor.combos["framework"]
     assert [combo.itemData(i, Qt.ItemDataRole.ToolTipRole) for i in range(combo.count())] == [
         CHOICE_TIPS["framework"][f] for f in FRAMEWORKS]
