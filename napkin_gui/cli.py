@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .cli_common import add_calibrated_flag, algorithm_label, calibration_for, plan_calibration, tokens_text
 from .core.errors import PlanError
 from .units import count, gib, host_ram_text, hours, managed_text, params, seconds, usd, usd_per_hour
 
@@ -19,14 +20,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse hook
         raise PlanError(f"{self.prog}: {message}")
-
-
-def algorithm_label(p) -> str:
-    """' · dpo (reference adapter-off)' for preference / RL plans; empty for sft."""
-    if p.algorithm == "sft":
-        return ""
-    extra = f", {p.num_generations} generations of {p.completion_len}, {p.generation}" if p.algorithm == "grpo" else ""
-    return f" · {p.algorithm} (reference {p.reference}{extra})"
 
 
 def format_estimate(est) -> str:
@@ -65,11 +58,6 @@ def format_estimate(est) -> str:
         lines.append(f"calibrated: {est.calibration}")
     lines += [f"warning: {w}" for w in est.warnings]
     return "\n".join(lines)
-
-
-def tokens_text(p) -> str:
-    """Tokens per sequence: seq_len, or GRPO's prompt + completion (it never reads seq_len)."""
-    return f"({p.prompt_len} + {p.completion_len})" if p.algorithm == "grpo" else str(p.seq_len)
 
 
 def _algorithm_lines(est) -> list[str]:
@@ -111,34 +99,6 @@ def strict_json(data, **kwargs) -> str:
     """json.dumps that never writes NaN or Infinity (not JSON): a ValueError instead, which main
     reports as one line."""
     return json.dumps(data, allow_nan=False, **kwargs)
-
-
-_warned: set[str] = set()  # store lines already printed by this process (one per --jsonl stream)
-
-CALIBRATED_HELP = "apply the saved probe profile of the plan's GPU (napkin probe --list shows them)"
-
-
-def add_calibrated_flag(parser: argparse.ArgumentParser) -> None:
-    """--calibrated on a command that prices a plan (estimate, search, advise, compare, report)."""
-    parser.add_argument("--calibrated", action="store_true", help=CALIBRATED_HELP)
-
-
-def calibration_for(args: argparse.Namespace, plan):
-    """The profile a command prices plan with: the plan's GPU's saved one with --calibrated
-    (None when it has none), None without."""
-    return _calibration(plan) if getattr(args, "calibrated", False) else None
-
-
-def _calibration(plan):
-    """The saved probe profile of the plan's GPU (None when there is none); a store file that
-    does not read is skipped with a warning naming it on stderr."""
-    from .core.calibration import profile_for_gpu_and_warnings
-    profile, warnings = profile_for_gpu_and_warnings(plan.gpu)
-    for line in warnings:
-        if line not in _warned:
-            _warned.add(line)
-            print(f"napkin: warning: {line}", file=sys.stderr)
-    return profile
 
 
 # One plan is a few hundred bytes; a longer line is answered with an error, not read into memory.
@@ -185,7 +145,7 @@ def _estimate_jsonl(path: str, calibrated: bool = False) -> int:
                     raise PlanError(f"longer than {MAX_JSONL_LINE_BYTES:,} bytes")
                 plan = plan_from_dict(loads_json(line, "plan"))
                 if calibrated and plan.gpu not in profiles:
-                    profiles[plan.gpu] = _calibration(plan)
+                    profiles[plan.gpu] = plan_calibration(plan)
                 text = strict_json(estimate_to_dict(estimate(plan, calibration=profiles.get(plan.gpu))))
             except PlanError as err:
                 text = json.dumps({"error": f"line {n}: {err}"})

@@ -41,7 +41,7 @@ def price_sources(rows) -> list[str]:
 
 def compare_command(args: argparse.Namespace) -> int:
     """napkin compare PLAN.json [--json] [--sort cost|time] [--calibrated]."""
-    from .cli import calibration_for
+    from .cli_common import calibration_for
     from .core.compare import compare_hardware, sorted_rows
     plan = load_plan(args.plan)
     rows = sorted_rows(compare_hardware(plan, calibration=calibration_for(args, plan)),
@@ -82,7 +82,7 @@ def format_advice(items, plan, fits: bool, summary: str) -> str:
 
 def advise_command(args: argparse.Namespace) -> int:
     """napkin advise PLAN.json [--json] [--calibrated]."""
-    from .cli import calibration_for
+    from .cli_common import calibration_for
     from .core.advise import advise, fit_summary, largest_batch_that_fits
     from .core.estimate import estimate
     plan = load_plan(args.plan)

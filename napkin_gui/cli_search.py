@@ -28,7 +28,7 @@ def add_search_parser(sub) -> None:
     p.add_argument("--allow", default="", metavar="method,seq_len",
                    help="also change the method (full / LoRA / QLoRA) and / or the sequence length "
                         "(keeping the tokens per optimizer step)")
-    from .cli import add_calibrated_flag
+    from .cli_common import add_calibrated_flag
     add_calibrated_flag(p)
     p.add_argument("--json", action="store_true", help="the plan-v1 search JSON")
     p.set_defaults(func=search_command)
@@ -90,7 +90,7 @@ def format_search(result, plan, gpu_names: dict[str, str]) -> str:
     """The baseline and the results as a text table, each result's changes under it."""
     head = (f"{'#':>2} {'GPU':<28}{'n':>2} {'setup':<40} {'fits':<4} {'used/GPU':>9} {'of':>6} "
             f"{'tokens/s':>10} {'hours':>8} {'cost':>9}")
-    from .cli import algorithm_label, tokens_text   # the estimate's header words (cli imports this module lazily)
+    from .cli_common import algorithm_label, tokens_text   # the estimate's header words
     lines = [f"{plan.model} {plan.method}{algorithm_label(plan)} · global batch "
              f"{plan.batch_size * plan.grad_accum * plan.n_gpus} × {tokens_text(plan)} · objective "
              f"{result.objective} · {units.count(result.searched)} plans searched, "
@@ -144,7 +144,7 @@ def search_command(args: argparse.Namespace) -> int:
     top = _positive_int("top", args.top)
     allow = parse_allow(args.allow)
     plan = load_plan(args.plan)
-    from .cli import calibration_for
+    from .cli_common import calibration_for
     calibration = calibration_for(args, plan)
     result = search(plan, objective, gpus=gpus, max_gpus=max_gpus, top=top, allow=allow, calibration=calibration)
     if args.json:

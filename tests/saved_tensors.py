@@ -61,15 +61,22 @@ def toy_model(dtype: Any, attn: str, lora_r: int | None, *, hidden: int, ff: int
     return model
 
 
-def saved_storage_bytes(model: Any, run: Callable[[], Any]) -> int:
-    """Bytes of the distinct non-parameter storages autograd saves while run() executes."""
+def saved_storage_bytes(model: Any, run: Callable[[], Any], buffers: bool = False,
+                        counted: Callable[[Any], bool] = lambda t: True) -> int:
+    """Bytes of the distinct storages autograd saves while run() executes, but model's parameters
+    (and with buffers, its buffers too: shared RoPE caches); model None: every storage. A tensor
+    counted() refuses is neither counted nor skipped (torchao's NF4 weights: counted with the
+    weights, and their storage is not the saved one)."""
     import torch
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    owned = [*model.parameters(), *(model.buffers() if buffers else ())] if model is not None else []
+    skip = {t.untyped_storage().data_ptr() for t in owned if counted(t)}
     seen: dict[int, int] = {}
 
     def pack(t):
+        if not counted(t):
+            return t
         storage = t.untyped_storage()
-        if storage.data_ptr() not in params:
+        if storage.data_ptr() not in skip:
             seen[storage.data_ptr()] = storage.nbytes()
         return t
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from napkin_gui import cli
+from napkin_gui import cli_common
 from napkin_gui.cli import main
 from napkin_gui.core import calibration as cal
 
@@ -93,7 +93,7 @@ def test_estimate_calibrated_skips_bad_files_with_a_warning(store_with_a_bad_fil
 
 
 def test_jsonl_calibrated_uses_the_profile_and_warns_once(store_with_a_bad_file, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "_warned", set())
+    monkeypatch.setattr(cli_common, "_warned", set())
     lines = tmp_path / "plans.jsonl"
     lines.write_text("\n".join(json.dumps(dict(PLAN, batch_size=b)) for b in (1, 2, 3)) + "\n")
     assert main(["estimate", "--jsonl", str(lines), "--calibrated"]) == 0

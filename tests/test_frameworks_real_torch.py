@@ -16,10 +16,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from napkin_gui.core.memory.model_state import model_state  # noqa: E402
-from napkin_gui.core.memory.precision import activation_dtypes  # noqa: E402
-from napkin_gui.core.memory.timeline import block_memories, final_norm_saved_bytes  # noqa: E402
 from napkin_gui.core.model_spec import DecoderLayer, LinearShape, ModelSpec  # noqa: E402
 from napkin_gui.core.plan import Plan  # noqa: E402
+
+import saved_tensors  # noqa: E402
 
 H, FF, HEADS, KV, LAYERS, VOCAB = 128, 352, 4, 2, 3, 512
 # NF4 needs every weight's numel divisible by 64 x 256
@@ -41,28 +41,14 @@ def llama_spec(hidden: int = H, ff: int = FF, kv: int = KV, gated: bool = True, 
                      extra_params=norm_params // 2, norm_kind="layer" if layer_norm else "rms")
 
 
-def napkin_saved(spec: ModelSpec, plan: Plan) -> int:
-    dt = activation_dtypes(plan, spec)
-    return sum(b.saved_bytes for b in block_memories(spec, plan)) + final_norm_saved_bytes(plan, spec, dt)
+napkin_saved = saved_tensors.napkin_body_bytes
 
 
 def measured_saved(model, ids) -> int:
-    """Bytes of distinct storages autograd saves in one forward, except parameters and buffers."""
-    skip = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]
-            if not hasattr(t, "quantized_data")}
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        if hasattr(t, "quantized_data"):  # a torchao NF4Tensor weight (counted with the weights)
-            return t
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in skip:
-            seen[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(ids)
-    return sum(seen.values())
+    """Bytes of distinct storages autograd saves in one forward, except parameters and buffers
+    (a torchao NF4Tensor weight is counted with the weights)."""
+    return saved_tensors.saved_storage_bytes(model, lambda: model(ids), buffers=True,
+                                             counted=lambda t: not hasattr(t, "quantized_data"))
 
 
 @contextlib.contextmanager

@@ -13,17 +13,14 @@ from napkin_gui.core.plan import plan_from_dict
 
 torch = pytest.importorskip("torch")
 
+from saved_tensors import saved_storage_bytes  # noqa: E402
+
 
 def _saved_bytes(fn):
-    """Bytes of the distinct tensors autograd saves while fn() runs (saved_tensors_hooks)."""
-    seen: dict[int, int] = {}
-
-    def pack(t):
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(seen.values())
+    """(fn()'s result, bytes of the distinct storages autograd saves while it runs)."""
+    out = []
+    saved = saved_storage_bytes(None, lambda: out.append(fn()))
+    return out[0], saved
 
 
 def test_torchtune_chunked_ce_saves_fp32_log_softmax_of_every_chunk():

@@ -11,7 +11,7 @@ def report_command(args: argparse.Namespace) -> int:
     """Load the plan, write the PDF, print one line; PlanError (exit 2) on a bad plan or path."""
     from ..core.plan import load_plan
     from .pdf import build_report
-    from ..cli import calibration_for
+    from ..cli_common import calibration_for
     plan = load_plan(args.plan)
     calibration = calibration_for(args, plan)  # --calibrated: the saved probe profile of the plan's GPU
     out = args.output
