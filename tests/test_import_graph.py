@@ -81,3 +81,33 @@ def test_no_import_cycle_at_module_level():
     for module in graph:
         if module not in state:
             assert path_back(module, []) == []
+
+
+def test_layer_summary_names_every_layer_and_no_upward_import():
+    lines = layer_summary()
+    assert {"core: ", "ui: ", "probe: ", "report: "} <= {line.split(":")[0] + ": " for line in lines}
+    assert not [line for line in lines if line.startswith(("core -> ui", "probe -> ui", "report -> ui"))]
+
+
+def layer_summary() -> list[str]:
+    """The modules in each layer (a top-level module of napkin_gui is a layer of its own), then
+    'A -> B: n imports (m at module level)' for each pair of layers."""
+    graph = _graph()
+    pairs: dict[tuple[str, str], list[bool]] = {}
+    for a, edges in graph.items():
+        for b, top in edges.items():
+            la, lb = _layer(a) or a, _layer(b) or b
+            if la != lb and b != "napkin_gui":  # 'from .. import palette' names the package too
+                pairs.setdefault((la, lb), []).append(top)
+    sizes: dict[str, int] = {}
+    for module in graph:
+        if module != "napkin_gui":
+            sizes[_layer(module) or module] = sizes.get(_layer(module) or module, 0) + 1
+    lines = [f"{name}: {n} module{'s' if n > 1 else ''}" for name, n in sorted(sizes.items())]
+    lines += [f"{a} -> {b}: {len(tops)} import{'s' if len(tops) > 1 else ''} ({sum(tops)} at module level)"
+              for (a, b), tops in sorted(pairs.items())]
+    return lines
+
+
+if __name__ == "__main__":  # python tests/test_import_graph.py: the layers and who imports whom
+    print("\n".join(layer_summary()))
