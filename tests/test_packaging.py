@@ -92,3 +92,12 @@ def test_real_bundle_runs_cli_report_and_gui(tmp_path):
     gui = _run([str(bundle / "napkin-gui"), "--screenshot", str(png), str(EXAMPLE)], cwd=tmp_path, env=env)
     assert gui.returncode == 0, gui.stderr[-3000:]
     assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_ci_builds_the_bundle_and_the_readme_names_the_xcb_libraries():
+    """Issue 12 item 18: nothing built the bundle in CI, and the README's system libraries for a
+    real window left out libxcb-cursor0, without which Qt >= 6.5's xcb plugin does not load."""
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "NAPKIN_BUILD_BUNDLE=1" in ci and ".[probe,test,package]" in ci  # pyinstaller is in [package]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "libxcb-cursor0" in readme

@@ -109,3 +109,28 @@ def test_odd_model_names_are_no_path_errors(tmp_path, capsys, model):
     path.write_text(json.dumps({"model": model}))
     assert main(["estimate", str(path)]) == 2  # before this fix: 'File name too long' internal error
     assert capsys.readouterr().err.startswith("napkin: model: ")
+
+
+# ----------------------------------------------- names as the app writes them (issue 12 item 15)
+def test_enum_values_are_read_in_any_case(tmp_path, capsys):
+    """The app shows 'LoRA' and 'AdamW'; a plan written that way was refused ('method: "LoRA"
+    is not allowed')."""
+    from napkin_gui.core.plan import plan_from_dict
+    shown = plan_from_dict({"model": "llama-3.2-1b", "method": "LoRA", "precision": "BF16",
+                            "optimizer": "AdamW", "attention": "SDPA", "sharding": "None"})
+    plain = plan_from_dict({"model": "llama-3.2-1b", "method": "lora", "precision": "bf16",
+                            "optimizer": "adamw", "attention": "sdpa", "sharding": "none"})
+    assert shown == plain
+    path = tmp_path / "p.napkin.json"
+    path.write_text(json.dumps({"model": "llama-3.2-1b", "method": "QLoRA"}))
+    assert main(["estimate", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["plan"]["method"] == "qlora"
+
+
+@pytest.mark.parametrize("gpu", ["RTX 4090", "rtx 4090", "NVIDIA GeForce RTX 4090", "rtx-4090"])
+def test_a_gpu_named_as_people_write_it(tmp_path, capsys, gpu):
+    """'"gpu": "RTX 4090"' was refused; the catalog card is found by id, NVML name or short name."""
+    path = tmp_path / "p.napkin.json"
+    path.write_text(json.dumps({"model": "llama-3.2-1b", "gpu": gpu}))
+    assert main(["estimate", str(path), "--json"]) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["gpu"]["id"] == "rtx-4090"
