@@ -111,9 +111,10 @@ def test_bad_plan_one_line_exit_2(tmp_path, capsys):
 
 
 def test_nothing_fits_says_so(tmp_path, capsys):
-    """8B full fine-tuning of 32k-token sequences on one 10 GB card: no plan of the space fits
-    (even ZeRO-3 with parameters on the CPU keeps a sequence's activations on the card)."""
-    path = _plan_file(tmp_path, model="llama-3.1-8b", method="full", batch_size=1, grad_accum=1, seq_len=32768)
+    """8B full fine-tuning of 64k-token sequences on one 10 GB card: no plan of the space fits
+    (even ZeRO-3 with parameters on the CPU and the block inputs in host RAM keeps one block's
+    recompute on the card; at 32k that plan fits since activation offloading is modelled)."""
+    path = _plan_file(tmp_path, model="llama-3.1-8b", method="full", batch_size=1, grad_accum=1, seq_len=65536)
     code, out, _ = _run(capsys, "search", path, "--gpus", "rtx-3080-10gb", "--max-gpus", "1", "--json")
     assert code == 0
     data = json.loads(out)

@@ -82,6 +82,7 @@ def test_with_framework_sets_every_filled_field_and_back():
     ({"framework": "litgpt", "method": "qlora", "optimizer": "adamw-8bit"}, "optimizer"),
     ({"framework": "unsloth", "grad_ckpt": False}, "activation_offload"),
     ({"framework": "torchtune", "grad_ckpt": False, "activation_offload": True}, "activation_offload"),
+    ({"algorithm": "grpo", "activation_offload": True}, "activation_offload"),
     ({"framework": "torchtune", "sharding": "zero3", "n_gpus": 2}, "sharding"),
     ({"framework": "jax"}, "framework"),
     ({"loss": "fancy"}, "loss"),

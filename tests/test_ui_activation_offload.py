@@ -52,3 +52,13 @@ def test_turning_checkpointing_off_greys_torchtune_offload(editor):
     assert box.isEnabled()
     widget.widgets["grad_ckpt"].setChecked(False)   # a user edit through the check box
     assert controller.plan.grad_ckpt is False and not box.isEnabled()
+
+
+def test_trl_trainers_without_activation_offloading_grey_it(editor):
+    """TRL 1.16: SFT, DPO and KTO configs have activation_offloading; GRPO's does not."""
+    from napkin_gui.core.plan import with_algorithm
+    controller, widget = editor
+    controller.reset_plan(with_algorithm(PLAN, "dpo"))
+    assert widget.widgets["activation_offload"].isEnabled() and offload_runs(controller.plan)
+    controller.reset_plan(with_algorithm(PLAN, "grpo"))
+    assert not widget.widgets["activation_offload"].isEnabled() and not offload_runs(controller.plan)

@@ -330,12 +330,16 @@ def activation_offload_refusal(plan: Plan) -> str | None:
       unsloth_zoo/gradient_checkpointing.py).
     - torchtune 0.6.1 recipes (lora_finetune_single_device.py and siblings) raise "enable_activation_offloading
       should only be True when enable_activation_checkpointing is True".
-    - transformers: TRL's SFTConfig(activation_offloading=True) runs with or without checkpointing."""
+    - transformers: TRL's SFTConfig / DPOConfig / KTOConfig(activation_offloading=True) run with or
+      without checkpointing; ORPO, CPO (SimPO) and GRPO have no such option (TRL 1.16)."""
     fw = plan.framework
     if fw == "litgpt":
         return "activation_offload: litgpt has no activation offloading; use false"
     if fw == "unsloth" and not plan.grad_ckpt:
         return "activation_offload: unsloth offloads checkpointed layer inputs; set grad_ckpt true"
+    if fw == "transformers" and plan.algorithm in ("orpo", "simpo", "grpo"):
+        return (f"activation_offload: TRL's {plan.algorithm.upper()} trainer has no activation_offloading "
+                f"(only SFT, DPO and KTO have); use false")
     if fw == "torchtune" and not plan.grad_ckpt:
         return ("activation_offload: torchtune's recipes offload only with activation checkpointing "
                 "(enable_activation_checkpointing); set grad_ckpt true")

@@ -139,8 +139,8 @@ def loss_packs(plan: Plan, spec: ModelSpec, dt: ActivationDtypes) -> list[Pack]:
     a 0-d total weight. fused-linear-ce: Liger's `ctx.save_for_backward(grad_input,
     grad_weight, grad_bias)` (grad_weight only when lm_head trains). cut-ce:
     cut_cross_entropy LinearCrossEntropyFunction saves e, the fp32 log-sum-exp and the targets."""
-    if plan.framework != "transformers":
-        return []
+    if plan.framework != "transformers" or plan.algorithm != "sft":
+        return []   # (DPO's / KTO's log-prob heads are not counted here: their host copies are left out)
     tokens, hidden, vocab = plan.batch_size * plan.seq_len, spec.hidden_size, spec.vocab_size
     if plan.loss == "fused-linear-ce":
         packs = [Pack(tokens * hidden * dt.stream, "loss.grad_input", first_backward=True)]
