@@ -27,7 +27,8 @@ FIELD_TIPS: dict[str, str] = {
     "loss": "How logits and cross-entropy are computed: full-vocabulary logits, chunked, fused with lm_head, or cut.",
     "liger": "Liger kernels patched into the transformers model: RMSNorm, RoPE, SwiGLU and fused linear cross-entropy.",
     "compile": "torch.compile of the model: inductor fuses elementwise chains, so fewer saved tensors and less memory traffic.",
-    "activation_offload": "Checkpointed activations wait in pinned host RAM and stream back over PCIe for backward.",
+    "activation_offload": ("Saved activations (the block inputs when checkpointing) wait in pinned host RAM and "
+                           "stream back over PCIe for backward."),
     "optimizer_in_backward": "Each parameter is stepped as soon as its gradient is ready, so no full gradient buffer exists.",
     "algorithm": "The training objective as TRL runs it: supervised, a preference loss (DPO, ORPO, SimPO, KTO) or GRPO.",
     "reference": "The reference policy: a frozen copy, the same weights with adapters off, log-probs computed before training, or none.",

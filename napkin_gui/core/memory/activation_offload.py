@@ -28,6 +28,12 @@ Sources, read line by line:
   inputs, the hidden states; whatever the block saves goes to the checkpoint's own (innermost)
   hook and is recomputed in backward.
 
+What napkin counts: the device keeps, per block, what the hook did not copy or still holds in
+the stash when the forward ends (the last 5 ids); the forward rows of the timeline count that
+same residue and leave out the copies still in flight during the forward (at most 4 earlier
+packs): with checkpointing the forward never sets the peak (each block's recompute in backward
+holds more). Each block's saved tensors come back for its own backward.
+
 Checked on CPU with torchtune's and TRL's own OffloadActivations (only the device-copy calls
 replaced) around tiny models from torchtune's builders and transformers
 (tests/test_activation_offload_real_torch.py).
