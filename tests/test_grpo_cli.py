@@ -46,3 +46,9 @@ def test_report_carries_the_grpo_fields(tmp_path, capsys):
     for field in KEPT:
         assert field in words, field
     assert "GRPO" in words and "generate" in words
+    assert "(256 + 1024)" in " ".join(words)   # the subtitle's tokens per sequence: prompt + completion
+    # what fits the card: GRPO's own lengths (core.frontier), not a seq_len it never reads
+    from napkin_gui.report.extras import best_plans
+    _, _, note = best_plans(load_plan(EXAMPLE))
+    assert note.endswith("micro-batch up to 48, completions up to 7,752 tokens at micro-batch 8, "
+                         "up to 50 completions per prompt."), note

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..core.advise import advise
 from ..core.compare import compare_hardware, sorted_rows
 from ..core.errors import PlanError
-from ..core.frontier import largest_batch_size, longest_seq_len
+from ..core.frontier import largest_batch_size, largest_num_generations, longest_completion_len, longest_seq_len
 from ..core.plan import Plan
 from ..core.search import OBJECTIVES, search_table
 from ..units import count, gib, hours, seconds, usd
@@ -82,14 +82,20 @@ def best_plans(plan: Plan, calibration=None) -> tuple[tuple[str, ...], tuple[tup
             for r in table.distinct(table.ranked(objective, table.rows()))[:BEST_PER_OBJECTIVE]:
                 rows.append(_best_row(objective, table.entry(int(r))))
         largest = largest_batch_size(plan, calibration=calibration)
-        longest = longest_seq_len(plan, calibration=calibration)
+        if plan.algorithm == "grpo":   # it never reads seq_len: its lengths are the completions
+            longest = longest_completion_len(plan, calibration=calibration)
+            generations = largest_num_generations(plan, calibration=calibration)
+            lengths = (f"completions up to {count(longest)} tokens at micro-batch {plan.batch_size}, "
+                       f"up to {generations} completions per prompt")
+        else:
+            longest = longest_seq_len(plan, calibration=calibration)
+            lengths = f"sequences up to {count(longest)} tokens at micro-batch {plan.batch_size}"
     except PlanError as err:
         return (), (), f"Plan search unavailable: {err}"
     from ..core.gpu_catalog import find_gpu
     card = f"{find_gpu(plan.gpu).name} × {plan.n_gpus}"
     on_card = (f"nothing fits {card} as planned, not even micro-batch 1" if largest == 0 else
-               f"on {card} as planned: micro-batch up to {largest}, "
-               f"sequences up to {count(longest)} tokens at micro-batch {plan.batch_size}")
+               f"on {card} as planned: micro-batch up to {largest}, {lengths}")
     note = (f"{count(table.tried)} plans searched that train the same thing (same model, method, sequence length "
             f"and global batch {plan.batch_size * plan.grad_accum * plan.n_gpus} sequences; every card, 1 to 8 GPUs, "
             f"sharding, offload, checkpointing, micro-batch split, AdamW variant, loss kernel), "

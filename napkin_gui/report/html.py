@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..cli_common import algorithm_label, tokens_text
 from ..core.user_prices import price_citation
 from ..units import params, usd_per_hour
 from .data import ReportData
@@ -88,7 +89,8 @@ def report_html(data: ReportData) -> str:
     """The whole report as one HTML string; images are referenced by the names above."""
     est = data.estimate
     plan = est.plan
-    sub = (f"{esc(plan.precision)} · {esc(plan.optimizer)} · batch {plan.batch_size} × {plan.seq_len} tokens"
+    sub = (f"{esc(plan.precision)}{esc(algorithm_label(plan))} · {esc(plan.optimizer)} · batch {plan.batch_size} × "
+           f"{tokens_text(plan)} tokens"
            f" · {params(est.total_params)} params, {params(est.trainable_params)} trainable"
            f" · report of {esc(data.created)}")
     parts = [f"<html><head><style>{STYLE}</style></head><body>",
