@@ -36,7 +36,9 @@ def test_search_keeps_the_grpo_fields(capsys):
     assert "global batch 16 × (256 + 1024)" in head
 
 
-def test_report_carries_the_grpo_fields(tmp_path, capsys):
+def test_report_carries_the_grpo_fields(qapp, tmp_path, capsys):
+    """(qapp: the report paints in the tests' QApplication, not a QGuiApplication of its own that
+    would stop a later Qt test in this process from making one)"""
     pypdf = __import__("pytest").importorskip("pypdf")
     out = tmp_path / "grpo.pdf"
     code, _, err = _run(capsys, "report", str(EXAMPLE), "-o", str(out))
