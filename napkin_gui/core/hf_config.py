@@ -251,6 +251,19 @@ def _gated_mlp(h: int, ff: int, bias: bool = False, count: int = 1, active: int 
             LinearShape(down, ff, h, bias, count, active))
 
 
+def _fused_attention(h: int, qkv_out: int, bias: bool, names: tuple[str, str]) -> tuple[LinearShape, ...]:
+    """One fused q/k/v projection and the output one (modeling_gpt2.py c_attn / c_proj,
+    modeling_gpt_neox.py and modeling_falcon.py query_key_value / dense)."""
+    qkv, out = names
+    return (LinearShape(qkv, h, qkv_out, bias), LinearShape(out, h, h, bias))
+
+
+def _plain_mlp(h: int, ff: int, bias: bool, names: tuple[str, str]) -> tuple[LinearShape, ...]:
+    """act(up(x)) -> down without a gate (modeling_gpt2.py GPT2MLP and its copies)."""
+    up, down = names
+    return (LinearShape(up, h, ff, bias), LinearShape(down, ff, h, bias))
+
+
 def _windows(f: _Fields, n: int, window: int | None,
              sliding_at: Callable[[int], bool]) -> tuple[int | None, ...]:
     """Per-layer sliding window: the config's layer_types when given, else the family rule."""
@@ -361,8 +374,7 @@ def _phi(f: _Fields) -> _Body:
     d = _dims(f)
     ff = f.pos_int("intermediate_size")
     qk = 4 * d.head_dim if f.flag("qk_layernorm") else 0
-    linears = _qkvo(d, True, True, o_name="dense") + (
-        LinearShape("fc1", d.hidden, ff, True), LinearShape("fc2", ff, d.hidden, True))
+    linears = _qkvo(d, True, True, o_name="dense") + _plain_mlp(d.hidden, ff, True, ("fc1", "fc2"))
     layer = DecoderLayer(linears, mlp_width=ff, gated_mlp=False, norm_params=2 * d.hidden + qk, norms=1)
     return _Body(d, (layer,) * d.layers, f.flag("tie_word_embeddings"),
                  2 * d.hidden + d.vocab, norm_kind="layer")
@@ -373,10 +385,8 @@ def _gpt2(f: _Fields) -> _Body:
     d = _dims(f, hidden="n_embd", layers="n_layer", heads="n_head", kv="n_head")
     ff = f.pos_int("n_inner", 4 * d.hidden)
     positions = f.pos_int("n_positions")
-    linears = (LinearShape("c_attn", d.hidden, 3 * d.hidden, True),
-               LinearShape("c_proj", d.hidden, d.hidden, True),
-               LinearShape("c_fc", d.hidden, ff, True),
-               LinearShape("c_proj", ff, d.hidden, True))
+    linears = (_fused_attention(d.hidden, 3 * d.hidden, True, ("c_attn", "c_proj"))
+               + _plain_mlp(d.hidden, ff, True, ("c_fc", "c_proj")))
     layer = DecoderLayer(linears, mlp_width=ff, gated_mlp=False, norm_params=4 * d.hidden)
     return _Body(d, (layer,) * d.layers, f.flag("tie_word_embeddings"),
                  2 * d.hidden + positions * d.hidden, norm_kind="layer", max_pos=positions)
@@ -387,10 +397,8 @@ def _gpt_neox(f: _Fields) -> _Body:
     d = _dims(f)
     ff = f.pos_int("intermediate_size")
     bias = f.flag("attention_bias")
-    linears = (LinearShape("query_key_value", d.hidden, 3 * d.hidden, bias),
-               LinearShape("dense", d.hidden, d.hidden, bias),
-               LinearShape("dense_h_to_4h", d.hidden, ff, True),
-               LinearShape("dense_4h_to_h", ff, d.hidden, True))
+    linears = (_fused_attention(d.hidden, 3 * d.hidden, bias, ("query_key_value", "dense"))
+               + _plain_mlp(d.hidden, ff, True, ("dense_h_to_4h", "dense_4h_to_h")))
     layer = DecoderLayer(linears, mlp_width=ff, gated_mlp=False, norm_params=4 * d.hidden)
     return _Body(d, (layer,) * d.layers, f.flag("tie_word_embeddings"), 2 * d.hidden, norm_kind="layer")
 
@@ -408,10 +416,8 @@ def _falcon(f: _Fields) -> _Body:
     kv = g.pos_int("num_kv_heads", heads) if new_arch else 1 if g.flag("multi_query") else heads
     d = _dims(_Fields({**cfg, "num_key_value_heads": kv, "head_dim": None}, {}))
     h, ff, bias = d.hidden, g.pos_int("ffn_hidden_size", 4 * d.hidden), g.flag("bias")
-    linears = (LinearShape("query_key_value", h, (heads + 2 * kv) * d.head_dim, bias),
-               LinearShape("dense", h, h, bias),
-               LinearShape("dense_h_to_4h", h, ff, bias),
-               LinearShape("dense_4h_to_h", ff, h, bias))
+    linears = (_fused_attention(h, (heads + 2 * kv) * d.head_dim, bias, ("query_key_value", "dense"))
+               + _plain_mlp(h, ff, bias, ("dense_h_to_4h", "dense_4h_to_h")))
     two = new_arch and g.pos_int("num_ln_in_parallel_attn", 2) == 2
     norms = 2 if two or not g.flag("parallel_attn") else 1
     layer = DecoderLayer(linears, mlp_width=ff, gated_mlp=False, norm_params=2 * h * norms, norms=norms)
@@ -423,8 +429,7 @@ def _starcoder2(f: _Fields) -> _Body:
     d = _dims(f)
     ff = f.pos_int("intermediate_size")
     bias = f.flag("use_bias")
-    linears = _qkvo(d, bias, bias) + (LinearShape("c_fc", d.hidden, ff, bias),
-                                      LinearShape("c_proj", ff, d.hidden, bias))
+    linears = _qkvo(d, bias, bias) + _plain_mlp(d.hidden, ff, bias, ("c_fc", "c_proj"))
     layer = DecoderLayer(linears, mlp_width=ff, gated_mlp=False, norm_params=4 * d.hidden)
     windows = _windows(f, d.layers, f.opt_pos_int("sliding_window"), lambda i: True)
     return _Body(d, _stack(layer, windows), f.flag("tie_word_embeddings"), 2 * d.hidden, norm_kind="layer")
