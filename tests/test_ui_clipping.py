@@ -259,3 +259,27 @@ def test_time_curve_axis_labels_fit_their_axes(open_window, size):
     problems = [p for key, curve in window.time_view.plots.items()
                 if curve.item.isVisible() for p in _axis_label_problems(str(key), curve.item)]
     assert problems == []
+
+
+def _overlapping_tick_labels(axis) -> list[tuple[str, str]]:
+    from PySide6.QtGui import QImage, QPainter
+    image = QImage(10, 10, QImage.Format.Format_ARGB32)
+    painter = QPainter(image)
+    _, _, texts = axis.generateDrawSpecs(painter)
+    painter.end()
+    return [(a[2], b[2]) for i, a in enumerate(texts) for b in texts[i + 1:] if a[0].intersects(b[0])]
+
+
+def test_best_plans_scatter_ticks_never_pile_up_and_rows_name_the_card(open_window):
+    """At 1280x720 the cost axis read '8·10¹ 7·10¹ 6·10¹ 5·10¹' on top of each other (pyqtgraph
+    labels every 2..9 of a short log range), and each row named its card by id ('h100-80gb-sxm')."""
+    window = open_window(PLAN, size=(1280, 720), tab="best_plans_view")
+    window.best_plans.flush()
+    QApplication.processEvents()
+    view = window.best_plans_view
+    assert view.model.rowCount() > 0
+    item = view.plot.getPlotItem()
+    for side in ("left", "bottom"):
+        assert _overlapping_tick_labels(item.getAxis(side)) == [], side
+    cells = [view.model.data(view.model.index(r, 1)) for r in range(view.model.rowCount())]
+    assert all("H100 80GB SXM5" in c and "h100-80gb-sxm" not in c for c in cells), cells

@@ -24,6 +24,7 @@ from ..core.gpu_catalog import find_gpu
 from ..core.search import DEFAULT_MAX_GPUS
 from ..core.user_prices import price_citation
 from .. import palette, units
+from ..names import gpu_name, short_gpu_name
 from .plot_style import fixed_label, nice_log_range, set_view_if_changed, style_plot
 
 HEADERS = ("#", "plan", "tokens/s", "hours", "cost", "used / GPU", "changes")
@@ -36,9 +37,19 @@ BEST_BRUSH = pg.mkBrush(palette.CURRENT_POINT)
 
 
 def gpu_text(plan: Any) -> str:
-    """'2 x h100-80gb-sxm, fsdp': the card, count and sharding of a plan."""
-    text = f"{plan.n_gpus} x {plan.gpu}"
+    """'2 x H100 80GB SXM5, fsdp': the card (names.short_gpu_name, not its id), count and sharding."""
+    text = f"{plan.n_gpus} x {short_gpu_name(gpu_name(plan.gpu))}"
     return text + (f", {plan.sharding}" if plan.sharding != "none" else "")
+
+
+def log_ticks(lo: float, hi: float, label) -> list[tuple[float, str]]:
+    """(log10 value, label(value)) at 1, 2 and 5 of each decade inside [10**lo, 10**hi], or at
+    each decade alone when the range spans more than two: pyqtgraph's own log ticks label every
+    2..9 of a short range, which pile up on a short axis ('8·10¹ 7·10¹ 6·10¹' at 1280x720)."""
+    steps = (1,) if hi - lo > 2 else (1, 2, 5)
+    return [(math.log10(m * 10.0 ** e), label(m * 10.0 ** e))
+            for e in range(math.floor(lo), math.ceil(hi) + 1) for m in steps
+            if lo - 1e-9 <= math.log10(m * 10.0 ** e) <= hi + 1e-9]
 
 
 def entry_cells(rank: int, entry: Any) -> tuple[str, ...]:
@@ -244,8 +255,11 @@ class BestPlansView(QWidget):
         ys = [p.cost_usd for p in points] + [y for _, y in entries_xy]
         if xs:
             lx, ly = np.log10(xs), np.log10(ys)
-            set_view_if_changed(item, nice_log_range(float(lx.min()), float(lx.max())),
-                                nice_log_range(float(ly.min()), float(ly.max())))
+            x_range = nice_log_range(float(lx.min()), float(lx.max()))
+            y_range = nice_log_range(float(ly.min()), float(ly.max()))
+            if set_view_if_changed(item, x_range, y_range):
+                item.getAxis("bottom").setTicks([log_ticks(*x_range, lambda v: f"{v:g} h"), []])
+                item.getAxis("left").setTicks([log_ticks(*y_range, lambda v: f"${v:g}"), []])
 
     # ------------------------------------------------------------------ out
     def apply_row(self, row: int) -> None:
