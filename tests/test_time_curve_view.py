@@ -59,8 +59,10 @@ def test_grpo_plans_offer_curves_against_generations_and_completion_length(qtbot
     sweeps = plan_sweeps(GRPO, priced_by())
     view.show_sweeps(sweeps)
     assert not view.axes_row.isHidden()
-    view.axes_choice.setCurrentIndex(1)   # what choosing it does
+    # GRPO's own axes first: it never reads seq_len, so that curve would be flat
     assert view.axes == ("num_generations", "completion_len")
+    flat = {round(s, 9) for s in sweeps.seq.step_seconds}
+    assert len(flat) == 1
     for field in view.axes:
         sweep = sweeps.of(field)
         priced = sweep.priced()
@@ -78,5 +80,13 @@ def test_grpo_plans_offer_curves_against_generations_and_completion_length(qtbot
         assert axis.labelText.startswith({"num_generations": "completions", "completion_len": "completion"}[field])
     view.show_sweeps(plan_sweeps(sft, priced_by()))
     assert view.axes_row.isHidden() and view.axes == ("batch_size", "seq_len")
+    view.show_sweeps(sweeps)
+    view.axes_choice.setCurrentIndex(0)   # the user picks batch size and sequence length
+    assert view.axes == ("batch_size", "seq_len")
+    view.show_sweeps(sweeps)   # the next GRPO edit keeps the user's pick
+    assert view.axes == ("batch_size", "seq_len")
+    xs, _ = view.curve_data("step", "batch_size")
+    assert list(xs) == pytest.approx([v for v, *_ in sweeps.batch.priced()])
+    view.show_sweeps(plan_sweeps(sft, priced_by()))
     xs, _ = view.curve_data("step", "batch_size")
     assert list(xs) == pytest.approx([1, 2, 4, 8, 16, 32, 64, 128][:len(xs)])

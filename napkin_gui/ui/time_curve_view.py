@@ -171,6 +171,9 @@ class TimeCurveView(QWidget):
         self.axes_choice.addItems(AXES_CHOICES)
         self.axes_choice.setToolTip("GRPO: draw the curves against completions per prompt (num_generations, the "
                                     "prompts per generation batch kept) and completion length")
+        # GRPO never reads seq_len (its sequence is prompt + completion): its curves start on its
+        # own axes; a user's pick stays for the next GRPO plans
+        self.axes_choice.setCurrentIndex(1)
         self.axes_choice.currentIndexChanged.connect(self._on_axes_chosen)
         row.addWidget(self.axes_choice)
         row.addStretch(1)
