@@ -20,7 +20,9 @@ into micro-batch x accumulation x catalog cards. Three steps keep it fast:
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 from .compare import _columns
@@ -29,12 +31,15 @@ from .estimate import estimate
 from .gpu_catalog import find_gpu, gpu_catalog
 from .gpu_spec import GpuSpec
 from .memory.model_state import model_state
-from .memory.summary import capacity_bytes, outside_torch_bytes, paged_out_bytes, paged_traffic_bytes, step_peak
-from .memory.timeline import block_memories
+from .memory.summary import (StepPeak, capacity_bytes, outside_torch_bytes, paged_out_bytes, paged_traffic_bytes,
+                             step_peak)
+from .memory.sharding import GpuState, gpu_state
+from .memory.timeline import block_memories, phase_names
 from .model_source import resolve_model
 from .plan import PLAN_FIELDS, Plan, check_combination, plan_to_dict
-from .search_space import Layout, Recipe, global_batch, layouts, recipes, runs, splits
-from .step_work import StepWork, step_work
+from .result import ALLOCATED_COMPONENTS
+from .search_space import Recipe, global_batch, layouts, recipes, runs, splits
+from .step_work import PhaseWork, StepWork, step_work
 from .time_efficiency import time_efficiency
 from .time_model import CardRates, card_rates_over, plan_traffic, priced_step
 
@@ -213,8 +218,9 @@ def plan_changes(base: Plan, plan: Plan) -> tuple[str, ...]:
     return tuple(f"{name}: {_value(old[name])} -> {_value(new[name])}" for name in new if old[name] != new[name])
 
 
-def _changed_fields(base: Plan, plan: Plan) -> int:
-    return sum(getattr(base, f) != getattr(plan, f) for f in PLAN_FIELDS if f != "gpu")
+def _changed_fields(base: Plan, plan: Plan, fields: Iterable[str]) -> int:
+    """How many of the fields differ between the plans."""
+    return sum(getattr(base, f) != getattr(plan, f) for f in fields)
 
 
 def plan_entry(plan: Plan, base: Plan, calibration: CalibrationProfile | None = None) -> SearchEntry:
@@ -253,11 +259,13 @@ def search_table(plan: Plan, gpus: Iterable[str] | None = None, max_gpus: int = 
     rooms: dict[int, ndarray] = {}   # reserved may reach this, by GPU count (NCCL's buffers with peers)
     room = lambda n: rooms.get(n) if n in rooms else rooms.setdefault(  # noqa: E731
         n, numpy.array([capacity_bytes(g) - outside_torch_bytes(g, n) for g in cards]))
-    configs, fitting, tried = _fitting_configs(plan, recipes(plan, allow), spec, reference, shift, room, max_gpus)
+    found = recipes(plan, allow)
+    configs, fitting, tried = _fitting_configs(plan, found, spec, reference, shift, room, max_gpus)
     config_of_row = numpy.array([c for c, fit in fitting for _ in fit], dtype=int)
     card_of_row = numpy.array([k for _, fit in fitting for k in fit], dtype=int)
     device_used, paged = _row_memory(configs, config_of_row, card_of_row, cards)
-    tps, step = _priced(configs, config_of_row, card_of_row, cards, spec, paged)
+    group_of = {r: g for g, members in enumerate(_optimizer_groups(found)) for r in members}
+    tps, step = _priced(configs, config_of_row, card_of_row, cards, spec, paged, group_of)
     return SearchTable(plan, cards, configs, config_of_row, card_of_row, tps, step, device_used, calibration, tried)
 
 
@@ -284,42 +292,138 @@ def _row_memory(configs: list[_Config], config_of_row: ndarray, card_of_row: nda
 def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, shift: ndarray,
                      room: Callable[[int], ndarray],
                      max_gpus: int) -> tuple[list[_Config], list[tuple[int, list[int]]], int]:
-    """Configs whose step fits some card, and the cards each fits (pruned: module docstring)."""
+    """Configs whose step fits some card, and the cards each fits (pruned: module docstring), in
+    recipe, layout, split order. Recipes equal but for the AdamW variant are walked together:
+    of each (layout, split) one step_peak is estimated and the others' peaks follow from it
+    (_variant_reserved)."""
     import numpy
-    configs: list[_Config] = []
-    fitting: list[tuple[int, list[int]]] = []
+    out: list[tuple[tuple[int, int, int], _Config, list[int]]] = []
     tried = 0
-    for r, recipe in enumerate(found):
-        state = model_state(spec, recipe.plan)
-        blocks: dict[int, tuple] = {}   # block_memories by micro-batch: the same for every layout
-        for layout in layouts(recipe.plan, recipe.sequences, max_gpus):
-            alive = numpy.ones(len(shift), dtype=bool)
-            for bs, ga in splits(recipe.sequences // layout.n_gpus):
-                tried += 1
+    for members in _optimizer_groups(found):
+        blocks: dict[int, tuple] = {}   # block_memories by micro-batch: the same for every layout and optimizer
+        states = {r: model_state(spec, found[r].plan) for r in members}
+        own = {r: layouts(found[r].plan, found[r].sequences, max_gpus) for r in members}
+        changed = {r: _changed_fields(base, found[r].plan, _RECIPE_FIELDS) for r in members}
+        fields = {r: {f: getattr(found[r].plan, f) for f in PLAN_FIELDS} for r in members}
+        changed_layout = lambda x: ((x.n_gpus != base.n_gpus) + (x.sharding != base.sharding)  # noqa: E731
+                                    + (x.offload != base.offload))
+        for layout in dict.fromkeys(x for r in members for x in own[r]):
+            walking = [(r, own[r].index(layout)) for r in members if layout in own[r]]
+            # a card fits a config when its reserve (+ one paged tensor) is at most the card's
+            # limit; with the bound, a card left out at one micro-batch is left out for the larger
+            # ones: the cards kept are those whose limit reaches the largest need so far
+            limit = room(layout.n_gpus) - shift
+            most = float(limit.max())
+            ascending = sorted(limit.tolist())
+            kept: dict[int, list[int]] = {}   # the cards whose limit reaches a need, by how many they are
+            lay_changed = changed_layout(layout)
+            need = {r: 0 for r, _ in walking}
+            memory: dict[int, GpuState] = {}   # gpu_state by recipe: the same for every split of a layout
+            same: dict[tuple[int, int], bool] = {}   # _variant_reserved's GpuState check, by (recipe, lead)
+            for s, (bs, ga) in enumerate(splits(found[walking[0][0]].sequences // layout.n_gpus)):
                 last = ga == 1   # no accumulation: gradients not held across micro-batches
-                if not alive.any() and not last:
-                    continue
-                plan = _config_plan(recipe.plan, layout, bs, ga, reference)
-                if not runs(plan):   # e.g. optimizer_in_backward with accumulation, KTO at batch 1
-                    continue
-                if bs not in blocks:
-                    blocks[bs] = block_memories(spec, plan)
-                peak = step_peak(plan, spec, reference, state, blocks[bs])
-                # paged optimizers: one tensor's states on the card too (summary.fits_on)
-                fits = peak.reserved_bytes + peak.gpu_state.paged_tensor_bytes + shift <= room(layout.n_gpus)
-                if not last:
-                    alive &= fits
-                    fits = alive
-                if fits.any():
-                    fitting.append((len(configs), numpy.flatnonzero(fits).tolist()))
-                    configs.append(_Config(plan, r, peak.reserved_bytes, peak.gpu_state.managed_bytes,
-                                           _changed_fields(base, plan)))
-    return configs, fitting, tried
+                lead = None      # _Lead: this split's first member estimated in full
+                for r, li in walking:
+                    tried += 1
+                    if need[r] > most and not last:
+                        continue
+                    plan = Plan(**{**fields[r], "n_gpus": layout.n_gpus, "sharding": layout.sharding,
+                                   "offload": layout.offload, "batch_size": bs, "grad_accum": ga,
+                                   "gpu": reference.id})
+                    if not runs(plan):   # e.g. optimizer_in_backward with accumulation, KTO at batch 1
+                        continue
+                    if bs not in blocks:
+                        blocks[bs] = block_memories(spec, plan)
+                    if r not in memory:
+                        memory[r] = gpu_state(states[r], plan)
+                    gs = memory[r]
+                    reserved = _variant_reserved(lead, gs, plan, same, r) if lead is not None else None
+                    if reserved is None:
+                        peak = step_peak(plan, spec, reference, states[r], blocks[bs])
+                        reserved, lead = peak.reserved_bytes, _lead(peak, gs, plan, r)
+                    # paged optimizers: one tensor's states on the card too (summary.fits_on)
+                    config_need = reserved + gs.paged_tensor_bytes
+                    if not last:
+                        need[r] = config_need = max(need[r], config_need)
+                    if config_need <= most:
+                        count = len(ascending) - bisect_left(ascending, config_need)
+                        if count not in kept:
+                            kept[count] = numpy.flatnonzero(limit >= config_need).tolist()
+                        config = _Config(plan, r, reserved, gs.managed_bytes,
+                                         changed[r] + lay_changed + (bs != base.batch_size) + (ga != base.grad_accum))
+                        out.append(((r, li, s), config, kept[count]))
+    out.sort(key=lambda item: item[0])   # the order of a walk recipe by recipe (ties rank by it)
+    return [c for _, c, _ in out], [(i, fit) for i, (_, _, fit) in enumerate(out)], tried
 
 
-def _config_plan(recipe: Plan, layout: Layout, bs: int, ga: int, reference: GpuSpec) -> Plan:
-    return replace(recipe, n_gpus=layout.n_gpus, sharding=layout.sharding, offload=layout.offload,
-                   batch_size=bs, grad_accum=ga, gpu=reference.id)
+# the fields a layout (n_gpus, sharding, offload) and split (batch_size, grad_accum) set are
+# counted apart; the card per row (SearchTable.changes)
+_RECIPE_FIELDS = tuple(f for f in PLAN_FIELDS
+                       if f not in ("n_gpus", "sharding", "offload", "batch_size", "grad_accum", "gpu"))
+_STATES = ALLOCATED_COMPONENTS.index("optimizer_states")
+_TEMPORARIES = ALLOCATED_COMPONENTS.index("temporaries")
+# GpuState fields an AdamW variant changes; none of them but the states and temporaries enter
+# the step's rows (memory/timeline.py train_rows; host and managed bytes live off torch's pool)
+_OPTIMIZER_STATE = ("optimizer_state_bytes", "optimizer_temp_bytes", "host_bytes", "managed_bytes",
+                    "paged_tensor_bytes")
+_GPU_STATE_FIELDS = tuple(f.name for f in dataclass_fields(GpuState) if f.name not in _OPTIMIZER_STATE)
+
+
+def _optimizer_groups(found: list[Recipe]) -> list[list[int]]:
+    """Indices of the recipes equal but for the optimizer, in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for r, recipe in enumerate(found):
+        groups.setdefault((replace(recipe.plan, optimizer=""), recipe.sequences), []).append(r)
+    return list(groups.values())
+
+
+class _Lead(NamedTuple):
+    """A step estimated in full that its optimizer variants are derived from (_variant_reserved)."""
+
+    gpu_state: GpuState
+    totals: list[int] | None   # allocated bytes per phase; None: its rows do not show the shape
+    others_bytes: int          # the largest of the totals but the optimizer step's
+    slack_bytes: int           # reserved - allocated at the peak
+    opt_phase: int             # index of the optimizer step
+    recipe: int
+
+
+def _lead(peak: StepPeak, gs: GpuState, plan: Plan, recipe: int) -> _Lead:
+    """The lead's phase totals where its rows show the shape _variant_reserved relies on: the
+    optimizer states alive in every phase, the temporaries only in the optimizer step (the
+    phase before the last, after zero_grad)."""
+    names = peak.algorithm.names if peak.algorithm is not None else phase_names(len(peak.blocks))
+    k, rows = len(names) - 2, peak.rows
+    shaped = (not plan.optimizer_in_backward and names[k:] == ("optimizer step", "after zero_grad")
+              and rows[k][_TEMPORARIES] - rows[k + 1][_TEMPORARIES] == gs.optimizer_temp_bytes
+              and all(row[_STATES] == gs.optimizer_state_bytes for row in rows))
+    totals = [sum(row) for row in rows] if shaped else None
+    others = max(totals[:k] + totals[k + 1:]) if totals else 0
+    return _Lead(gs, totals, others, peak.reserved_bytes - peak.allocated_bytes, k, recipe)
+
+
+def _variant_reserved(lead: _Lead, gs: GpuState, plan: Plan, same: dict[tuple[int, int], bool],
+                      recipe: int) -> int | None:
+    """Peak reserved bytes of plan, which differs from the lead's plan only in its optimizer,
+    from the lead's step: in a steady step the optimizer states are alive in every phase and
+    its temporaries only in the optimizer step (memory/timeline.py train_rows, which
+    algorithm_timeline builds on), and the allocator's slack follows the largest transient,
+    which no optimizer sets (summary._largest_transient). So each phase moves by the states'
+    difference and the optimizer step also by the temporaries'. None (estimate it) where the
+    lead's rows do not show that shape, where the GpuStates differ in more than the optimizer's
+    fields, and under optimizer_in_backward (its temporaries are in the backward phases).
+    same: the GpuState check by (recipe, lead's recipe), both GpuStates fixed for a layout."""
+    if lead.totals is None or plan.optimizer_in_backward:
+        return None
+    base = lead.gpu_state
+    key = (recipe, lead.recipe)
+    if key not in same:
+        same[key] = all(getattr(gs, f) == getattr(base, f) for f in _GPU_STATE_FIELDS)
+    if not same[key]:
+        return None
+    d_temp = gs.optimizer_temp_bytes - base.optimizer_temp_bytes
+    peak = max(lead.others_bytes, lead.totals[lead.opt_phase] + d_temp)
+    return peak + gs.optimizer_state_bytes - base.optimizer_state_bytes + lead.slack_bytes
 
 
 class _HostCounts(NamedTuple):
@@ -364,7 +468,7 @@ def _rows_work(works: list[StepWork], index: ndarray) -> _RowsWork:
 
 
 def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray, cards: tuple[GpuSpec, ...],
-            spec, paged: ndarray) -> tuple[ndarray, ndarray]:
+            spec, paged: ndarray, group_of: dict[int, int]) -> tuple[ndarray, ndarray]:
     """Tokens/s over all GPUs and seconds per micro-batch of every row.
 
     One priced_step over arrays per (recipe, offload), rows = its configs (GPU counts,
@@ -381,21 +485,31 @@ def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray
     if not len(configs):
         return tps, step
     works: dict[tuple[int, int, int], int] = {}   # (recipe, batch_size, grad_accum) -> index in work_list
-    work_list: list[StepWork] = []
     work_of_config = []
     traffic = []
+    states: dict[int, object] = {}
+    links: dict[tuple, object] = {}
     for c in configs:
-        key = (c.recipe, c.plan.batch_size, c.plan.grad_accum)
-        state = model_state(spec, c.plan)
-        if key not in works:
-            works[key] = len(work_list)
-            work_list.append(step_work(spec, c.plan, state.trainable_params))
-        work_of_config.append(works[key])
-        traffic.append(plan_traffic(c.plan, spec, state))
+        p = c.plan
+        state = states.get(c.recipe) or states.setdefault(c.recipe, model_state(spec, p))
+        work_of_config.append(works.setdefault((c.recipe, p.batch_size, p.grad_accum), len(works)))
+        # plan_traffic reads the state's weights and gradients (the same for every AdamW variant)
+        # and of the plan its GPU count, sharding, offload, accumulation and precision
+        link = (group_of[c.recipe], p.n_gpus, p.sharding, p.offload, p.grad_accum)
+        traffic.append(links.get(link) or links.setdefault(link, plan_traffic(p, spec, state)))
+    # made with the AdamW variants of a recipe in a row, so that step_work's cache of their
+    # shared forward and backward still holds the first when the others come
+    first: dict[tuple[int, int, int], _Config] = {}
+    for c in configs:
+        first.setdefault((c.recipe, c.plan.batch_size, c.plan.grad_accum), c)
+    made: dict[tuple[int, int, int], StepWork] = {}
+    for key in sorted(works, key=lambda k: (group_of[k[0]], k[1], k[2], k[0])):
+        plan = first[key].plan
+        made[key] = step_work(spec, plan, model_state(spec, plan).trainable_params)
+    work_list = [made[key] for key in works]   # works' order: index = works[key]
     work_of_config = numpy.array(work_of_config, dtype=int)
     dtype = configs[0].plan.compute_dtype   # the recipes keep the plan's precision
-    # [work, CardRates field, card]: each split's device seconds on every card at once
-    rates = numpy.stack([numpy.stack(card_rates_over(w, cards, eff, dtype)) for w in work_list])
+    rates = _work_rates(work_list, cards, eff, dtype)
     keys: dict[tuple, int] = {}
     group_of_config = numpy.array([keys.setdefault((c.recipe, c.plan.offload), len(keys)) for c in configs], dtype=int)
     group_of_row = group_of_config[config_of_row]
@@ -419,6 +533,36 @@ def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray
         tps[rows] = time.tokens_per_second * count[row_configs]
         step[rows] = time.step_seconds
     return tps, step
+
+
+_NO_WORK = PhaseWork("none")
+_OPTIMIZER_RATES = [CardRates._fields.index(f) for f in ("optimizer_compute_seconds", "optimizer_memory_seconds")]
+
+
+def _work_rates(works: list[StepWork], cards: tuple[GpuSpec, ...], eff, dtype: str) -> ndarray:
+    """[work, CardRates field, card]: each split's device seconds on every card at once
+    (time_model.card_rates_over). card_rates_over prices each phase on its own, so works that
+    share their forward, backward and generation (AdamW variants: step_work.BODY_FIELDS) have
+    those priced once and only their optimizer phase apart."""
+    import numpy
+    bodies: dict[tuple[int, int, int], ndarray] = {}
+    updates: dict[tuple, ndarray] = {}
+    out = []
+    for w in works:
+        key = (id(w.forward), id(w.backward), id(w.generation))
+        if key not in bodies:
+            bodies[key] = numpy.stack(card_rates_over(replace(w, optimizer=_NO_WORK), cards, eff, dtype))
+        rates = bodies[key].copy()
+        o = w.optimizer   # the same update for every split of a recipe: priced once by what it holds
+        update_key = (tuple(o.matmuls.items()), o.attention_flops, o.elementwise_bytes, o.dequant_bytes,
+                      o.launches, o.autograd_launches)
+        if update_key not in updates:
+            update = card_rates_over(replace(w, forward=_NO_WORK, backward=_NO_WORK, generation=None),
+                                     cards, eff, dtype)
+            updates[update_key] = numpy.stack([update[i] for i in _OPTIMIZER_RATES])
+        rates[_OPTIMIZER_RATES] = updates[update_key]
+        out.append(rates)
+    return numpy.stack(out)
 
 
 @dataclass(frozen=True, slots=True)

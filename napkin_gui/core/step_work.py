@@ -455,14 +455,42 @@ def _matmul_flops(phase: PhaseWork) -> float:
 # and dataset size of a plan share one StepWork (tests/test_time_model.py checks it).
 WORK_IGNORED = ("gpu", "n_gpus", "sharding", "offload", "dataset_tokens", "epochs")
 WORK_FIELDS = tuple(f.name for f in fields(Plan) if f.name not in WORK_IGNORED)
+# of those, the ones the micro-batch's forward and backward (and GRPO's generation) read: all but
+# the optimizer, which only the update reads (optimizer_work)
+BODY_FIELDS = tuple(name for name in WORK_FIELDS if name != "optimizer")
+# of those, what GRPO's generation reads: not the split of the sequences it decodes together
+# (rollout.generation_sequences), nor checkpointing (generation runs without it)
+GENERATION_FIELDS = tuple(name for name in BODY_FIELDS if name not in ("batch_size", "grad_accum", "grad_ckpt"))
 _CACHE: SpecCache[StepWork] = SpecCache(256)
+_BODIES: SpecCache[StepWork] = SpecCache(256)
+_GENERATIONS: SpecCache[PhaseWork] = SpecCache(256)
 
 
 def step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     """Forward, backward (+ recompute) and optimizer work of the plan on one GPU, unsharded
-    (cached by WORK_FIELDS; the returned phases must not be changed)."""
+    (cached by WORK_FIELDS; the returned phases must not be changed). Plans that differ only
+    in their optimizer share the forward, backward and generation phases (one PhaseWork each,
+    cached by BODY_FIELDS): the search tries four AdamW variants of every recipe."""
     key = (tuple(getattr(plan, name) for name in WORK_FIELDS), trainable_params)
-    return _CACHE.get(spec, key, lambda: _step_work(spec, plan, trainable_params))
+    return _CACHE.get(spec, key, lambda: _with_optimizer(spec, plan, trainable_params))
+
+
+def _with_optimizer(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
+    key = (tuple(getattr(plan, name) for name in BODY_FIELDS), trainable_params)
+    body = _BODIES.get(spec, key, lambda: _step_work(spec, plan, trainable_params))
+    return dataclasses.replace(body, optimizer=_optimizer_phase(policy_forward_plan(plan), trainable_params,
+                                                                body.trainable_tensors))
+
+
+def _optimizer_phase(plan: Plan, trainable_params: int, tensors: int) -> PhaseWork:
+    """optimizer_work of the plan at its state element size (_state_bytes)."""
+    return optimizer_work(plan, trainable_params, tensors, _state_bytes(plan))
+
+
+def _state_bytes(plan: Plan) -> int:
+    """Element size of the gradients and optimizer states: fp32 for LoRA adapters and fp32
+    masters, else the weights' 16 bits."""
+    return 4 if plan.is_lora or plan.param_dtype == "fp32" else 2
 
 
 def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
@@ -482,9 +510,9 @@ def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
         policy = PhaseWork("forward")
         policy.add(fwd)
         fwd.add(policy, no_grad)
-    generation = generation_work(spec, algorithm) if algorithm.algorithm == "grpo" else None
+    generation = _generation(spec, algorithm) if algorithm.algorithm == "grpo" else None
     tensors = trainable_tensors(spec, plan)
-    state_bytes = 4 if plan.is_lora or plan.param_dtype == "fp32" else 2
+    state_bytes = _state_bytes(plan)
     if plan.grad_accum > 1:   # later micro-batches add into .grad: read, read, write
         bwd.elementwise_bytes += 3 * trainable_params * state_bytes * (plan.grad_accum - 1) / plan.grad_accum
     extras = config_extras(spec)
@@ -494,7 +522,7 @@ def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
     if moved is None and unsloth_offload(spec, algorithm) is not None:
         moved, offload_unsloth = unsloth_offload_traffic(spec, algorithm), True
     return StepWork(forward=fwd, backward=bwd,
-                    optimizer=optimizer_work(plan, trainable_params, tensors, state_bytes),
+                    optimizer=_optimizer_phase(plan, trainable_params, tensors),
                     tokens=plan.batch_size * plan.seq_len,
                     executed_flops=_matmul_flops(fwd) + _matmul_flops(bwd), model_flops=model,
                     trainable_params=trainable_params, trainable_tensors=tensors,
@@ -502,6 +530,12 @@ def _step_work(spec: ModelSpec, plan: Plan, trainable_params: int) -> StepWork:
                     offload_to_host_bytes=float(moved.device_to_host_bytes) if moved else 0.0,
                     offload_to_device_bytes=float(moved.host_to_device_bytes) if moved else 0.0,
                     offload_unsloth=offload_unsloth)
+
+
+def _generation(spec: ModelSpec, plan: Plan) -> PhaseWork:
+    """generation_work, one PhaseWork for every split of the same sequences (GENERATION_FIELDS)."""
+    key = (tuple(getattr(plan, name) for name in GENERATION_FIELDS), rollout.generation_sequences(plan))
+    return _GENERATIONS.get(spec, key, lambda: generation_work(spec, plan))
 
 
 def generation_work(spec: ModelSpec, plan: Plan) -> PhaseWork:
