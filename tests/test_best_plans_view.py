@@ -198,3 +198,37 @@ def test_view_fills_after_an_edit_pause_and_a_click_applies_undoably(window, qtb
     assert c.plan == edited
     assert window.editor.widgets["batch_size"].spin.value() == edited.batch_size
     assert short_gpu_name(find_gpu(edited.gpu).name) in window.editor.gpu_combo.currentText()
+
+
+def test_advice_and_best_plans_share_one_search(monkeypatch, qtbot):
+    """The app asks for one plan's advice (Figures, core.advise) and its Best plans
+    (BestPlansSearch, core.best_plans), in the window's process or in the one child they share
+    (ui/estimate_worker.run_job): the plan is searched once, not once per view; a second request
+    searches nothing; another calibration or plan searches again."""
+    from napkin_gui.core import search as search_module
+    from napkin_gui.core.calibration import CalibrationProfile
+    from napkin_gui.ui.estimate_cache import EstimateCache
+    from napkin_gui.ui.estimate_worker import run_job
+    from napkin_gui.ui.figures import Figures
+    calls = []
+    real = search_module.search_table
+    monkeypatch.setattr(search_module, "search_table", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    search_module._SHARED.clear()
+    plan = dataclasses.replace(PLAN, batch_size=2)   # fits its card: advise searches only the shared table
+    figures = Figures(EstimateCache(), lambda: plan)
+    assert figures.get("advice", plan)                      # computed here (no child)
+    assert BestPlansSearch._search_here(plan, None).entries("cheapest")
+    assert len(calls) == 1
+    figures.clear()
+    figures.get("advice", plan)
+    best_plans(plan)
+    assert len(calls) == 1                                  # a second request: no search
+    estimates = EstimateCache()
+    run_job("advice", plan, None, estimates)                # the child: the same cache
+    run_job("search", plan, None, estimates)
+    assert len(calls) == 1
+    profile = CalibrationProfile(id="t", gpu_name="NVIDIA GeForce RTX 4090", gpu_id="rtx-4090",
+                                 created="2026-11-25T00:00:00Z", matmul_tflops=(("bf16", 100.0),))
+    best_plans(plan, profile)
+    best_plans(dataclasses.replace(plan, seq_len=512))
+    assert len(calls) == 3

@@ -258,11 +258,10 @@ def _rank(items: list[Advice], fits_now: bool) -> list[Advice]:
 
 def _search_items(plan: Plan, before: Estimate, calibration: CalibrationProfile | None) -> list[Advice]:
     """The search's best plans for this one (module docstring), each with its changes."""
-    from .search import DEFAULT_MAX_GPUS, MAX_SEARCH_GPUS, plan_changes, search_table
+    from .search import DEFAULT_MAX_GPUS, MAX_SEARCH_GPUS, plan_changes, search_table, shared_search_table
     card = find_gpu(plan.gpu).id
-    try:
-        table = search_table(plan, max_gpus=min(max(DEFAULT_MAX_GPUS, plan.n_gpus), MAX_SEARCH_GPUS),
-                             calibration=calibration)
+    try:   # the table the Best plans view and the report search too (shared_search_table)
+        table = shared_search_table(plan, min(max(DEFAULT_MAX_GPUS, plan.n_gpus), MAX_SEARCH_GPUS), calibration)
     except PlanError:
         return []
     mine = table.rows(gpus=(card,), max_gpus=plan.n_gpus)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from .estimate import total_estimate
 from .gpu_catalog import find_gpu
 from .plan import Plan
-from .search import DEFAULT_MAX_GPUS, SearchEntry, SearchTable, plan_entry, search_table
+from .search import DEFAULT_MAX_GPUS, SearchEntry, SearchTable, plan_entry, shared_search_table
 
 if TYPE_CHECKING:
     from numpy import ndarray
@@ -116,7 +116,7 @@ def _front_points(table: SearchTable, rows: ndarray, tokens: float) -> tuple[Fro
 
 def best_plans(plan: Plan, calibration: CalibrationProfile | None = None, top: int = TOP) -> BestPlans:
     """Every objective's best plans and front for plan (PlanError when the plan is invalid)."""
-    table = search_table(plan, calibration=calibration)
+    table = shared_search_table(plan, calibration=calibration)   # the advice's too
     tokens = plan.dataset_tokens * plan.epochs if plan.dataset_tokens > 0 else FRONT_TOKENS_WITHOUT_DATASET
     entries: dict[Plan, SearchEntry] = {}   # one core.estimate per distinct plan
     lists, fronts = [], []

@@ -289,6 +289,27 @@ def _row_memory(configs: list[_Config], config_of_row: ndarray, card_of_row: nda
     return reserved + context + managed - paged_out, paged_traffic_bytes(managed, paged_out)
 
 
+# search tables kept by shared_search_table: the app's advice and its Best plans view (the same
+# child process), and the report's advice and Best plans section, ask for the same plan's table
+SHARED_TABLES = 2
+_SHARED: dict[tuple, SearchTable] = {}
+
+
+def shared_search_table(plan: Plan, max_gpus: int = DEFAULT_MAX_GPUS,
+                        calibration: CalibrationProfile | None = None) -> SearchTable:
+    """search_table over every catalog card, kept for the last SHARED_TABLES (plan, GPU limit,
+    calibration, catalog prices): a second request for the same plan searches nothing. The
+    table is shared: its arrays must not be changed."""
+    key = (plan, max_gpus, calibration, gpu_catalog())
+    table = _SHARED.pop(key, None)
+    if table is None:
+        table = search_table(plan, max_gpus=max_gpus, calibration=calibration)
+    _SHARED[key] = table   # most recent last
+    while len(_SHARED) > SHARED_TABLES:
+        del _SHARED[next(iter(_SHARED))]
+    return table
+
+
 def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, shift: ndarray,
                      room: Callable[[int], ndarray],
                      max_gpus: int) -> tuple[list[_Config], list[tuple[int, list[int]]], int]:

@@ -10,7 +10,7 @@ from ..core.compare import compare_hardware, sorted_rows
 from ..core.errors import PlanError
 from ..core.frontier import largest_batch_size, largest_num_generations, longest_completion_len, longest_seq_len
 from ..core.plan import Plan
-from ..core.search import OBJECTIVES, search_table
+from ..core.search import OBJECTIVES, shared_search_table
 from ..units import count, gib, hours, seconds, usd
 
 TOP_ROWS = 4  # cheapest fitting rows, then this many fastest (duplicates dropped)
@@ -76,7 +76,7 @@ def best_plans(plan: Plan, calibration=None) -> tuple[tuple[str, ...], tuple[tup
     that train what this one trains, each figure core.estimate's), and what fits the plan's
     own card (core.frontier); a one-line note when the core rejects the plan."""
     try:
-        table = search_table(plan, calibration=calibration)
+        table = shared_search_table(plan, calibration=calibration)   # advice_lines' too
         rows = []
         for objective in OBJECTIVES:
             for r in table.distinct(table.ranked(objective, table.rows()))[:BEST_PER_OBJECTIVE]:

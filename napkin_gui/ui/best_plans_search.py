@@ -9,7 +9,8 @@ while the view is shown (set_wanted), and each result is kept by (plan, calibrat
 plan seen before shows at once. A result is shown only if it is for the plan and calibration
 the controller holds when it arrives; the child itself answers "stale" for a job that a newer
 one replaced before it started. Without a child (MainWindow(background=False): tests,
-screenshots) the search runs here when the timer fires.
+screenshots) the search runs here when the timer fires. Either way the search's table is the
+advice's too (core.search.shared_search_table): the plan is searched once for both.
 """
 from __future__ import annotations
 

@@ -13,7 +13,10 @@ core.search: thousands of plans, 0.3-2 s on the 2-core machine), so when the win
 second, low-priority child (the Best plans view's, ui/best_plans_search.py) the advice goes
 there: in the curves' child it held the next edit's curves back by 2.8 s (p50, measured with
 bench/gui_latency.py on a loaded machine). Until that child is ready the advice waits for it
-(the child's `settled` signal, as the Best plans search waits) rather than running here. The hardware rows cost more to send and to
+(the child's `settled` signal, as the Best plans search waits) rather than running here. The
+advice and the Best plans view search one table per plan (core.search.shared_search_table,
+kept in the process that runs them: that child, or this one): whichever asks second searches
+nothing. The hardware rows cost more to send and to
 paint in a second pass than the overlap saves, so they are computed here. Without the child,
 until it is ready, or when it fails (or cannot price what this process can: a model only this
 process resolved), a figure is computed here: that fallback runs only for a figure of the plan
