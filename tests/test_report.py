@@ -255,5 +255,5 @@ def test_best_plans_the_search_rejects_become_a_note(monkeypatch):
 
     def reject(*_args, **_kwargs):
         raise PlanError("model: not a preset")
-    monkeypatch.setattr(extras, "search_table", reject)
+    monkeypatch.setattr(extras, "shared_search_table", reject)
     assert extras.best_plans(PLAN) == ((), (), "Plan search unavailable: model: not a preset")
