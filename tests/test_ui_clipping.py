@@ -180,7 +180,7 @@ def test_model_field_shows_the_id_and_its_tooltip_the_whole_label(open_window):
     window = open_window(PLAN, size=(1280, 720))
     combo = window.editor.model_combo
     assert combo.currentText() == "llama-3.1-8b"
-    assert combo.lineEdit().toolTip() == combo.itemText(combo.findData("llama-3.1-8b"))
+    assert combo.lineEdit().toolTip() == f"{combo.itemText(combo.findData('llama-3.1-8b'))}\n{combo.toolTip()}"
     assert "Llama 3.1 8B" in combo.lineEdit().toolTip()
     index = combo.findData("deepseek-v2-lite")  # the longest label in the presets
     combo.setCurrentIndex(index)

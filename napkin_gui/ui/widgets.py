@@ -104,8 +104,9 @@ class SearchCombo(QComboBox):
         if index >= 0:
             self.setEditText(value)
             self.lineEdit().setCursorPosition(0)
-        if self.show_data:
-            self.lineEdit().setToolTip(self.itemText(index) if index >= 0 else "")
+        if self.show_data:  # the label, then the field's own tip (which the line edit would hide)
+            self.lineEdit().setToolTip("\n".join(t for t in (self.itemText(index), self.toolTip()) if t)
+                                       if index >= 0 else "")
 
     def _on_self_activated(self, index: int) -> None:
         if index >= 0:
