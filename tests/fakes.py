@@ -21,15 +21,11 @@ class FakeEstimator(QObject):
         self.ready, self.failed = not starting, ""
         self.jobs: list[tuple[int, str, Any, Any]] = []   # (job id, kind, plan, calibration)
 
-    @property
-    def available(self) -> bool:
-        return self.ready and not self.failed
-
     def submit(self, kind: str, plan: Any, calibration: Any = None) -> int | None:
-        if not self.available:
-            return None
-        self.jobs.append((len(self.jobs) + 1, kind, plan, calibration))
-        return len(self.jobs)
+        if self.ready and not self.failed:  # up: the job is recorded
+            self.jobs.append((len(self.jobs) + 1, kind, plan, calibration))
+            return len(self.jobs)
+        return None
 
     def wait(self, job: int, timeout_seconds: float = 30.0) -> None:
         pass
@@ -37,7 +33,7 @@ class FakeEstimator(QObject):
     def wait_ready(self, timeout_seconds: float = 30.0) -> bool:
         if not self.ready and not self.failed:
             self.come_up()
-        return self.available
+        return not self.failed
 
     def come_up(self) -> None:
         self.ready = True
