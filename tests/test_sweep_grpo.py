@@ -74,3 +74,13 @@ def test_sft_sweeps_have_no_grpo_curves():
     sweeps = plan_sweeps(sft, priced_by())
     assert sweeps.generations is None and sweeps.completion is None
     assert axis_of(sft, "batch_size").step == 1
+
+
+def test_the_background_child_computes_the_grpo_curves():
+    """ui/estimate_worker.py run_job (what the window's child runs for Figures' "sweeps"): the GRPO
+    curves arrive with the others, equal to the core's."""
+    from napkin_gui.ui.estimate_cache import EstimateCache
+    from napkin_gui.ui.estimate_worker import run_job
+    sweeps = run_job("sweeps", GRPO, None, EstimateCache())
+    assert sweeps == plan_sweeps(GRPO, priced_by())
+    assert sweeps.generations.fit_edge == 50 and sweeps.completion.fit_edge == 7752
