@@ -7,13 +7,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from PySide6.QtGui import QImage, QPainter
-from PySide6.QtWidgets import QApplication, QMessageBox
+from drawn_text import axis_texts
 from test_sweep_grpo import GRPO
 
 from napkin_gui.core.estimate import estimate
 from napkin_gui.core.plan import check_combination
-from napkin_gui.ui.main_window import MainWindow
 
 # 16 x 8 = 128 sequences decoded together: the KV cache makes generate the peak
 GRPO_GENERATE_PEAK = replace(GRPO, grad_accum=16, completion_len=2048)
@@ -21,26 +19,9 @@ DPO = replace(GRPO, algorithm="dpo", reference="copy", completion_len=256, num_g
               seq_len=2048, prompt_len=1024, grad_accum=8)
 
 
-def _window(qtbot, plan, size):
-    w = MainWindow(plan, restore_session=False, poll_nvml=False, persist=False)
-    w.ask_unsaved = lambda: QMessageBox.StandardButton.Discard
-    qtbot.addWidget(w)
-    if size is not None:
-        w.resize(*size)
-    w.show()
-    w.controller.flush()
-    w.tabs.setCurrentWidget(w.timeline_view)
-    QApplication.processEvents()
-    return w
-
-
 def _drawn_labels(view):
     axis = view.plot.getPlotItem().getAxis("bottom")
-    image = QImage(10, 10, QImage.Format.Format_ARGB32)
-    painter = QPainter(image)
-    _, _, texts = axis.generateDrawSpecs(painter)
-    painter.end()
-    return axis.boundingRect(), [(rect, text) for rect, _, text in texts]
+    return axis.boundingRect(), [(rect, text) for rect, _, text in axis_texts(axis)]
 
 
 @pytest.mark.parametrize("size", [None, (1280, 720)], ids=["default", "1280x720"])
@@ -49,8 +30,8 @@ def _drawn_labels(view):
     (GRPO_GENERATE_PEAK, ("generate", "reference", "forward →", "backward", "optim")),
     (DPO, ("load", "forward →", "reference", "backward", "optim", "zero grad"))],
     ids=["grpo", "grpo-generate-peak", "dpo"])
-def test_algorithm_stages_are_labelled_and_none_is_clipped(qtbot, plan, expected, size):
-    w = _window(qtbot, plan, size)
+def test_algorithm_stages_are_labelled_and_none_is_clipped(open_window, plan, expected, size):
+    w = open_window(plan, size=size, tab="timeline_view")
     if size is None:
         assert (w.width(), w.height()) == (1600, 1000)   # MainWindow's default size
     view = w.timeline_view

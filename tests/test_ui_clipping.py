@@ -262,11 +262,8 @@ def test_time_curve_axis_labels_fit_their_axes(open_window, size):
 
 
 def _overlapping_tick_labels(axis) -> list[tuple[str, str]]:
-    from PySide6.QtGui import QImage, QPainter
-    image = QImage(10, 10, QImage.Format.Format_ARGB32)
-    painter = QPainter(image)
-    _, _, texts = axis.generateDrawSpecs(painter)
-    painter.end()
+    from drawn_text import axis_texts
+    texts = axis_texts(axis)
     return [(a[2], b[2]) for i, a in enumerate(texts) for b in texts[i + 1:] if a[0].intersects(b[0])]
 
 
