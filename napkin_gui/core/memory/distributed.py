@@ -134,12 +134,14 @@ def reduce_buffer_bytes(plan: Plan, unit_grad_bytes: int, zero2_bucket_bytes: in
     GRAD_UNITS_IN_FLIGHT units + the current unit's flat copy (FLAT_GRAD_COPY_UNITS) for FSDP,
     + the reduce-scatter output shard over n > 1 GPUs
     (FSDP1 new_sharded_grad = empty_like(chunks[0]); FSDP2 reduce_output); DeepSpeed's
-    reduce bucket for ZeRO-2 (reduce_bucket_size) and one layer's for ZeRO-3."""
+    reduce bucket for ZeRO-2 (reduce_bucket_size) and one layer's for ZeRO-3. ZeRO-2's bucket
+    exists on one GPU too: DeepSpeedZeroOptimizer.backward (deepspeed/runtime/zero/stage_1_and_2.py)
+    allocates ipg_buffer whenever contiguous_gradients is set, with no world-size check."""
     n = plan.n_gpus
-    if plan.sharding == "none" or (n == 1 and plan.offload == "none"):
-        return 0
     if plan.sharding == "zero2":
         return zero2_bucket_bytes
+    if plan.sharding == "none" or (n == 1 and plan.offload == "none"):
+        return 0
     if plan.sharding == "zero3":
         return unit_grad_bytes
     out = -(-unit_grad_bytes // n) if n > 1 else 0

@@ -114,9 +114,12 @@ def _unsloth_modules(plan: Plan) -> bool:
 
 
 def unsloth_offload(spec: ModelSpec, plan: Plan) -> unsloth.OffloadedCheckpoint | None:
-    """The plan's unsloth offloaded gradient checkpointing, None when it does not offload."""
+    """The plan's unsloth offloaded gradient checkpointing over one policy forward (as
+    activation_offload: a DPO pair or a GRPO prompt + completion is what each layer input
+    holds), None when it does not offload."""
     if plan.framework != "unsloth" or not (plan.grad_ckpt and plan.activation_offload):
         return None
+    plan = policy_forward_plan(plan)
     dt = activation_dtypes(plan, spec)
     return unsloth.offloaded_checkpoint(plan.batch_size * plan.seq_len, spec.hidden_size, spec.num_layers,
                                         dt.stream, plan.seq_len)
