@@ -106,12 +106,13 @@ class _Variants:
         return self._items[key]
 
 
-def _choose(plan: Plan, gpu: GpuSpec, n: int, variants: _Variants) -> _Variant:
-    """The plan on n of this card: DDP if that fits, else FSDP (unless the plan names a sharding)."""
+def _choose(plan: Plan, gpu: GpuSpec, n: int, variants: _Variants) -> _Variant | None:
+    """The plan on n of this card: DDP if that fits, else FSDP (unless the plan names a sharding);
+    None when it cannot run on n GPUs at all (litgpt quantizes on one device only)."""
     named = variants.get(n, plan.sharding, gpu)
     if named is None:  # the plan's own sharding needs more GPUs than n: run it unsharded
         named = variants.get(n, "none", gpu)
-    if n == 1 or plan.sharding != "none" or named.fits_on(gpu):
+    if named is None or n == 1 or plan.sharding != "none" or named.fits_on(gpu):
         return named
     return variants.get(n, "fsdp", gpu) or named
 
@@ -194,8 +195,8 @@ def compare_hardware(plan: Plan, counts: tuple[int, ...] = COUNTS,
     state = model_state(spec, plan)
     variants = _Variants(plan, spec, state)
     work = step_work(spec, plan, state.trainable_params)  # one GPU's micro-batch: the same in every row
-    chosen = [(gpu, _choose(plan, gpu, n, variants)) for gpu in (gpus if gpus is not None else gpu_catalog())
-              for n in counts]
+    chosen = [(gpu, variant) for gpu in (gpus if gpus is not None else gpu_catalog()) for n in counts
+              if (variant := _choose(plan, gpu, n, variants)) is not None]   # no row for a count it cannot run on
     if not chosen:  # no card or no count asked for
         return ()
     times = _step_times(plan, spec, state, work, chosen)
