@@ -62,3 +62,66 @@ def gpu_id_for(name: str) -> str:
     """The catalog id of a plan's gpu (an id or an NVML name); the text itself when it is no catalog card."""
     spec = _catalog_card(name)
     return spec.id if spec is not None else name
+
+
+# on / off switches of a plan, in words ('checkpointing on')
+_SWITCHES = {"grad_ckpt": "checkpointing", "liger": "Liger kernels", "compile": "torch.compile",
+             "activation_offload": "activation offload", "optimizer_in_backward": "optimizer step in backward",
+             "kbit_prep": "k-bit preparation", "quant_double": "double quantization"}
+# values whose editor name needs its field beside it ('None (a copy per GPU)')
+# or that are long for a line of changes
+_CHANGE_NAMES = {"sharding": {"none": "no sharding"}, "offload": {"none": "no CPU offload"},
+                 "loss": {"standard": "plain CE loss", "chunked-ce": "chunked CE loss",
+                          "fused-linear-ce": "fused linear CE loss", "cut-ce": "cut CE loss"}}
+# fields shown by a word of their own ('micro-batch 4 → 2')
+_FIELD_WORDS = {"batch_size": "micro-batch", "grad_accum": "accumulation", "seq_len": "sequence",
+                "lora_r": "LoRA rank", "lora_alpha": "LoRA alpha", "lora_targets": "LoRA targets"}
+
+
+def change_words(field: str, old: Any, new: Any) -> str:
+    """One changed plan field in words, with human names ('AdamW 8-bit → AdamW', 'checkpointing
+    off', 'H100 80GB SXM5 → RTX 4090', 'Full fine-tuning → LoRA', 'no sharding → ZeRO-3'),
+    never the plan file's ids."""
+    if field in _SWITCHES and isinstance(new, bool):
+        return f"{_SWITCHES[field]} {'on' if new else 'off'}"
+    if field == "gpu":
+        return f"{short_gpu_name(gpu_name(old))} → {short_gpu_name(gpu_name(new))}"
+    if field in VALUE_NAMES:   # the names say what they are ('AdamW 8-bit', 'FSDP', 'LoRA')
+        name = lambda v: _CHANGE_NAMES.get(field, {}).get(v) or value_name(field, v)  # noqa: E731
+        return f"{name(old)} → {name(new)}"
+    if field == "n_gpus":
+        return f"{old} → {new} GPU{'' if new == 1 else 's'}"
+    words = _FIELD_WORDS.get(field, field.replace("_", " "))
+    show = lambda v: ", ".join(v) if isinstance(v, (tuple, list)) else str(v)  # noqa: E731
+    return f"{words} {show(old)} → {show(new)}"
+
+
+def plan_change_words(base: Any, plan: Any) -> tuple[str, ...]:
+    """change_words of every field in which plan differs from base (the card by catalog card:
+    an id and an NVML name of one card are no change)."""
+    import dataclasses
+    out = []
+    for f in dataclasses.fields(plan):
+        old, new = getattr(base, f.name), getattr(plan, f.name)
+        if f.name == "gpu" and gpu_id_for(old) == gpu_id_for(new):
+            continue
+        if old != new:
+            out.append(change_words(f.name, old, new))
+    return tuple(out)
+
+
+def change_text_words(text: str) -> str:
+    """change_words of one of core.search.plan_changes' 'field: old -> new' lines (ids, JSON
+    values): what a view shows of a search entry's changes."""
+    import json
+    field, _, rest = text.partition(": ")
+    old, sep, new = rest.partition(" -> ")
+    if not sep:
+        return text
+
+    def decode(value: str) -> Any:
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return change_words(field, decode(old), decode(new))

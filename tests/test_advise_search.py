@@ -47,7 +47,7 @@ def test_llama_lora_on_h100_leads_with_the_faster_split_on_the_same_card():
     assert p.gpu == "h100-80gb-sxm" and p.n_gpus == 1 and global_batch(p) == global_batch(LLAMA_H100)
     assert same_training(LLAMA_H100, p)
     assert not p.grad_ckpt and _speedup(first) > 0.30
-    assert "grad_ckpt: true -> false" in first.changes and "grad_ckpt: true -> false" in first.reason
+    assert "grad_ckpt: true -> false" in first.changes and "checkpointing off" in first.reason
     cheapest = _titled(items, CHEAPEST_OVERALL)
     assert items.index(cheapest) == 1 and cheapest.cost_delta_fraction < -0.5 and cheapest.fits_after
 
@@ -136,7 +136,7 @@ def test_nothing_of_the_space_fits_the_card_then_what_would_fit_is_named(tmp_pat
     assert cheapest.title == CHEAPEST_OVERALL and cheapest.fits_after and cheapest.plan.gpu != plan.gpu
     out = _advise_cli(tmp_path, capsys, plan)
     header = out.splitlines()[0]
-    assert "nothing fits NVIDIA GeForce RTX 3080 10GB" in header and "what would fit: 1" in header
+    assert "nothing fits NVIDIA GeForce RTX 3080 10GB" in header and "what would fit: item 1" in header
     assert ": 0" not in header
 
 
@@ -145,3 +145,63 @@ def test_largest_batch_in_the_header_is_exact(tmp_path, capsys):
     assert "largest micro-batch that fits NVIDIA H100 80GB SXM5: 13" in out.splitlines()[0]
     assert estimate(replace(LLAMA_H100, batch_size=13)).memory.fits
     assert not estimate(replace(LLAMA_H100, batch_size=14)).memory.fits
+
+
+HOPELESS = Plan(model="llama-3.1-70b", method="full", batch_size=1, seq_len=4096, gpu="rtx-3060-12gb",
+                dataset_tokens=1e7)
+
+
+@pytest.mark.parametrize("plan", [LLAMA_H100, GEMMA_3090, HOPELESS] + [load_plan(p) for p in EXAMPLES[:2]],
+                         ids=["llama-h100", "gemma-3090", "70b-full-3060", "example-0", "example-1"])
+def test_advice_speaks_human_names_once_each(plan):
+    """Items name cards and settings as people do ('H100 80GB SXM5', 'LoRA', 'AdamW 8-bit'),
+    never the plan file's ids ('h100-80gb-sxm', 'lora', 'adamw-8bit'), and no two items read
+    alike or lead to the same plan."""
+    from napkin_gui.names import value_name
+    from napkin_gui.core.gpu_catalog import find_gpu, gpu_catalog
+    from napkin_gui.names import change_words, short_gpu_name
+    items = advise(plan)
+    assert items
+    ids = {g.id for g in gpu_catalog()}
+    for item in items:
+        words = item.reason.replace(",", " ").replace(":", " ").split()
+        assert not ids & set(words), item.reason
+        assert " -> " not in item.reason and "adamw-8bit" not in item.reason, item.reason
+        for field in ("method", "optimizer", "sharding"):
+            old, new = getattr(plan, field), getattr(item.plan, field)
+            if item.changes and old != new:
+                assert change_words(field, old, new) in item.reason, item.reason
+                assert value_name(field, new) in item.reason or field == "sharding"
+        if item.changes and find_gpu(item.plan.gpu).id != find_gpu(plan.gpu).id:
+            assert short_gpu_name(find_gpu(item.plan.gpu).name) in item.reason
+    assert len({i.reason for i in items}) == len(items)
+    assert len({i.plan for i in items}) == len(items)
+
+
+def test_nothing_fits_the_card_says_so_and_points_at_what_would(tmp_path, capsys):
+    """70B full fine-tuning at 4096 tokens on a 12 GB card: the header says nothing fits the card
+    as planned, names it as people do, and points at the items that fit."""
+    path = tmp_path / "p.napkin.json"
+    path.write_text(json.dumps(plan_to_dict(HOPELESS)))
+    assert main(["advise", str(path)]) == 0
+    out = capsys.readouterr().out
+    header, *lines = out.splitlines()
+    assert "nothing fits NVIDIA GeForce RTX 3060 12GB as planned" in header and "rtx-3060-12gb" not in header
+    assert "Full fine-tuning" in header
+    fitting = [str(i) for i, a in enumerate(advise(HOPELESS), start=1) if a.fits_after]
+    assert fitting and header.endswith(f"what would fit: items {', '.join(fitting)}" if len(fitting) > 1
+                                       else f"what would fit: item {fitting[0]}")
+    assert all(lines[int(i) - 1].endswith("fits") or ", fits" in lines[int(i) - 1] for i in fitting)
+
+
+def test_best_plans_cells_name_changes_in_words():
+    from napkin_gui.core.search import search
+    from napkin_gui.ui.best_plans_view import entry_cells
+    entry = search(QWEN_A100, "cheapest", top=1).results[0]
+    cells = entry_cells(1, entry)
+    assert entry.changes and " -> " not in cells[-1] and find_id_free(cells[-1])
+
+
+def find_id_free(text: str) -> bool:
+    from napkin_gui.core.gpu_catalog import gpu_catalog
+    return not any(g.id in text for g in gpu_catalog())

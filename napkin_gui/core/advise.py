@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from ..names import plan_change_words
 from ..units import gib, gib_delta, percent, usd
 from .compare import compare_hardware
 from .errors import PlanError
@@ -114,7 +115,9 @@ def _advice(title: str, plan: Plan, before: Estimate, note: str = "",
     time = _seconds_per_token(after) / _seconds_per_token(before) - 1
     cost = _usd_per_token(after) / _usd_per_token(before) - 1
     speed = f"{percent(1 / (1 + time) - 1, signed=True)} tokens/s" if time < -0.005 else f"{percent(time, signed=True)} time"
-    words = f"{title}: " + (f"{', '.join(changes)}: " if changes else "") + f"{_memory_words(before, after)}, {speed}"
+    # the changes in words, with human names (LoRA, H100 80GB SXM5); changes keeps the ids
+    named = ", ".join(plan_change_words(before.plan, after.plan)) if changes else ""
+    words = f"{title}: " + (f"{named}: " if named else "") + f"{_memory_words(before, after)}, {speed}"
     if abs(cost - time) > 0.01:
         words += f", {percent(cost, signed=True)} cost"
     if after.memory.fits and not before.memory.fits:

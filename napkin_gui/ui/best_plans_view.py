@@ -24,7 +24,7 @@ from ..core.gpu_catalog import find_gpu
 from ..core.search import DEFAULT_MAX_GPUS
 from ..core.user_prices import price_citation
 from .. import palette, units
-from ..names import gpu_name, short_gpu_name
+from ..names import change_text_words, gpu_name, short_gpu_name
 from .plot_style import fixed_label, nice_log_range, set_view_if_changed, style_plot
 
 HEADERS = ("#", "plan", "tokens/s", "hours", "cost", "used / GPU", "changes")
@@ -54,7 +54,7 @@ def log_ticks(lo: float, hi: float, label) -> list[tuple[float, str]]:
 
 def entry_cells(rank: int, entry: Any) -> tuple[str, ...]:
     """The table's cells for one core.search.SearchEntry (napkin_gui/units.py formats)."""
-    changes = "; ".join(entry.changes) if entry.changes else "your plan"
+    changes = "; ".join(map(change_text_words, entry.changes)) if entry.changes else "your plan"
     return (str(rank), gpu_text(entry.plan), units.count(entry.tokens_per_second), units.hours(entry.hours),
             units.usd(entry.cost_usd), f"{units.gib(entry.device_used_bytes, 1)} of {units.gib(entry.capacity_bytes, 0)}",
             changes)
@@ -110,7 +110,8 @@ class BestPlansModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             entry = self.entries[index.row()]
             gpu = find_gpu(entry.plan.gpu)
-            return ("Click to apply (Ctrl+Z undoes):\n" + ("\n".join(entry.changes) or "your plan as it is")
+            changes = "\n".join(map(change_text_words, entry.changes)) or "your plan as it is"
+            return ("Click to apply (Ctrl+Z undoes):\n" + changes
                     + f"\n{units.usd_per_hour(gpu.price_usd_per_hour)} per GPU: "
                     + price_citation(gpu.price_source, gpu.price_date))
         if role == Qt.ItemDataRole.TextAlignmentRole and 2 <= index.column() <= 5:
