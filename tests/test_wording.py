@@ -92,3 +92,16 @@ def test_report_has_no_1_gpus_and_no_double_parenthesis(n_gpus):
 def test_one_gpu_time_term_names_no_collectives():
     pcie = next(t for t in estimate(Plan(model="llama-3.2-1b")).time.terms if t.name == "pcie")
     assert pcie.formula == "CPU offload traffic (one GPU: no collectives)"
+
+
+@pytest.mark.parametrize("framework, dtype", [("transformers", "fp32"), ("torchtune", "bf16"),
+                                              ("litgpt", "bf16"), ("unsloth", "fp32")])
+def test_adapter_formula_names_the_dtype_its_bytes_use(framework, dtype):
+    """The adapters row said 'fp32' for every framework, while torchtune and litgpt (bf16-true)
+    keep adapters in the model's dtype (core/memory/lora.py adapter_dtype) and their bytes did."""
+    plan = dataclasses.replace(LORA_8B, framework=framework, loss="standard", precision="bf16",
+                               grad_ckpt=True)
+    est = estimate(plan)
+    adapters = next(c for c in est.memory.components if c.name == "adapters")
+    assert adapters.formula.endswith(f"per target, {dtype}")
+    assert adapters.bytes == {"fp32": 4, "bf16": 2}[dtype] * est.trainable_params

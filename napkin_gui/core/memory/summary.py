@@ -12,6 +12,7 @@ from .allocator import allocator_slack_bytes
 from .distributed import nccl_buffer_bytes, nccl_channels
 from .fsdp_mixed_precision import uses_fsdp_mixed
 from .liger import VERSION as liger_version
+from .lora import adapter_dtype
 from .liger import liger_patch
 from .torch_compile import VERSION as compile_version
 from .torch_compile import compiles
@@ -41,7 +42,7 @@ def _formulas(plan: Plan, spec: ModelSpec, state: ModelState, gpu: GpuSpec,
     out = {
         "weights": state.weights_formula + (shard if plan.sharding in ("fsdp", "zero3") else ""),
         "adapters": (f"LoRA r={plan.lora_r} on {plan.lora_targets if isinstance(plan.lora_targets, str) else ', '.join(plan.lora_targets)}:"
-                     f" A (r x d_in) + B (d_out x r) per target, fp32") if plan.is_lora else "no adapters",
+                     f" A (r x d_in) + B (d_out x r) per target, {adapter_dtype(plan.framework, plan.param_dtype)}") if plan.is_lora else "no adapters",
         "gradients": (f"optimizer in backward (torchtune register_optim_in_bwd_hooks): 2 x the largest parameter's "
                       f"gradient at a time{shard}") if plan.optimizer_in_backward else
                      f"{state.trainable_params:,} trainable params, like the params{shard}",
