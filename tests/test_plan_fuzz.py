@@ -342,3 +342,32 @@ def test_search_results_estimate_as_claimed_and_train_the_same_thing(tmp_path):
             if not entry["fits"]:
                 problems.append(f"{entry['plan']}: returned but does not fit")
     assert checked >= 10 and not problems, (checked, problems[:5])
+
+
+VLLM_COLOCATE = {"model": "llama-3.2-1b", "algorithm": "grpo", "generation": "vllm-colocate"}
+
+
+def test_compare_moves_vllms_share_with_the_card():
+    """vLLM colocated reserves gpu_memory_utilization x the card (rollout.vllm_reserved_bytes):
+    compare moved a step to another card by the cuBLAS workspaces only, so a 24 GB card showed
+    the 80 GB card's 40 GB vLLM share (60.1 GiB used where estimate says 32.3)."""
+    from napkin_gui.core.compare import compare_hardware
+    from napkin_gui.core.gpu_catalog import find_gpu
+    plan = plan_from_dict({**VLLM_COLOCATE, "vllm_gpu_memory_utilization": 0.5})
+    cards = tuple(find_gpu(g) for g in ("h100-80gb-sxm", "rtx-4090", "b200-180gb"))
+    for row in compare_hardware(plan, counts=(1, 2), gpus=cards):
+        est = estimate(dataclasses.replace(plan, gpu=row.gpu_id, n_gpus=row.n_gpus, sharding=row.sharding))
+        assert (row.fits, row.device_used_bytes) == (est.memory.fits, est.memory.device_used_bytes), row.gpu_id
+
+
+def test_search_never_returns_a_plan_vllm_leaves_no_room_for():
+    """At gpu_memory_utilization 0.99 vLLM takes nearly every card; the search judged the other
+    cards by the first card's share and returned B200 plans estimate says do not fit."""
+    from napkin_gui.core.search import search
+    plan = plan_from_dict({**VLLM_COLOCATE, "gpu": "rtx-4070-ti-super", "batch_size": 8, "grad_accum": 32,
+                           "completion_len": 1024, "vllm_gpu_memory_utilization": 0.99})
+    results = search(plan, "fastest", top=3).results
+    assert results
+    for entry in results:
+        est = estimate(entry.plan)
+        assert entry.fits and est.memory.fits and entry.device_used_bytes == est.memory.device_used_bytes

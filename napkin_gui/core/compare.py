@@ -15,6 +15,7 @@ from .estimate import total_estimate
 from .gpu_catalog import gpu_catalog
 from .gpu_spec import GpuSpec
 from .memory.model_state import ModelState, model_state
+from .memory.rollout import vllm_reserved_bytes
 from .memory.summary import (capacity_bytes, device_used_bytes, fits_on, memory_estimate, paged_out_bytes,
                              paged_room_bytes, paged_traffic_bytes)
 from .model_source import resolve_model
@@ -60,20 +61,28 @@ class HardwareRow:
         return self.price_usd_per_hour * self.n_gpus
 
 
+def card_shift_bytes(plan: Plan, gpu: GpuSpec, reference: GpuSpec) -> int:
+    """How much every phase of plan's step moves from the reference card to gpu. A card enters
+    a step's memory only through what is alive in every phase and sized by the card: its cuBLAS
+    workspaces, made before the step (timeline.py), and under GRPO with vllm-colocate vLLM's
+    share of the card's memory (rollout.vllm_reserved_bytes, held all run). Its CUDA context and
+    capacity only decide fits_on / device_used_bytes."""
+    return (gpu.cublas_workspace_bytes - reference.cublas_workspace_bytes
+            + vllm_reserved_bytes(plan, gpu.memory_bytes) - vllm_reserved_bytes(plan, reference.memory_bytes))
+
+
 @dataclass(frozen=True, slots=True)
 class _Variant:
     """The plan at one GPU count and sharding, and its step's memory estimated on one card."""
 
     plan: Plan
     memory: MemoryEstimate
-    workspace_bytes: int  # the cuBLAS workspaces of the card memory was estimated on
+    card: GpuSpec  # the card memory was estimated on
 
     def reserved_on(self, gpu: GpuSpec) -> int:
-        """Peak reserved bytes of this step on gpu. A card enters a step's memory only through
-        its cuBLAS workspaces, made before the step and alive in every phase (timeline.py): on
-        another card every phase, so the peak too, moves by the difference. Its CUDA context
-        and capacity only decide fits_on / device_used_bytes."""
-        return self.memory.peak_reserved_bytes + gpu.cublas_workspace_bytes - self.workspace_bytes
+        """Peak reserved bytes of this step on gpu: every phase, so the peak too, moves by
+        card_shift_bytes."""
+        return self.memory.peak_reserved_bytes + card_shift_bytes(self.plan, gpu, self.card)
 
     def fits_on(self, gpu: GpuSpec) -> bool:
         return fits_on(self.reserved_on(gpu), gpu, self.plan.n_gpus, self.memory.paged_tensor_bytes)
@@ -102,7 +111,7 @@ class _Variants:
                 self._items[key] = None
             else:
                 memory = memory_estimate(plan, self.spec, gpu, self.state)
-                self._items[key] = _Variant(plan, memory, gpu.cublas_workspace_bytes)
+                self._items[key] = _Variant(plan, memory, gpu)
         return self._items[key]
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
 from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
-from .compare import _columns
+from .compare import _columns, card_shift_bytes
 from .errors import PlanError
 from .estimate import estimate
 from .gpu_catalog import find_gpu, gpu_catalog
@@ -255,7 +255,7 @@ def search_table(plan: Plan, gpus: Iterable[str] | None = None, max_gpus: int = 
         raise PlanError("gpus: name at least one card (a catalog id)")
     spec = resolve_model(plan.model)
     reference = cards[0]   # memory is estimated on it and shifted to each card (module docstring)
-    shift = numpy.array([g.cublas_workspace_bytes - reference.cublas_workspace_bytes for g in cards])
+    shift = numpy.array([card_shift_bytes(plan, g, reference) for g in cards])
     rooms: dict[int, ndarray] = {}   # reserved may reach this, by GPU count (NCCL's buffers with peers)
     room = lambda n: rooms.get(n) if n in rooms else rooms.setdefault(  # noqa: E731
         n, numpy.array([capacity_bytes(g) - outside_torch_bytes(g, n) for g in cards]))
@@ -278,7 +278,8 @@ def _row_memory(configs: list[_Config], config_of_row: ndarray, card_of_row: nda
     import numpy
     column = lambda f: numpy.array([f(c) for c in configs], dtype=float)  # noqa: E731  one per config
     n_gpus = column(lambda c: c.plan.n_gpus)[config_of_row]
-    workspace = numpy.array([g.cublas_workspace_bytes - cards[0].cublas_workspace_bytes for g in cards], dtype=float)
+    workspace = numpy.array([card_shift_bytes(configs[0].plan, g, cards[0]) for g in cards], dtype=float) \
+        if configs else numpy.zeros(len(cards))
     counts, count_of_row = numpy.unique(n_gpus, return_inverse=True)
     outside = numpy.array([[outside_torch_bytes(g, int(n)) for g in cards] for n in counts], dtype=float)
     context = outside[count_of_row, card_of_row] if len(card_of_row) else numpy.zeros(0)
