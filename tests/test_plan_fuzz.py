@@ -156,9 +156,11 @@ def _variant(plan, **changes):
 def monotonic_problems(est) -> list[str]:
     p, out = est.plan, []
     if p.n_gpus > 1 and p.sharding != "none":
-        # one GPU under FSDP is NO_SHARD (no gathered units, tests/test_multi_gpu_memory.py), and
-        # offloaded parameters stage a 1/n shard only between peers: those compare from two GPUs
-        low = 2 if p.sharding == "fsdp" or p.offload == "optimizer+params" else 1
+        # one GPU under FSDP is NO_SHARD, while each of two holds the gathered root unit, which QLoRA
+        # with kbit_prep keeps in fp32 (test_multi_gpu_memory.py test_two_ranks_can_hold_more_than_
+        # no_shard_on_one), and offloaded parameters stage a 1/n shard only between peers: those
+        # two compare from two GPUs
+        low = 2 if (p.sharding == "fsdp" and p.method == "qlora") or p.offload == "optimizer+params" else 1
         for n in sorted({low, p.n_gpus // 2} - {p.n_gpus}):
             fewer = _variant(p, n_gpus=n) if n >= low else None
             if fewer and fewer.memory.peak_reserved_bytes < est.memory.peak_reserved_bytes:
