@@ -314,3 +314,15 @@ def test_search_compare_and_advice_agree_on_paged_plans():
         est = estimate(item.plan)
         assert item.fits_after == est.memory.fits
         assert not item.fits_after or est.memory.device_used_bytes <= est.memory.capacity_bytes
+
+
+def test_front_of_a_large_table_is_the_pairwise_front(monkeypatch):
+    """Past 8 x 1024 rows the front is first thinned by the front of a spread-out sample (its
+    points rule out those they beat): the same rows as the pairwise pass over every row."""
+    from napkin_gui.core import search as search_module
+    table = search_table(LORA)
+    assert len(table) > 8 * 1024
+    fast = table.front()
+    plain = search_module._unbeaten
+    monkeypatch.setattr(search_module, "_unbeaten", lambda points, chunk=256, sample=10**9: plain(points, chunk, sample))
+    assert numpy.array_equal(fast, table.front())

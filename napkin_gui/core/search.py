@@ -179,11 +179,25 @@ class SearchTable:
         return plan_entry(self.plan(row), self.base, self.calibration)
 
 
-def _unbeaten(points: ndarray, chunk: int = 256) -> ndarray:
-    """Indices of the points (rows in lexicographic order, best first; larger is better) that
-    no earlier point equals or beats on every column. Chunks of points are first checked
-    against the front so far at once; the few that survive, one by one."""
+def _unbeaten(points: ndarray, chunk: int = 256, sample: int = 1024) -> ndarray:
+    """Indices of the points (distinct rows in lexicographic order, best first; larger is
+    better) that no earlier point equals or beats on every column. A point that beats another
+    comes before it in that order, so any points can rule others out: those of the front of a
+    spread-out sample of them first rule out, at once, the many they beat; of the rest, chunks
+    are checked against the front so far at once, and the few that survive one by one."""
     import numpy
+    candidates = numpy.arange(len(points))
+    if len(points) > 8 * sample:
+        spread = numpy.unique(numpy.linspace(0, len(points) - 1, sample).astype(int))
+        pivots = points[spread[_unbeaten(points[spread], chunk, sample)]]
+        beaten = numpy.zeros(len(points), dtype=bool)
+        step = max(1, 2**22 // (len(pivots) * points.shape[1]))   # bounded [point, pivot, column] blocks
+        for start in range(0, len(points), step):
+            block = points[start:start + step, None, :]
+            beaten[start:start + step] = (numpy.all(pivots[None] >= block, axis=2)
+                                          & numpy.any(pivots[None] > block, axis=2)).any(axis=1)
+        candidates = numpy.flatnonzero(~beaten)
+        points = points[candidates]
     front = numpy.zeros((0, points.shape[1]))
     kept: list[int] = []
     for start in range(0, len(points), chunk):
@@ -195,7 +209,7 @@ def _unbeaten(points: ndarray, chunk: int = 256) -> ndarray:
                 continue
             front = numpy.vstack([front, block[i]])
             kept.append(start + i)
-    return numpy.array(kept, dtype=int)
+    return candidates[numpy.array(kept, dtype=int)]
 
 
 def _rounded(values: ndarray) -> ndarray:
