@@ -112,11 +112,18 @@ class SearchTable:
         with numpy.errstate(divide="ignore"):
             self.usd_per_token = numpy.where(tokens_per_second > 0, price / 3600 / tokens_per_second, numpy.inf)
         self.headroom_bytes = numpy.array([capacity_bytes(g) for g in cards], dtype=float)[card_of_row] - self.device_used_bytes
+        self._rounded: dict[str, ndarray] = {}
         self.configs_in_space = tried   # (recipe, layout, split) configs, before pruning
         self.tried = tried * len(cards)   # (config, card) pairs the space holds
 
     def __len__(self) -> int:
         return len(self.tokens_per_second)
+
+    def rounded(self, column: str) -> ndarray:
+        """_rounded of one of the columns every ranking reads (made once per table)."""
+        if column not in self._rounded:
+            self._rounded[column] = _rounded(getattr(self, column))
+        return self._rounded[column]
 
     def plan(self, row: int) -> Plan:
         return replace(self.configs[int(self.config_of_row[row])].plan, gpu=self.cards[int(self.card_of_row[row])].id)
@@ -139,7 +146,7 @@ class SearchTable:
         import numpy
         if objective not in OBJECTIVES:
             raise PlanError(f"objective: {objective!r} is not allowed; use one of {', '.join(OBJECTIVES)}")
-        tps, usd = _rounded(self.tokens_per_second[rows]), _rounded(self.usd_per_token[rows])
+        tps, usd = self.rounded("tokens_per_second")[rows], self.rounded("usd_per_token")[rows]
         first, second = (-tps, usd) if objective == "fastest" else (usd, -tps)
         return rows[numpy.lexsort((rows, -self.headroom_bytes[rows], self.changes[rows], second, first))]
 
@@ -150,7 +157,7 @@ class SearchTable:
         import numpy
         if not len(rows):
             return rows
-        key = numpy.stack([_rounded(self.tokens_per_second[rows]), _rounded(self.usd_per_token[rows])], axis=1)
+        key = numpy.stack([self.rounded("tokens_per_second")[rows], self.rounded("usd_per_token")[rows]], axis=1)
         new = numpy.ones(len(rows), dtype=bool)
         new[1:] = numpy.any(key[1:] != key[:-1], axis=1)
         return rows[new]
@@ -161,8 +168,8 @@ class SearchTable:
         changes; fastest first."""
         import numpy
         rows = numpy.arange(len(self)) if rows is None else rows
-        points = numpy.stack([_rounded(self.tokens_per_second[rows]), -_rounded(self.usd_per_token[rows]),
-                              _rounded(self.headroom_bytes[rows])], axis=1)   # [row, objective], larger is better
+        points = numpy.stack([self.rounded("tokens_per_second")[rows], -self.rounded("usd_per_token")[rows],
+                              self.rounded("headroom_bytes")[rows]], axis=1)   # [row, objective], larger is better
         # lexicographic, best first: no row can beat one before it
         by = numpy.lexsort((rows, self.changes[rows], -points[:, 2], -points[:, 1], -points[:, 0]))
         order, points = rows[by], points[by]
@@ -370,13 +377,16 @@ def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, 
                         continue
                     if bs not in blocks:
                         blocks[bs] = block_memories(spec, plan)
-                    if r not in memory:
-                        memory[r] = gpu_state(states[r], plan)
-                    gs = memory[r]
-                    reserved = _variant_reserved(lead, gs, plan, same, r) if lead is not None else None
+                    reserved = None
+                    if lead is not None:
+                        if r not in memory:
+                            memory[r] = gpu_state(states[r], plan)
+                        reserved = _variant_reserved(lead, memory[r], plan, same, r)
                     if reserved is None:
                         peak = step_peak(plan, spec, reference, states[r], blocks[bs])
-                        reserved, lead = peak.reserved_bytes, _lead(peak, gs, plan, r)
+                        memory.setdefault(r, peak.gpu_state)
+                        reserved, lead = peak.reserved_bytes, _lead(peak, memory[r], plan, r)
+                    gs = memory[r]
                     # paged optimizers: one tensor's states on the card too (summary.fits_on)
                     config_need = reserved + gs.paged_tensor_bytes
                     if not last:
