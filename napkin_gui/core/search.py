@@ -345,13 +345,14 @@ def _fitting_configs(base: Plan, found: list[Recipe], spec, reference: GpuSpec, 
     for members in _optimizer_groups(found):
         blocks: dict[int, tuple] = {}   # block_memories by micro-batch: the same for every layout and optimizer
         states = {r: model_state(spec, found[r].plan) for r in members}
-        own = {r: layouts(found[r].plan, found[r].sequences, max_gpus) for r in members}
+        own = {r: {x: i for i, x in enumerate(layouts(found[r].plan, found[r].sequences, max_gpus))}
+               for r in members}   # each member's layouts and their order
         changed = {r: _changed_fields(base, found[r].plan, _RECIPE_FIELDS) for r in members}
         fields = {r: {f: getattr(found[r].plan, f) for f in PLAN_FIELDS} for r in members}
         changed_layout = lambda x: ((x.n_gpus != base.n_gpus) + (x.sharding != base.sharding)  # noqa: E731
                                     + (x.offload != base.offload))
         for layout in dict.fromkeys(x for r in members for x in own[r]):
-            walking = [(r, own[r].index(layout)) for r in members if layout in own[r]]
+            walking = [(r, own[r][layout]) for r in members if layout in own[r]]
             # a card fits a config when its reserve (+ one paged tensor) is at most the card's
             # limit; with the bound, a card left out at one micro-batch is left out for the larger
             # ones: the cards kept are those whose limit reaches the largest need so far
