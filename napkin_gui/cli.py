@@ -10,7 +10,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .cli_common import add_calibrated_flag, algorithm_label, calibration_for, plan_calibration, tokens_text
+from .cli_common import add_calibrated_flag, calibration_for, plan_calibration
+from .core.names import algorithm_label, tokens_text
 from .core.errors import PlanError
 from .units import count, gib, host_ram_text, hours, managed_text, params, seconds, usd, usd_per_hour
 

@@ -1,4 +1,4 @@
-"""What the CLI's commands share: a plan's header words and `--calibrated`.
+"""What the CLI's commands share: `--calibrated`.
 
 A leaf below cli.py, cli_search.py, cli_hardware.py and report/command.py, so that none of
 them imports another for these (cli.py imports the others lazily, as subcommands).
@@ -7,20 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-
-
-def algorithm_label(p) -> str:
-    """' · dpo (reference adapter-off)' for preference / RL plans; empty for sft."""
-    if p.algorithm == "sft":
-        return ""
-    extra = f", {p.num_generations} generations of {p.completion_len}, {p.generation}" if p.algorithm == "grpo" else ""
-    return f" · {p.algorithm} (reference {p.reference}{extra})"
-
-
-def tokens_text(p) -> str:
-    """Tokens per sequence: seq_len, or GRPO's prompt + completion (it never reads seq_len)."""
-    return f"({p.prompt_len} + {p.completion_len})" if p.algorithm == "grpo" else str(p.seq_len)
-
 
 _warned: set[str] = set()  # store lines already printed by this process (one per --jsonl stream)
 

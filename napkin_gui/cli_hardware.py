@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 from .core.plan import load_plan, plan_to_dict
-from .names import gpu_name, short_gpu_name, value_name
+from .core.names import gpu_name, short_gpu_name, value_name
 from .units import count, hours, seconds, to_gib, usd
 
 

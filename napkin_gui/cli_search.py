@@ -90,7 +90,7 @@ def format_search(result, plan, gpu_names: dict[str, str]) -> str:
     """The baseline and the results as a text table, each result's changes under it."""
     head = (f"{'#':>2} {'GPU':<28}{'n':>2} {'setup':<40} {'fits':<4} {'used/GPU':>9} {'of':>6} "
             f"{'tokens/s':>10} {'hours':>8} {'cost':>9}")
-    from .cli_common import algorithm_label, tokens_text   # the estimate's header words
+    from .core.names import algorithm_label, tokens_text   # the estimate's header words
     lines = [f"{plan.model} {plan.method}{algorithm_label(plan)} · global batch "
              f"{plan.batch_size * plan.grad_accum * plan.n_gpus} × {tokens_text(plan)} · objective "
              f"{result.objective} · {units.count(result.searched)} plans searched, "

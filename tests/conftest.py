@@ -14,6 +14,18 @@ def config_dir(tmp_path, monkeypatch):
     return tmp_path / "config"
 
 
+@pytest.fixture(autouse=True)
+def reports_paint_in_a_qapplication(monkeypatch):
+    """report/pdf.ensure_gui_app makes a bare QGuiApplication when none exists (what the CLI
+    needs); in one test process the next widget test then finds no QApplication and Qt aborts
+    the whole run (test_report then test_wording, seen in a targeted run). Tests paint reports
+    in the QApplication pytest-qt's qapp uses; Qt is still imported only when a report is made."""
+    def ensure_qapplication():
+        from PySide6.QtWidgets import QApplication
+        return QApplication.instance() or QApplication(["napkin-tests"])
+    monkeypatch.setattr("napkin_gui.report.pdf.ensure_gui_app", ensure_qapplication)
+
+
 @pytest.fixture
 def open_window(qtbot):
     """Makes shown main windows for the window's tests: open_window(plan, size=(w, h), tab="time_view",

@@ -157,9 +157,9 @@ def test_advice_speaks_human_names_once_each(plan):
     """Items name cards and settings as people do ('H100 80GB SXM5', 'LoRA', 'AdamW 8-bit'),
     never the plan file's ids ('h100-80gb-sxm', 'lora', 'adamw-8bit'), and no two items read
     alike or lead to the same plan."""
-    from napkin_gui.names import value_name
+    from napkin_gui.core.names import value_name
     from napkin_gui.core.gpu_catalog import find_gpu, gpu_catalog
-    from napkin_gui.names import change_words, short_gpu_name
+    from napkin_gui.core.names import change_words, short_gpu_name
     items = advise(plan)
     assert items
     ids = {g.id for g in gpu_catalog()}

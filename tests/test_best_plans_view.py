@@ -13,7 +13,7 @@ from napkin_gui.core.estimate import estimate
 from napkin_gui.core.gpu_catalog import find_gpu
 from napkin_gui.core.plan import Plan
 from napkin_gui.core.search import search
-from napkin_gui.names import short_gpu_name
+from napkin_gui.core.names import short_gpu_name
 from napkin_gui.ui.best_plans_search import BestPlansSearch
 from napkin_gui.ui.best_plans_view import BestPlansView, entry_cells, hours_cost_frontier
 from napkin_gui.ui.controller import PlanController

@@ -89,6 +89,13 @@ def test_layer_summary_names_every_layer_and_no_upward_import():
     assert not [line for line in lines if line.startswith(("core -> ui", "probe -> ui", "report -> ui"))]
 
 
+def test_no_two_layers_import_each_other_even_lazily():
+    """The layers form a ladder: no pair imports both ways, not even inside a function (core ->
+    names at module level with names -> core.gpu_catalog in a function was such a pair)."""
+    pairs = {tuple(line.split(":")[0].split(" -> ")) for line in layer_summary() if " -> " in line}
+    assert not [(a, b) for a, b in pairs if (b, a) in pairs]
+
+
 def layer_summary() -> list[str]:
     """The modules in each layer (a top-level module of napkin_gui is a layer of its own), then
     'A -> B: n imports (m at module level)' for each pair of layers."""

@@ -14,7 +14,7 @@ from PySide6.QtGui import QFont, QFontMetrics, QTextDocument
 from PySide6.QtWidgets import (QApplication, QComboBox, QLabel, QListWidget, QPushButton,
                                QStyle, QStyleOptionButton, QStyleOptionComboBox, QWidget)
 
-from napkin_gui.names import short_gpu_name
+from napkin_gui.core.names import short_gpu_name
 from napkin_gui.ui.hardware_table import shown_row
 from napkin_gui.ui.main_window import DEFAULT_SIZE
 from test_ui_usability import PLAN

@@ -7,7 +7,7 @@ import json
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from napkin_gui.names import value_name
+from napkin_gui.core.names import value_name
 from napkin_gui.core.plan import Plan, load_plan, save_plan
 from napkin_gui.ui.main_window import DEFAULT_PLAN, MainWindow
 from napkin_gui.ui.settings import app_settings, recent_files

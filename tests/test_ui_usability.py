@@ -13,7 +13,7 @@ from drawn_text import axis_texts
 
 from napkin_gui.core import calibration as cal
 from napkin_gui.core.plan import Plan, load_plan
-from napkin_gui.names import short_gpu_name, value_name
+from napkin_gui.core.names import short_gpu_name, value_name
 from napkin_gui.ui.memory_bar_view import ROW_PINNED, describe_plan
 from napkin_gui.ui.plan_editor import gpu_items
 from napkin_gui.ui.timeline_view import STAGES

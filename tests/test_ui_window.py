@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QGroupBox
 from napkin_gui.core.compare import compare_hardware
 from napkin_gui.core.estimate import estimate
 from napkin_gui.core.errors import PlanError
-from napkin_gui.names import value_name
+from napkin_gui.core.names import value_name
 from napkin_gui.core.plan import PLAN_FIELDS, Plan, parse_lora_targets
 from napkin_gui.core.result import ALLOCATED_COMPONENTS, COMPONENTS
 from napkin_gui import palette, units

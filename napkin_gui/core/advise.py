@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from ..names import plan_change_words
+from .names import plan_change_words
 from ..units import gib, gib_delta, percent, usd
 from .compare import compare_hardware
 from .errors import PlanError

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..cli_common import algorithm_label, tokens_text
+from ..core.names import algorithm_label, tokens_text
 from ..core.user_prices import price_citation
 from ..units import params, usd_per_hour
 from .data import ReportData

@@ -6,7 +6,7 @@ import html
 from ..core.plan import Plan, plan_to_dict
 from ..core.result import COMPONENT_LABELS, Estimate, MemoryEstimate, TimeEstimate
 from ..core.user_prices import price_citation
-from ..names import gpu_name, value_name
+from ..core.names import gpu_name, value_name
 from ..units import count, gib, host_ram_text, hours, managed_text, plural, seconds, usd, usd_per_hour
 
 

@@ -24,7 +24,7 @@ from ..core.gpu_catalog import find_gpu
 from ..core.search import DEFAULT_MAX_GPUS
 from ..core.user_prices import price_citation
 from .. import palette, units
-from ..names import change_text_words, gpu_name, short_gpu_name
+from ..core.names import change_text_words, gpu_name, short_gpu_name
 from .plot_style import fixed_label, nice_log_range, set_view_if_changed, style_plot
 
 HEADERS = ("#", "plan", "tokens/s", "hours", "cost", "used / GPU", "changes")

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QItemDelegate, QLa
 
 from .. import palette
 from ..core.user_prices import price_citation
-from ..names import short_gpu_name
+from ..core.names import short_gpu_name
 from ..units import MISSING, count, gib, hours, seconds, usd, usd_per_hour
 from .plot_style import fixed_label
 

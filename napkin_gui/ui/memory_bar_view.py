@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QTo
 from ..core.result import COMPONENT_LABELS, COMPONENTS, Estimate
 from .. import palette
 from ..core.user_prices import price_citation
-from ..names import short_gpu_name, value_name
+from ..core.names import short_gpu_name, value_name
 from ..units import count, gib, hours, plural, seconds, to_gib, usd, usd_per_hour
 from .hover_tips import keep_hover_tips
 from .plot_style import QuietHost, fixed_label, nice_ceiling, quiet, set_view_if_changed, style_plot

@@ -38,7 +38,7 @@ from ..core.plan import (ALGORITHMS, ATTENTIONS, GENERATIONS, METHODS, OFFLOADS,
 from ..core.memory.precision import NO_KBIT_PREP_FRAMEWORKS
 from ..core.stack_defaults import FRAMEWORKS, LOSSES, with_framework
 from .. import palette
-from ..names import gpu_id_for, short_gpu_name, value_name
+from ..core.names import gpu_id_for, short_gpu_name, value_name
 from ..units import gib, params, usd_per_hour
 from .controller import PlanController
 from .help_text import CHOICE_TIPS, FIELD_TIPS

@@ -45,7 +45,7 @@ def example_title(path: Path) -> str:
     """'llama-3.1-70b · QLoRA (4-bit base) · RTX 4090 × 2': what the plan trains, how, on what."""
     from ..core.errors import PlanError
     from ..core.plan import load_plan
-    from ..names import gpu_name, short_gpu_name, value_name
+    from ..core.names import gpu_name, short_gpu_name, value_name
     try:
         plan = load_plan(path)
     except PlanError:

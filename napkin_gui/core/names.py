@@ -1,8 +1,10 @@
 """Human names of plan values and GPUs: what the editor's combos and the PDF's plan table show
-in place of the plan file's ids ('LoRA' for lora, 'H100 80GB SXM5' for h100-80gb-sxm).
+in place of the plan file's ids ('LoRA' for lora, 'H100 80GB SXM5' for h100-80gb-sxm), the
+words of a change ('checkpointing off'), and the plan header's algorithm and token words that
+napkin estimate, napkin search and the report print alike.
 
 The plan file keeps the ids (contracts/plan-v1.md); a value with no entry here shows as
-itself. Standard library and core only.
+itself. Standard library and the catalog only.
 """
 from __future__ import annotations
 
@@ -44,8 +46,8 @@ def short_gpu_name(name: str) -> str:
 
 def _catalog_card(name: str):
     """The catalog GpuSpec a plan's gpu (a catalog id or an NVML name) names, or None."""
-    from .core.errors import PlanError
-    from .core.gpu_catalog import lookup_gpu
+    from .errors import PlanError
+    from .gpu_catalog import lookup_gpu
     try:
         return lookup_gpu(name)
     except PlanError:
@@ -125,3 +127,16 @@ def change_text_words(text: str) -> str:
         except ValueError:
             return value
     return change_words(field, decode(old), decode(new))
+
+
+def algorithm_label(p) -> str:
+    """' · dpo (reference adapter-off)' for preference / RL plans; empty for sft."""
+    if p.algorithm == "sft":
+        return ""
+    extra = f", {p.num_generations} generations of {p.completion_len}, {p.generation}" if p.algorithm == "grpo" else ""
+    return f" · {p.algorithm} (reference {p.reference}{extra})"
+
+
+def tokens_text(p) -> str:
+    """Tokens per sequence: seq_len, or GRPO's prompt + completion (it never reads seq_len)."""
+    return f"({p.prompt_len} + {p.completion_len})" if p.algorithm == "grpo" else str(p.seq_len)
