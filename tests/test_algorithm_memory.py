@@ -102,3 +102,18 @@ def test_policy_forward_plan_is_idempotent():
     grpo = plan_from_dict({"model": "llama-3.2-1b", "algorithm": "grpo", "batch_size": 8})
     assert policy_forward_plan(grpo).seq_len == grpo.prompt_len + grpo.completion_len
     assert dataclasses.replace(grpo, algorithm="sft") != grpo
+
+
+def test_orpo_head_backward_peaks_at_the_sum_of_its_two_logits_gradients():
+    """ORPO on CPU (16-bit row loop): the log-prob branch runs first (higher sequence numbers) and
+    frees each row's saved log_softmax; the NLL's LogSoftmaxBackward frees its own; the peak is the
+    InputBuffer sum of the two [2B, S, V] gradients: three logits-sized tensors, nothing saved
+    (torch/csrc/autograd engine.cpp / input_buffer.cpp). It counted every saved tensor before."""
+    from napkin_gui.core.memory.preference import full_logits_memory
+    seqs, seq, vocab = 4, 48, 512
+    logits = seqs * seq * vocab * 2
+    orpo = full_logits_memory(seqs, seq, vocab, 2, nll_on_chosen=True, triton=False)
+    assert orpo.backward_peak_bytes == 3 * logits
+    simpo = full_logits_memory(seqs, seq, vocab, 2, nll_on_chosen=False, triton=False)
+    row = seqs * (seq - 1) * vocab * 2
+    assert simpo.backward_peak_bytes == row + logits   # the stacked row gradients and the padded one

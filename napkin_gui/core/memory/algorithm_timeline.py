@@ -101,7 +101,7 @@ def algorithm_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, gpu: Gp
     if reference and plan.algorithm != "grpo":   # after the policy forward, before its backward
         head_rows.append((final_norm, head.saved_bytes, no_grad_pass))
         head_names.append("reference log-probs")
-    head_rows.append((final_norm, head.saved_bytes + head.backward_work_bytes, 0))
+    head_rows.append((final_norm, head.backward_peak_bytes, 0))
     head_names.append("log-probs backward")
     ref_weights = pref.reference_weights_bytes(plan, gpu_state.weights_bytes)
     rows = train_rows(spec, fwd, gpu_state, gpu.cublas_workspace_bytes, blocks, tuple(head_rows),

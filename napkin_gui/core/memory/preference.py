@@ -76,7 +76,7 @@ class HeadMemory(NamedTuple):
 
     saved_bytes: int          # saved for backward, alive from the head's forward to its backward
     forward_work_bytes: int   # transient on top during the head's forward
-    backward_work_bytes: int  # transient on top during the head's backward (gradients it makes)
+    backward_peak_bytes: int  # the head's bytes at the peak of its backward (saved + gradients it makes)
     held_bytes: int           # outputs the loss keeps through the blocks' backward and the step
     formula: str
 
@@ -123,7 +123,8 @@ def fused_head_memory(sequences: int, positions: int, scored: int, hidden: int, 
     formula = (f"TRL fused log-prob head over {n:,} scored tokens: saves their hidden states "
                f"({hidden_bytes} B x {hidden}) + fp32 log_z{' and entropy' if 'entropy' in outputs else ''}; "
                f"no [tokens, {vocab:,}] logits")
-    return HeadMemory(saved, tile + accumulators + out_bytes, backward, out_bytes, formula)
+    # one autograd node (ChunkedLogProbFunction): its saved tensors stay alive through its backward
+    return HeadMemory(saved, tile + accumulators + out_bytes, saved + backward, out_bytes, formula)
 
 
 def full_logits_memory(sequences: int, seq_len: int, vocab: int, logits_bytes: int, nll_on_chosen: bool,
@@ -138,8 +139,18 @@ def full_logits_memory(sequences: int, seq_len: int, vocab: int, logits_bytes: i
     a zero [2B, S, V] gradient. On CPU 16-bit logits take the row loop: each row's log_softmax
     saves its [S-1, V] output; fp32 logits: gather + logsumexp save the logits and [N] results.
     ORPO's NLL on the chosen half: logits[:B, :-1].contiguous() (a copy, transient), then
-    F.cross_entropy in the logits' dtype saves the log_softmax output [B(S-1), V]; its backward
-    makes two [B(S-1), V] gradients.
+    F.cross_entropy in the logits' dtype saves the log_softmax output [B(S-1), V].
+
+    Backward (torch/csrc/autograd/engine.cpp: the ready node of highest sequence number runs
+    first, and a node's saved tensors are released when its apply ends, retain_graph off):
+    get_batch_logps' nodes were made after the NLL's, so the log-prob branch runs first, down to
+    its SliceBackward's zero [2B, S, V] gradient, while the NLL's saved log_softmax waits. The row
+    loop frees each row's saved output as that row's LogSoftmaxBackward ends; UnbindBackward then
+    stacks the row gradients [2B, S-1, V] beside them, and SliceBackward pads the stack to the
+    full [2B, S, V]. The NLL branch follows (NllLossBackward, LogSoftmaxBackward, which frees its
+    saved output, and two SliceBackwards up to a second zero [2B, S, V] gradient); the logits'
+    producer has two incoming gradients, and the engine's InputBuffer sums them into a third
+    [2B, S, V] tensor before either is freed: three logits-sized gradients, nothing saved.
     """
     positions = sequences * (seq_len - 1)
     logits = sequences * seq_len * vocab * logits_bytes
@@ -152,9 +163,14 @@ def full_logits_memory(sequences: int, seq_len: int, vocab: int, logits_bytes: i
         saved, alive = logits + labels + positions * 4, 0
     else:   # the row loop saves each row's log_softmax; only Python references hold the logits
         saved, alive = row + labels, logits
+    if triton or logits_bytes >= 4:   # one node (or gather + logsumexp) on the saved logits, then the pad
+        logps_backward = saved + row + logits
+    else:   # the row gradients and their stack (2 x row), then the stack and the padded gradient
+        logps_backward = max(2 * row, row + logits)
+    backward = max(logps_backward + chosen, 3 * logits) if nll_on_chosen else logps_backward
     formula = (f"full logits [{sequences} x {seq_len} x {vocab:,}] ({logits_bytes} B) + TRL selective "
                f"log-softmax{' + NLL on the chosen half' if nll_on_chosen else ''}")
-    return HeadMemory(saved + chosen, alive + chosen, row + logits + 2 * chosen, 0, formula)
+    return HeadMemory(saved + chosen, alive + chosen, backward, 0, formula)
 
 
 def logprob_head(spec: ModelSpec, plan: Plan, hidden_bytes: int, compute_bytes: int, logits_bytes: int,
