@@ -6,7 +6,7 @@ import dataclasses
 import json
 
 from .core.plan import load_plan, plan_to_dict
-from .core.names import gpu_name, short_gpu_name, value_name
+from .core.names import gpu_name, short_gpu_name, tokens_text, value_name
 from .units import count, hours, seconds, to_gib, usd
 
 
@@ -67,7 +67,7 @@ def format_advice(items, plan, fits: bool, summary: str) -> str:
     """The plan in one line with what fits its card (core.advise.fit_summary), then the items.
     When nothing fits the card, the header points at the items that would."""
     state = "fits" if fits else "does NOT fit"
-    header = (f"{plan.model} {value_name('method', plan.method)} bs {plan.batch_size} × {plan.seq_len} on "
+    header = (f"{plan.model} {value_name('method', plan.method)} bs {plan.batch_size} × {tokens_text(plan)} on "
               f"{short_gpu_name(gpu_name(plan.gpu))} × {plan.n_gpus}: {state}; {summary}")
     if not fits:
         fixing = [str(i) for i, a in enumerate(items, start=1) if a.fits_after]

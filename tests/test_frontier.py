@@ -92,3 +92,21 @@ def test_oom_zone_starts_above_the_largest_batch_that_fits(qtbot):
         assert plot.oom_zone.isVisible()
         start, _ = plot.oom_region()
         assert math.log10(13) < start < math.log10(14)
+
+
+def test_card_frontiers_of_a_grpo_plan_report_its_own_axes():
+    """GRPO never reads seq_len (prompt_len + completion_len): a card's frontier is the longest
+    completion and the most completions per prompt, each a plan that fits with the next one out
+    of memory, and no "longest sequence" at all."""
+    from napkin_gui.core.frontier import axis_plan
+    from napkin_gui.core.plan import load_plan
+    from pathlib import Path
+    plan = load_plan(Path(__file__).resolve().parents[1] / "resources" / "examples" / "qwen2.5-1.5b-grpo-lora.napkin.json")
+    (row,) = card_frontiers(plan, ("rtx-4090",))
+    assert row.longest_seq_len is None
+    assert row.longest_completion_len and row.largest_num_generations
+    assert estimate(replace(plan, gpu="rtx-4090", completion_len=row.longest_completion_len)).memory.fits
+    assert not estimate(replace(plan, gpu="rtx-4090", completion_len=row.longest_completion_len + 1)).memory.fits
+    assert estimate(axis_plan(replace(plan, gpu="rtx-4090"), "num_generations", row.largest_num_generations)).memory.fits
+    (sft,) = card_frontiers(LLAMA_H100, ("h100-80gb-sxm",))
+    assert sft.longest_seq_len and sft.longest_completion_len is None and sft.largest_num_generations is None

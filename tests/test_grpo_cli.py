@@ -54,3 +54,12 @@ def test_report_carries_the_grpo_fields(qapp, tmp_path, capsys):
     _, _, note = best_plans(load_plan(EXAMPLE))
     assert note.endswith("micro-batch up to 48, completions up to 7,752 tokens at micro-batch 8, "
                          "up to 50 completions per prompt."), note
+
+
+def test_advise_header_prints_the_tokens_grpo_reads():
+    """`napkin advise`'s header: GRPO's prompt + completion per sequence, not the seq_len it never reads."""
+    from napkin_gui.cli_hardware import format_advice
+    plan = load_plan(EXAMPLE)
+    header = format_advice((), plan, True, "summary").splitlines()[0]
+    assert f"× ({plan.prompt_len} + {plan.completion_len}) on" in header
+    assert f"× {plan.seq_len} on" not in header

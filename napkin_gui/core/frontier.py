@@ -184,17 +184,31 @@ def longest_seq_len(plan: Plan, gpu_id: str | None = None, calibration: Calibrat
 
 @dataclass(frozen=True, slots=True)
 class CardFrontier:
-    """What fits one card (the plan's GPU count and everything else as in the plan)."""
+    """What fits one card (the plan's GPU count and everything else as in the plan). A GRPO plan
+    never reads seq_len (grpo_trainer.py: prompt_len + completion_len), so its lengths are the
+    longest completion and the most completions per prompt, and longest_seq_len is None; for
+    every other plan those two are None."""
 
     gpu_id: str
     gpu_name: str
     largest_batch_size: int   # 0: not even micro-batch 1 fits
-    longest_seq_len: int      # at the plan's batch_size; 0: nothing fits
+    longest_seq_len: int | None           # at the plan's batch_size; 0: nothing fits; None: GRPO
+    longest_completion_len: int | None = None   # GRPO: at the plan's batch_size
+    largest_num_generations: int | None = None  # GRPO: completions per prompt
+
+
+def card_frontier(plan: Plan, gpu_id: str, calibration: CalibrationProfile | None = None) -> CardFrontier:
+    """The frontier of one catalog card: the micro-batch, and the lengths the plan's trainer reads."""
+    g = find_gpu(gpu_id)
+    largest = largest_batch_size(plan, g.id, calibration)
+    if plan.algorithm == "grpo":
+        return CardFrontier(g.id, g.name, largest, None, longest_completion_len(plan, g.id, calibration),
+                            largest_num_generations(plan, g.id, calibration))
+    return CardFrontier(g.id, g.name, largest, longest_seq_len(plan, g.id, calibration))
 
 
 def card_frontiers(plan: Plan, gpus: Iterable[str] | None = None,
                    calibration: CalibrationProfile | None = None) -> tuple[CardFrontier, ...]:
     """The frontiers of every catalog card (or those named)."""
     cards = gpu_catalog() if gpus is None else tuple(find_gpu(g) for g in gpus)
-    return tuple(CardFrontier(g.id, g.name, largest_batch_size(plan, g.id, calibration),
-                              longest_seq_len(plan, g.id, calibration)) for g in cards)
+    return tuple(card_frontier(plan, g.id, calibration) for g in cards)

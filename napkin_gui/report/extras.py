@@ -8,7 +8,7 @@ from __future__ import annotations
 from ..core.advise import advise
 from ..core.compare import compare_hardware, sorted_rows
 from ..core.errors import PlanError
-from ..core.frontier import largest_batch_size, largest_num_generations, longest_completion_len, longest_seq_len
+from ..core.frontier import card_frontier
 from ..core.plan import Plan
 from ..core.search import OBJECTIVES, shared_search_table
 from ..units import count, gib, hours, seconds, usd
@@ -81,15 +81,13 @@ def best_plans(plan: Plan, calibration=None) -> tuple[tuple[str, ...], tuple[tup
         for objective in OBJECTIVES:
             for r in table.distinct(table.ranked(objective, table.rows()))[:BEST_PER_OBJECTIVE]:
                 rows.append(_best_row(objective, table.entry(int(r))))
-        largest = largest_batch_size(plan, calibration=calibration)
-        if plan.algorithm == "grpo":   # it never reads seq_len: its lengths are the completions
-            longest = longest_completion_len(plan, calibration=calibration)
-            generations = largest_num_generations(plan, calibration=calibration)
-            lengths = (f"completions up to {count(longest)} tokens at micro-batch {plan.batch_size}, "
-                       f"up to {generations} completions per prompt")
+        frontier = card_frontier(plan, plan.gpu, calibration)
+        largest = frontier.largest_batch_size
+        if frontier.longest_seq_len is None:   # GRPO never reads seq_len: its lengths are the completions
+            lengths = (f"completions up to {count(frontier.longest_completion_len)} tokens at micro-batch "
+                       f"{plan.batch_size}, up to {frontier.largest_num_generations} completions per prompt")
         else:
-            longest = longest_seq_len(plan, calibration=calibration)
-            lengths = f"sequences up to {count(longest)} tokens at micro-batch {plan.batch_size}"
+            lengths = f"sequences up to {count(frontier.longest_seq_len)} tokens at micro-batch {plan.batch_size}"
     except PlanError as err:
         return (), (), f"Plan search unavailable: {err}"
     from ..core.gpu_catalog import find_gpu
