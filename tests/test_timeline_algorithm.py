@@ -11,7 +11,7 @@ from drawn_text import axis_texts
 from test_sweep_grpo import GRPO
 
 from napkin_gui.core.estimate import estimate
-from napkin_gui.core.plan import check_combination
+from napkin_gui.core.plan import Plan, check_combination
 
 # 16 x 8 = 128 sequences decoded together: the KV cache makes generate the peak
 GRPO_GENERATE_PEAK = replace(GRPO, grad_accum=16, completion_len=2048)
@@ -57,3 +57,20 @@ def test_algorithm_stages_are_labelled_and_none_is_clipped(open_window, plan, ex
     if plan.algorithm == "dpo":
         phases = est.memory.phases
         assert phases.index("policy log-probs") < phases.index("reference log-probs") < phases.index("backward L1")
+
+
+MIN_LABEL_GAP_PX = 12   # at 6 px (a word space) neighbours read as one phrase ("optim zero grad")
+SFT = Plan(model="llama-3.1-8b", method="lora", batch_size=4, seq_len=2048, grad_accum=4, grad_ckpt=True,
+           gpu="h100-80gb-sxm")
+
+
+@pytest.mark.parametrize("size", [None, (1280, 720)], ids=["default", "1280x720"])
+@pytest.mark.parametrize("plan", [GRPO, GRPO_GENERATE_PEAK, DPO, SFT], ids=["grpo", "grpo-generate-peak", "dpo", "sft"])
+def test_neighbouring_stage_labels_keep_a_gap(open_window, plan, size):
+    """Adjacent stage labels as drawn (their text rects) stand at least a few px apart: under Xvfb
+    "optim" and "zero grad" sat almost touching at 1600 x 1000 and 1280 x 720."""
+    view = open_window(plan, size=size, tab="timeline_view").timeline_view
+    _, labels = _drawn_labels(view)
+    assert len(labels) >= 4, labels
+    gaps = [b.left() - a.right() for (a, _), (b, _) in zip(labels, labels[1:])]
+    assert min(gaps) >= MIN_LABEL_GAP_PX, list(zip(gaps, [t for _, t in labels[1:]]))

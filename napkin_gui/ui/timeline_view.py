@@ -36,6 +36,8 @@ ALGORITHM_STAGES = ((("weights",), "load", "load"), (("KL",), "KL batch", "KL"),
                     (("forward",), "policy forward →", "forward →"), (("policy log-probs",), "log-probs", "loss"),
                     (("log-probs backward", "backward"), "← policy backward", "← backward"),
                     (("optimizer",), "optim", "optim"), (("after",), "zero grad", "zero grad"))
+# px between neighbouring stage labels: about three word spaces, so two labels never read as one
+LABEL_GAP_PX = 16
 
 
 def stage_ticks(phases: Sequence[str], short: bool = False) -> list[tuple[float, str]]:
@@ -63,8 +65,9 @@ def fit_ticks(ticks: list[tuple[float, str]], span: float, units_per_px: float,
     labels of narrow stages push the next ones right (GRPO's load, generate and reference
     log-probs are a phase each, before the wide forward), then earlier labels make room to
     their left for the ones after them, and two labels that still cannot both fit become one
-    ('optim · zero grad')."""
-    gap = 6 * units_per_px
+    ('optim · zero grad'). Neighbours stand LABEL_GAP_PX apart: at 6 px (a word space) 'optim'
+    and 'zero grad' read as one phrase."""
+    gap = LABEL_GAP_PX * units_per_px
 
     def half(label: str) -> float:
         return width_px(label) / 2 * units_per_px + gap / 2
