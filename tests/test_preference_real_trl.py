@@ -462,7 +462,8 @@ def test_orpo_simpo_step_peak(algorithm):
     NLL on chosen), their loss on the pair's log-probs, backward (get_batch_loss_metrics has
     dropped the logits it returned by then). ORPO's backward peaks where the engine sums the
     log-prob branch's and the NLL's [2B, S, V] logits gradients, every saved tensor of the head
-    already released (it was +3.9 % when napkin kept them alive there)."""
+    already released (it was +3.9 % when napkin kept them alive there); SimPO's at the final
+    RMSNorm's backward, after the head's."""
     import torch.nn.functional as F
     from trl.experimental.cpo.cpo_trainer import CPOTrainer
     from trl.experimental.orpo.orpo_trainer import ORPOTrainer
@@ -478,4 +479,5 @@ def test_orpo_simpo_step_peak(algorithm):
         loss = -F.logsigmoid(2.0 * (chosen - rejected) - 0.5).mean() + (nll if algorithm == "orpo" else 0)
         loss.backward()
     assert _step_peak_bytes(plan, last="policy log-probs") == pytest.approx(forward.peak, rel=0.03)
-    assert _step_peak_bytes(plan) == pytest.approx(step.peak, rel=0.03)
+    # 2 %: the final RMSNorm's backward, SimPO's peak, left out of the head's rows read -2.9 %
+    assert _step_peak_bytes(plan) == pytest.approx(step.peak, rel=0.02)

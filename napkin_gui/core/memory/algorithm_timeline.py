@@ -23,6 +23,9 @@ from .precision import activation_dtypes, logits_element_bytes
 from .sharding import GpuState
 from .timeline import BlockMemory, final_norm_saved_bytes, phase_names, train_rows
 
+# fp32 [tokens, H] tensors alive at the peak of the final RMSNorm's backward (see algorithm_timeline)
+FINAL_NORM_BACKWARD_FP32_TENSORS = 5
+
 
 class AlgorithmPhases(NamedTuple):
     """What an RL / preference step adds to the SFT picture, for the estimate's algorithm section."""
@@ -101,7 +104,12 @@ def algorithm_timeline(spec: ModelSpec, plan: Plan, gpu_state: GpuState, gpu: Gp
     if reference and plan.algorithm != "grpo":   # after the policy forward, before its backward
         head_rows.append((final_norm, head.saved_bytes, no_grad_pass))
         head_names.append("reference log-probs")
-    head_rows.append((final_norm, head.backward_peak_bytes, 0))
+    # then the final norm's backward (transformers LlamaRMSNorm: fp32 upcast, x * rsqrt(mean(x^2))):
+    # its grad through the rsqrt product waits for the variance branch's, while MeanBackward's
+    # expand / div, PowBackward's x^1, x 2.0 and x grad make four more fp32 [tokens, H] (CPU
+    # live-bytes trace of SimPO's step: its peak). Liger's RMSNorm is one fused kernel.
+    norm_backward = 0 if plan.liger else FINAL_NORM_BACKWARD_FP32_TENSORS * tokens * spec.hidden_size * 4
+    head_rows.append(max((final_norm, head.backward_peak_bytes, 0), (final_norm, 0, norm_backward), key=sum))
     head_names.append("log-probs backward")
     ref_weights = pref.reference_weights_bytes(plan, gpu_state.weights_bytes)
     rows = train_rows(spec, fwd, gpu_state, gpu.cublas_workspace_bytes, blocks, tuple(head_rows),
