@@ -456,20 +456,23 @@ def test_dpo_step_peak_with_the_reference_between_forward_and_backward():
     assert _step_peak_bytes(plan) == pytest.approx(live.peak, rel=0.03)
 
 
-@pytest.mark.parametrize("algorithm", ["orpo", "simpo"])
-def test_orpo_simpo_step_peak(algorithm):
+@pytest.mark.parametrize("algorithm, precision", [("orpo", "bf16"), ("simpo", "bf16"), ("orpo", "fp32"), ("simpo", "fp32")])
+def test_orpo_simpo_step_peak(algorithm, precision):
     """ORPOTrainer / CPOTrainer concatenated_forward (full logits, selective_log_softmax, ORPO's
     NLL on chosen), their loss on the pair's log-probs, backward (get_batch_loss_metrics has
     dropped the logits it returned by then). ORPO's backward peaks where the engine sums the
     log-prob branch's and the NLL's [2B, S, V] logits gradients, every saved tensor of the head
     already released (it was +3.9 % when napkin kept them alive there); SimPO's at the final
-    RMSNorm's backward, after the head's."""
+    RMSNorm's backward, after the head's. fp32 logits (gather + logsumexp): at GatherBackward's
+    scatter_add, beside the stacked logsumexp gradients and gather's saved logits (the head's
+    backward read -1.9 % of the step before)."""
     import torch.nn.functional as F
     from trl.experimental.cpo.cpo_trainer import CPOTrainer
     from trl.experimental.orpo.orpo_trainer import ORPOTrainer
     cls = ORPOTrainer if algorithm == "orpo" else CPOTrainer
-    model = toy_model(torch.bfloat16, "sdpa", 8)
-    plan = _with(_plan(algorithm, "lora", "bf16", batch=2, seq=48, prompt=16), attention="sdpa")
+    attn = "sdpa" if precision == "bf16" else "eager"   # fp32 sdpa: CPU's flash kernel, not CUDA's math one
+    model = toy_model(DTYPES[precision], attn, 8)
+    plan = _with(_plan(algorithm, "lora", precision, batch=2, seq=48, prompt=16), attention=attn)
     batch, stub = _paired_batch_and_stub(cls, plan)
     with _LiveBytes(model) as forward:
         chosen, rejected, chosen_logits, rejected_logits, nll = cls.concatenated_forward(stub, model, batch)[:5]

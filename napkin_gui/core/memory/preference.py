@@ -163,8 +163,12 @@ def full_logits_memory(sequences: int, seq_len: int, vocab: int, logits_bytes: i
         saved, alive = logits + labels + positions * 4, 0
     else:   # the row loop saves each row's log_softmax; only Python references hold the logits
         saved, alive = row + labels, logits
-    if triton or logits_bytes >= 4:   # one node (or gather + logsumexp) on the saved logits, then the pad
+    if triton:   # one node on the saved logits, then the pad; the saved logits counted through the
+        # pad too: an upper bound not measured here (no Triton on CPU)
         logps_backward = saved + row + logits
+    elif logits_bytes >= 4:   # the logsumexp rows' gradients stacked [N, V], then GatherBackward's
+        # zeros and scatter_add [N, V] while gather's saved logits wait for it (CPU trace)
+        logps_backward = saved + 3 * row
     else:   # the row gradients and their stack (2 x row), then the stack and the padded gradient
         logps_backward = max(2 * row, row + logits)
     backward = max(logps_backward + chosen, 3 * logits) if nll_on_chosen else logps_backward
