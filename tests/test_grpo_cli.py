@@ -63,3 +63,15 @@ def test_advise_header_prints_the_tokens_grpo_reads():
     header = format_advice((), plan, True, "summary").splitlines()[0]
     assert f"× ({plan.prompt_len} + {plan.completion_len}) on" in header
     assert f"× {plan.seq_len} on" not in header
+
+
+def test_nothing_fits_names_the_smallest_micro_batch_trl_accepts_and_grpos_tokens():
+    """fit_summary said 'not even micro-batch 1 of 1280 tokens' for a GRPO plan: GRPO reads
+    prompt + completion, and with 8 generations on one GPU without accumulation TRL's smallest
+    micro-batch is 8 (the generation batch divides by num_generations)."""
+    import dataclasses
+    from napkin_gui.core.advise import fit_summary
+    plan = dataclasses.replace(load_plan(EXAMPLE), model="llama-3.1-70b", grad_accum=1, completion_len=8192)
+    line = fit_summary(check_combination(plan))
+    assert line.startswith("nothing fits") and f"micro-batch 8 of ({plan.prompt_len} + 8192) tokens" in line
+    assert "micro-batch 1 of" not in line and f"{plan.seq_len} tokens" not in line

@@ -14,16 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from .names import plan_change_words
 from ..units import gib, gib_delta, percent, usd
 from .compare import compare_hardware
 from .errors import PlanError
 from .estimate import estimate
-from .frontier import largest_batch_size
+from .frontier import axis_of, largest_batch_size
 from .gpu_catalog import find_gpu, gpu_catalog
 from .memory.model_state import model_state
 from .memory.summary import memory_estimate
 from .model_source import resolve_model
+from .names import plan_change_words, tokens_text
 from .plan import Plan, check_combination
 from .plan_warnings import FP16_COUNTERPART, bf16_without_tensor_cores
 from .result import Estimate
@@ -80,7 +80,10 @@ def fit_summary(plan: Plan, calibration: CalibrationProfile | None = None) -> st
     count = f" × {plan.n_gpus}" if plan.n_gpus > 1 else ""
     largest = largest_batch_size(plan, calibration=calibration)
     if largest == 0:
-        return f"nothing fits {gpu.name}{count} as planned, not even micro-batch 1 of {plan.seq_len} tokens"
+        # GRPO: the smallest micro-batch TRL accepts (frontier.axis_of), of prompt + completion
+        smallest = axis_of(plan, "batch_size").value(1)
+        return (f"nothing fits {gpu.name}{count} as planned, not even micro-batch {smallest} of "
+                f"{tokens_text(plan)} tokens")
     return f"largest micro-batch that fits {gpu.name}{count}: {largest}"
 
 
