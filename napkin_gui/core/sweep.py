@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .errors import PlanError
 from .estimate import StepPoint, estimate_point
-from .frontier import Axis, axis_edge, axis_of, axis_plan
+from .frontier import Axis, axis_edge, axis_of, axis_plan, plan_fits
 from .plan import Plan, check_combination
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ GENERATIONS_GRID = (2, 4, 8, 16, 32, 64, 128)
 COMPLETION_GRID = (128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
 PointFn = Callable[[Plan], "StepPoint | None"]
+FitsFn = Callable[[Plan], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,18 @@ def priced_by(calibration: CalibrationProfile | None = None) -> PointFn:
     return point
 
 
+def fitting_by(calibration: CalibrationProfile | None = None) -> FitsFn:
+    """core.frontier.plan_fits of a plan under calibration: the step's peak alone, no step
+    time (what the fit edge's bisection asks, ~half an estimate_point); False where the core
+    rejects the plan."""
+    def fits(plan: Plan) -> bool:
+        try:
+            return plan_fits(check_combination(plan), calibration)
+        except PlanError:
+            return False
+    return fits
+
+
 def point_at(plan: Plan, field: str, value: int, point_fn: PointFn) -> StepPoint | None:
     """The point of the plan core.frontier.axis_plan makes at value (None: not a plan)."""
     moved = axis_plan(plan, field, value)
@@ -109,9 +122,10 @@ def on_axis(grid: tuple[int, ...], axis: Axis) -> tuple[int, ...]:
     return tuple(sorted({max(axis.value(1), axis.step * max(1, round(g / axis.step))) for g in grid}))
 
 
-def sweep(plan: Plan, field: str, grid: tuple[int, ...], point_fn: PointFn) -> Sweep:
+def sweep(plan: Plan, field: str, grid: tuple[int, ...], point_fn: PointFn, fits_fn: FitsFn | None = None) -> Sweep:
     """Step seconds, tokens/s and fits of plan with `field` set to each grid value
-    (point_fn: priced_by(calibration), or the window's memoised copy of it)."""
+    (point_fn: priced_by(calibration), or the window's memoised copy of it), and the exact
+    fit edge (fits_fn: fitting_by(calibration) or its memoised copy; default: point_fn's fits)."""
     current = getattr(plan, field)
     axis = axis_of(plan, field)
     grid = on_axis(grid, axis)
@@ -123,33 +137,37 @@ def sweep(plan: Plan, field: str, grid: tuple[int, ...], point_fn: PointFn) -> S
         tps.append(point.tokens_per_second if point else math.nan)
         fits.append(bool(point and point.fits))
     out = Sweep(field, values, tuple(step), tuple(tps), tuple(fits), current, grid)
-    return dataclasses.replace(out, fit_edge=_fit_edge(plan, out, axis, point_fn))
+    if fits_fn is None:
+        def fits_fn(moved: Plan) -> bool:
+            point = point_fn(moved)
+            return bool(point and point.fits)
+    return dataclasses.replace(out, fit_edge=_fit_edge(plan, out, axis, fits_fn))
 
 
-def _fit_edge(plan: Plan, sweep: Sweep, axis: Axis, point_fn: PointFn) -> int | None:
+def _fit_edge(plan: Plan, sweep: Sweep, axis: Axis, fits_fn: FitsFn) -> int | None:
     """The largest value of the field that fits (core.frontier.axis_edge between the last
-    sample that fits and the first out of memory, log2 of their gap in calls; the same
-    point_fn, so the same cache and calibration as the samples); None when every sample fits."""
+    sample that fits and the first out of memory, log2 of their gap in fits_fn calls, under
+    the samples' calibration); None when every sample fits."""
     first = sweep.first_oom_value
     if first is None:
         return None
     j = sweep.values.index(first)
 
     def fits(value: int) -> bool:
-        point = point_at(plan, sweep.field, value, point_fn)
-        return bool(point and point.fits)
+        moved = axis_plan(plan, sweep.field, value)
+        return moved is not None and fits_fn(moved)
     return axis_edge(fits, axis, first - 1, known_true=sweep.values[j - 1] if j else 0, known_false=first)
 
 
-def batch_sweep(plan: Plan, point_fn: PointFn) -> Sweep:
+def batch_sweep(plan: Plan, point_fn: PointFn, fits_fn: FitsFn | None = None) -> Sweep:
     """The plan over micro-batch sizes (BATCH_GRID and its own)."""
-    return sweep(plan, "batch_size", BATCH_GRID, point_fn)
+    return sweep(plan, "batch_size", BATCH_GRID, point_fn, fits_fn)
 
 
-def plan_sweeps(plan: Plan, point_fn: PointFn) -> Sweeps:
+def plan_sweeps(plan: Plan, point_fn: PointFn, fits_fn: FitsFn | None = None) -> Sweeps:
     """The Time view's curves for one plan: batch size and sequence length; for GRPO plans
     also num_generations and completion_len."""
     grpo = plan.algorithm == "grpo"
-    return Sweeps(batch=batch_sweep(plan, point_fn), seq=sweep(plan, "seq_len", SEQ_GRID, point_fn),
-                  generations=sweep(plan, "num_generations", GENERATIONS_GRID, point_fn) if grpo else None,
-                  completion=sweep(plan, "completion_len", COMPLETION_GRID, point_fn) if grpo else None)
+    return Sweeps(batch=batch_sweep(plan, point_fn, fits_fn), seq=sweep(plan, "seq_len", SEQ_GRID, point_fn, fits_fn),
+                  generations=sweep(plan, "num_generations", GENERATIONS_GRID, point_fn, fits_fn) if grpo else None,
+                  completion=sweep(plan, "completion_len", COMPLETION_GRID, point_fn, fits_fn) if grpo else None)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..core.plan import Plan
 from ..core.result import Estimate
-from ..core.sweep import Sweep, batch_sweep, priced_by
+from ..core.sweep import Sweep, batch_sweep, fitting_by, priced_by
 from .extras import advice_lines, best_plans, hardware_table
 
 
@@ -35,7 +35,7 @@ def collect_report_data(plan: Plan, calibration=None, today: _dt.date | None = N
     best_header, best_rows, best_note = best_plans(plan, calibration)
     return ReportData(
         estimate=est,
-        sweep=batch_sweep(plan, priced_by(calibration)),
+        sweep=batch_sweep(plan, priced_by(calibration), fitting_by(calibration)),
         hardware_header=header,
         hardware_rows=rows,
         hardware_note=note,

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..core.errors import PlanError
 from ..core.estimate import StepPoint, estimate, estimate_point
+from ..core.frontier import plan_fits
 from ..core.plan import Plan, check_combination
 from ..core.result import Estimate
 
@@ -23,6 +24,8 @@ class EstimateCache:
         self._items: OrderedDict[tuple[Plan, Any], Estimate | PlanError] = OrderedDict()
         # curve points priced with core.estimate_point (no Estimate needed: 16 per edit)
         self._points: OrderedDict[tuple[Plan, Any], StepPoint | PlanError] = OrderedDict()
+        # fit-edge bisection points (core.frontier.plan_fits: the peak alone, no step time)
+        self._fits: OrderedDict[tuple[Plan, Any], bool | PlanError] = OrderedDict()
 
     def set_calibration(self, profile: Any) -> None:
         """Estimates from now on use this CalibrationProfile (None: the catalog's figures)."""
@@ -45,6 +48,16 @@ class EstimateCache:
         point = self._lookup(self._points, plan, estimate_point)
         return None if isinstance(point, PlanError) else point
 
+    def get_fits(self, plan: Plan) -> bool:
+        """Whether plan fits its card (False when core rejects it), from a cached estimate or
+        curve point when there is one, else from core.frontier.plan_fits (the same figure)."""
+        for items in (self._items, self._points):
+            found = items.get((plan, self.calibration))
+            if found is not None:
+                return not isinstance(found, PlanError) and (found.memory.fits if items is self._items else found.fits)
+        fits = self._lookup(self._fits, plan, plan_fits)
+        return not isinstance(fits, PlanError) and fits
+
     def _lookup(self, items: OrderedDict, plan: Plan, compute: Callable[..., Any]) -> Any:
         """items[(plan, calibration)], computed by compute(plan, calibration=...) on a miss
         (a PlanError is kept as the value); least recently used entries are dropped."""
@@ -65,3 +78,4 @@ class EstimateCache:
     def clear(self) -> None:
         self._items.clear()
         self._points.clear()
+        self._fits.clear()

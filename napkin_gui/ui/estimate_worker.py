@@ -13,7 +13,7 @@ def run_job(kind: str, plan: Any, calibration: Any, estimates: Any) -> Any:
     estimates.set_calibration(calibration)
     if kind == "sweeps":
         from ..core.sweep import plan_sweeps
-        return plan_sweeps(plan, estimates.get_point)
+        return plan_sweeps(plan, estimates.get_point, estimates.get_fits)
     if kind == "advice":
         from ..core.advise import advise
         return tuple(advise(plan, calibration=calibration))

@@ -150,7 +150,7 @@ class Figures(QObject):
     def _compute_here(self, kind: str, key: tuple, plan: Plan) -> Any:
         calibration = self.estimates.calibration
         if kind == "sweeps":  # points from the window's memoised estimate_point
-            return self._remember(kind, key, plan_sweeps(plan, self.estimates.get_point))
+            return self._remember(kind, key, plan_sweeps(plan, self.estimates.get_point, self.estimates.get_fits))
         # imported on first use: the window's first paint does not wait for them
         from ..core.advise import advise
         from ..core.compare import compare_hardware
