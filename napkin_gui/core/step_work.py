@@ -18,7 +18,7 @@ from .memory.activations import linear_roles, role_input_bytes
 from .memory import rollout
 from .memory.lora import lora_target_linears
 from .memory.preference import no_grad_forwards, policy_forward_plan
-from .memory.timeline import activation_offload, unsloth_offload
+from .memory.timeline import activation_offload, unsloth_modules, unsloth_offload
 from .memory.precision import activation_dtypes, attention_kernel, config_extras, logits_element_bytes
 from .model_spec import DecoderLayer, ModelSpec, block_repeats
 from .plan import Plan
@@ -155,7 +155,7 @@ def _lora(layer: DecoderLayer, plan: Plan, dt, inputs: tuple[int, ...], tokens: 
     elem = 2 if dt.autocast else 4
     dropout = plan.lora_dropout > 0
     targets = lora_target_linears(layer, plan.lora_targets)
-    fused = unsloth_fused_linears(layer, plan) if unsloth_kernels(plan) else frozenset()
+    fused = unsloth_fused_linears(layer, plan) if unsloth_modules(plan) else frozenset()
     for i, lin in enumerate(layer.linears):
         if not any(lin is target for target in targets):
             continue
@@ -222,7 +222,7 @@ def _input_grad_sums(layer: DecoderLayer, plan: Plan, inputs: tuple[int, ...]) -
     targets = set(id(lin) for lin in lora_target_linears(layer, plan.lora_targets)) if plan.is_lora else set()
     # unsloth's fast_lora backward chains a group's input gradient through addmm_ (`dX.addmm_(...)`,
     # unsloth/kernels/fast_lora.py): its role's gradients are summed inside the GEMMs
-    fused = unsloth_fused_linears(layer, plan) if unsloth_kernels(plan) else frozenset()
+    fused = unsloth_fused_linears(layer, plan) if unsloth_modules(plan) else frozenset()
     in_gemm = {linear_roles(layer)[i] for i in fused}
     for lin, role, ib in zip(layer.linears, linear_roles(layer), inputs):
         entry = readers.setdefault(role, [0, lin.d_in, ib])
@@ -240,7 +240,7 @@ def _block_elementwise(layer: DecoderLayer, spec: ModelSpec, plan: Plan, dt, inp
     patch = liger.liger_patch(plan, spec)   # Liger's fused kernels: one launch each (memory/liger.py)
     if torch_compile.compiles(plan):        # inductor fuses the same chains (memory/torch_compile.py)
         patch = liger.LigerPatch(rope=True, rms_norm=True, glu=True)
-    if unsloth_kernels(plan):
+    if unsloth_modules(plan):
         patch = unsloth_patch(layer, plan)
     liger_norm = patch is not None and patch.rms_norm and rms
     norm = (liger.rms_norm_bytes(dt.stream) if liger_norm else
@@ -313,7 +313,7 @@ def _model_level(spec: ModelSpec, plan: Plan, fwd: PhaseWork, bwd: PhaseWork) ->
         # UnslothFusedLoss: `grad_inputs * scale_factor`: read and write each
         bwd.elementwise_bytes += 2 * dt.stream * (tokens * hidden + (vocab * hidden if full else 0))
     patch = liger.liger_patch(plan, spec)
-    fused_norm = (patch is not None and patch.rms_norm) or unsloth_kernels(plan)
+    fused_norm = (patch is not None and patch.rms_norm) or unsloth_modules(plan)
     norm = ((liger.rms_norm_bytes(dt.stream) if fused_norm else tr.rms_norm_bytes(dt.stream))
             if spec.norm_kind == "rms" else tr.layer_norm_bytes(dt.stream))
     stream = tokens * hidden * (norm + 2 * dt.stream)     # final norm + embedding gather
@@ -403,13 +403,6 @@ def unsloth_offload_traffic(spec: ModelSpec, plan: Plan) -> _Copies:
     offload = unsloth_offload(spec, plan)
     layer_input = plan.batch_size * plan.seq_len * spec.hidden_size * activation_dtypes(plan, spec).stream
     return _Copies(offload.offloaded_layers * layer_input, offload.offloaded_layers * layer_input)
-
-
-def unsloth_kernels(plan: Plan) -> bool:
-    """unsloth's own layer code runs (LoRA / QLoRA: fast_rms_layernorm, fast_rope_embedding,
-    the fast_lora autograd Functions); its full fine-tuning runs transformers' modules
-    (memory/timeline.py _unsloth_modules)."""
-    return plan.framework == "unsloth" and plan.is_lora
 
 
 def trainable_tensors(spec: ModelSpec, plan: Plan) -> int:

@@ -69,7 +69,7 @@ def _blocks_before_offload(spec: ModelSpec, plan: Plan) -> tuple[BlockMemory, ..
             forward_work = max(forward_work, saved)
         score_elements = plan.batch_size * spec.num_heads * plan.seq_len ** 2 if scores else 0
         patch = liger.liger_patch(plan, spec)
-        if _unsloth_modules(plan):
+        if unsloth_modules(plan):
             backward_work = unsloth.backward_transient_bytes(tokens, spec.hidden_size, layer, dt, targets,
                                                              _unsloth_dequant_bytes(spec, plan))
         elif patch is not None and patch.glu and layer.gated_mlp and layer.num_experts == 0:
@@ -107,9 +107,10 @@ def _activation_offload(spec: ModelSpec, plan: Plan, dt: act.ActivationDtypes,
                                   tuple(b.kept_bytes for b in blocks), residue, shared)
 
 
-def _unsloth_modules(plan: Plan) -> bool:
+def unsloth_modules(plan: Plan) -> bool:
     """unsloth's own layer code (fast_lora, Triton norms and RoPE) runs for LoRA and QLoRA;
-    its full fine-tuning goes through transformers' modules (FastModel, full_finetuning=True)."""
+    its full fine-tuning goes through transformers' modules (FastModel, full_finetuning=True).
+    The memory here and the step's work (core/step_work.py) both ask it."""
     return plan.framework == "unsloth" and plan.is_lora
 
 
@@ -149,7 +150,7 @@ def unsloth_persistent_bytes(spec: ModelSpec, plan: Plan) -> int:
         return 0
     offload = unsloth_offload(spec, plan)
     total = offload.gpu_buffer_bytes if offload else 0
-    if _unsloth_modules(plan) and plan.lora_dropout == 0:
+    if unsloth_modules(plan) and plan.lora_dropout == 0:
         total += _unsloth_dequant_bytes(spec, plan)
     return total
 
@@ -160,7 +161,7 @@ def _attention_kernel(plan: Plan, spec: ModelSpec, dt: act.ActivationDtypes, lay
     memory-efficient kernel for fp32 on CUDA (and CPU's flash kernel), none keeping s^2."""
     if plan.framework in ("torchtune", "litgpt"):
         return "flash", False, False
-    if _unsloth_modules(plan):  # flash-attn or SDPA(enable_gqa) through run_attention: no s^2
+    if unsloth_modules(plan):  # flash-attn or SDPA(enable_gqa) through run_attention: no s^2
         return "flash", True, False
     return attention_kernel(plan, spec, dt, layer.sliding_window)
 
@@ -180,7 +181,7 @@ def _block_saved_bytes_per_token(plan: Plan, spec: ModelSpec, layer: DecoderLaye
         return litgpt.block_saved_bytes_per_token(layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
                                                   spec.head_dim, kernel, dt, targets, rms=not extras.layer_norm,
                                                   qk_norm=extras.qk_norm)
-    if _unsloth_modules(plan):
+    if unsloth_modules(plan):
         return unsloth.block_saved_bytes_per_token(layer, spec.hidden_size, spec.num_heads, spec.num_kv_heads,
                                                    spec.head_dim, plan.attention == "flash", dt, targets,
                                                    qk_norm=extras.qk_norm)
@@ -248,7 +249,7 @@ def _final_norm_saved_bytes(plan: Plan, spec: ModelSpec, dt: act.ActivationDtype
     if plan.framework == "litgpt":
         return tokens * litgpt.final_norm_saved_bytes_per_token(spec.hidden_size, dt,
                                                                 not config_extras(spec).layer_norm)
-    if _unsloth_modules(plan):
+    if unsloth_modules(plan):
         return tokens * unsloth.final_norm_saved_bytes_per_token(spec.hidden_size, dt)
     patch = liger.liger_patch(plan, spec)
     if patch is not None and patch.rms_norm and not config_extras(spec).layer_norm:
