@@ -289,27 +289,25 @@ def search_table(plan: Plan, gpus: Iterable[str] | None = None, max_gpus: int = 
     configs, fitting, tried = _fitting_configs(plan, found, spec, reference, shift, room, max_gpus)
     config_of_row = numpy.array([c for c, fit in fitting for _ in fit], dtype=int)
     card_of_row = numpy.array([k for _, fit in fitting for k in fit], dtype=int)
-    device_used, paged = _row_memory(configs, config_of_row, card_of_row, cards)
+    device_used, paged = _row_memory(configs, config_of_row, card_of_row, cards, shift)
     group_of = {r: g for g, members in enumerate(_optimizer_groups(found)) for r in members}
     tps, step = _priced(configs, config_of_row, card_of_row, cards, spec, paged, group_of)
     return SearchTable(plan, cards, configs, config_of_row, card_of_row, tps, step, device_used, calibration, tried)
 
 
 def _row_memory(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray,
-                cards: tuple[GpuSpec, ...]) -> tuple[ndarray, ndarray]:
+                cards: tuple[GpuSpec, ...], shift: ndarray) -> tuple[ndarray, ndarray]:
     """(NVML-used bytes, paged optimizer bytes over PCIe per step) of every row, as
     summary.device_used_bytes and paged_traffic_bytes count them: the reference card's reserve
-    shifted by the card's cuBLAS workspaces, its context (+ NCCL's buffers with peers), and the
-    managed pages that fit in what is left."""
+    moved to the card (shift: compare.card_shift_bytes per card, as the fit check used), its
+    context (+ NCCL's buffers with peers), and the managed pages that fit in what is left."""
     import numpy
     column = lambda f: numpy.array([f(c) for c in configs], dtype=float)  # noqa: E731  one per config
     n_gpus = column(lambda c: c.plan.n_gpus)[config_of_row]
-    workspace = numpy.array([card_shift_bytes(configs[0].plan, g, cards[0]) for g in cards], dtype=float) \
-        if configs else numpy.zeros(len(cards))
     counts, count_of_row = numpy.unique(n_gpus, return_inverse=True)
     outside = numpy.array([[outside_torch_bytes(g, int(n)) for g in cards] for n in counts], dtype=float)
     context = outside[count_of_row, card_of_row] if len(card_of_row) else numpy.zeros(0)
-    reserved = column(lambda c: c.reserved_bytes)[config_of_row] + workspace[card_of_row]
+    reserved = column(lambda c: c.reserved_bytes)[config_of_row] + shift.astype(float)[card_of_row]
     managed = column(lambda c: c.managed_bytes)[config_of_row]
     room = numpy.array([capacity_bytes(g) for g in cards], dtype=float)[card_of_row] - context - reserved
     paged_out = paged_out_bytes(managed, room)
@@ -556,8 +554,7 @@ def _priced(configs: list[_Config], config_of_row: ndarray, card_of_row: ndarray
         first.setdefault((c.recipe, c.plan.batch_size, c.plan.grad_accum), c)
     made: dict[tuple[int, int, int], StepWork] = {}
     for key in sorted(works, key=lambda k: (group_of[k[0]], k[1], k[2], k[0])):
-        plan = first[key].plan
-        made[key] = step_work(spec, plan, model_state(spec, plan).trainable_params)
+        made[key] = step_work(spec, first[key].plan, states[key[0]].trainable_params)
     work_list = [made[key] for key in works]   # works' order: index = works[key]
     work_of_config = numpy.array(work_of_config, dtype=int)
     dtype = configs[0].plan.compute_dtype   # the recipes keep the plan's precision
